@@ -1,0 +1,132 @@
+"""Token claims and the token routes' requests and responses (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ems.core.ids import USER_ID
+
+# The seed's list_of_resources, plus the new domains. `*` is every resource.
+RESOURCES = (
+    "sensors", "rooms", "analytics", "export", "events", "ingest", "batteries", "demand-response",
+    "p2p", "forecast", "iot", "tariffs", "sites", "tokens", "*",
+)  # fmt: skip
+Resource = Literal[
+    "sensors", "rooms", "analytics", "export", "events", "ingest", "batteries", "demand-response",
+    "p2p", "forecast", "iot", "tariffs", "sites", "tokens", "*",
+]  # fmt: skip
+
+DataAggregation = Literal["raw", "room", "site"]
+TimeAggregation = Literal["raw", "15m", "1h", "1d"]
+# Finest first: a token may only hand on limits at least as coarse as its own.
+DATA_AGGREGATION_ORDER: tuple[DataAggregation, ...] = ("raw", "room", "site")
+TIME_AGGREGATION_ORDER: tuple[TimeAggregation, ...] = ("raw", "15m", "1h", "1d")
+
+MAX_LIFETIME_MINUTES = 366 * 24 * 60
+DEFAULT_LIFETIME_MINUTES = 30 * 24 * 60
+
+
+def _check_sites(sites: list[str]) -> list[str]:
+    for site in sites:
+        if site != "*" and not USER_ID.match(site):
+            raise ValueError(f"{site!r} is not a site id (letters, digits, _ . : -)")
+    return sites
+
+
+class Claims(BaseModel):
+    """What a verified token says about its holder."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sub: str
+    name: str
+    jti: str
+    iat: int
+    exp: int
+    iss: str
+    aud: str
+    resources: list[Resource]
+    sites: list[str] = Field(default_factory=lambda: ["*"])
+    data_aggregation: DataAggregation = "raw"
+    time_aggregation: TimeAggregation = "raw"
+    embargo_minutes: int = Field(default=0, ge=0)
+
+    def has_resource(self, resource: str) -> bool:
+        return "*" in self.resources or resource in self.resources
+
+    def may_access_site(self, site_id: str) -> bool:
+        return "*" in self.sites or site_id in self.sites
+
+    def only_site(self) -> str | None:
+        """The site a request means when it names none: the token's single site, if it has one."""
+        return self.sites[0] if len(self.sites) == 1 and self.sites[0] != "*" else None
+
+
+class TokenRequest(BaseModel):
+    """POST /tokens/generate. `list_of_resources` is the seed's name, kept as the wire name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    list_of_resources: list[Resource] = Field(min_length=1)
+    sites: list[str] | None = Field(default=None, min_length=1)
+    exp_minutes: int = Field(default=DEFAULT_LIFETIME_MINUTES, ge=1, le=MAX_LIFETIME_MINUTES)
+    data_aggregation: DataAggregation = "raw"
+    time_aggregation: TimeAggregation = "raw"
+    embargo_minutes: int = Field(default=0, ge=0, le=366 * 24 * 60)
+
+    @field_validator("sites")
+    @classmethod
+    def _known_site_ids(cls, sites: list[str] | None) -> list[str] | None:
+        return None if sites is None else _check_sites(sites)
+
+
+class TokenIssued(BaseModel):
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+class TokenText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=8192)
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(default=None, min_length=1, max_length=8192)
+    jti: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class Validation(BaseModel):
+    valid: bool
+    reason: str | None = None
+    claims: Claims | None = None
+
+
+class Revoked(BaseModel):
+    revoked: bool
+    jti: str
+
+
+class TokenMeta(BaseModel):
+    """What GET /tokens shows of a token: never the token itself."""
+
+    jti: str
+    name: str
+    sub: str
+    resources: list[str]
+    sites: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    revoked: bool
+    revoked_at: datetime | None = None
+    origin: Literal["minted", "saved", "revoked-only"]
+    data_aggregation: str = "raw"
+    time_aggregation: str = "raw"
+    embargo_minutes: int = 0

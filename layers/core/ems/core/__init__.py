@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, errors, clock, ids, pagination, AWS clients, HTTP glue."""

@@ -1,0 +1,38 @@
+"""The one place that reads the time, so tests can set it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a Z, to the millisecond, as API.md writes times."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str | int | float, field: str) -> datetime:
+    """Accept ISO 8601 (naive means UTC) or epoch seconds, as API.md promises."""
+    from ems.core.errors import Invalid
+
+    if isinstance(value, bool):
+        raise Invalid("must be an ISO 8601 time or epoch seconds", field)
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise Invalid("epoch seconds out of range", field) from exc
+    text = value.strip()
+    if text.replace(".", "", 1).isdigit():
+        return parse_time(float(text), field)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Invalid(f"not an ISO 8601 time: {value!r}", field) from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

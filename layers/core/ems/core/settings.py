@@ -1,0 +1,49 @@
+"""Settings read from the environment when first asked for, never at import (tests set env first)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "dev"
+    region: str = "us-east-1"
+    tokens_table: str = "ems-dev-tokens"
+    registry_table: str = "ems-dev-registry"
+    signing_key_id: str = ""
+    previous_signing_key_ids: tuple[str, ...] = field(default_factory=tuple)
+    token_issuer: str = "ems"
+    token_audience: str = "ems-api"
+    telemetry_backend: str = "dynamodb"
+    version: str = "0.1.0"
+
+    @property
+    def verification_key_ids(self) -> tuple[str, ...]:
+        """The key that signs now, then the keys that signed before the last rotations."""
+        return tuple(k for k in (self.signing_key_id, *self.previous_signing_key_ids) if k)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    env = os.environ
+    from ems import __version__
+
+    return Settings(
+        stage=env.get("STAGE", "dev"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        tokens_table=env.get("TOKENS_TABLE", "ems-dev-tokens"),
+        registry_table=env.get("REGISTRY_TABLE", "ems-dev-registry"),
+        signing_key_id=env.get("SIGNING_KEY_ID", ""),
+        previous_signing_key_ids=_csv(env.get("PREVIOUS_SIGNING_KEY_IDS", "")),
+        token_issuer=env.get("TOKEN_ISSUER", "ems"),
+        token_audience=env.get("TOKEN_AUDIENCE", "ems-api"),
+        telemetry_backend=env.get("TELEMETRY_BACKEND", "dynamodb"),
+        version=__version__,
+    )

@@ -1,0 +1,120 @@
+"""Sites, rooms and sensors: the rules above the store (what may change, what must exist)."""
+
+from __future__ import annotations
+
+from ems.auth.models import Claims
+from ems.core.clock import Clock, utc_now
+from ems.core.errors import Forbidden
+from ems.core.pagination import Page
+from ems.registry.models import (
+    Deleted,
+    Room,
+    RoomIn,
+    RoomUpdate,
+    Sensor,
+    SensorIn,
+    SensorUpdate,
+    Site,
+    SiteIn,
+    SiteUpdate,
+)
+from ems.registry.store import RegistryStore
+
+# ---------------------------------------------------------------- sites
+
+
+def create_site(request: SiteIn, caller: Claims, store: RegistryStore, now: Clock = utc_now) -> Site:
+    if not caller.may_access_site(request.site_id):
+        raise Forbidden(f"this token is not granted site {request.site_id!r}", "site_id")
+    moment = now()
+    return store.create_site(Site(**request.model_dump(), created_at=moment, updated_at=moment))
+
+
+def get_site(site_id: str, store: RegistryStore) -> Site:
+    return store.get_site(site_id)
+
+
+def update_site(site_id: str, change: SiteUpdate, store: RegistryStore, now: Clock = utc_now) -> Site:
+    site = store.get_site(site_id)
+    updated = site.model_copy(update={**change.model_dump(exclude_unset=True), "updated_at": now()})
+    return store.put_site(Site.model_validate(updated.model_dump()))
+
+
+def list_sites(caller: Claims, store: RegistryStore, limit: int, next_token: str | None) -> Page[Site]:
+    """Every site for a token of all sites; the token's own sites otherwise."""
+    return store.list_sites(None if "*" in caller.sites else list(caller.sites), limit, next_token)
+
+
+def delete_site(site_id: str, cascade: bool, store: RegistryStore) -> Deleted:
+    store.get_site(site_id)
+    return Deleted(cascaded=store.delete_site(site_id, cascade))
+
+
+# ---------------------------------------------------------------- rooms
+
+
+def create_room(site_id: str, request: RoomIn, store: RegistryStore, now: Clock = utc_now) -> Room:
+    moment = now()
+    return store.create_room(
+        Room(**request.model_dump(), site_id=site_id, created_at=moment, updated_at=moment)
+    )
+
+
+def get_room(site_id: str, name: str, store: RegistryStore) -> Room:
+    return store.get_room(site_id, name)
+
+
+def update_room(
+    site_id: str, name: str, change: RoomUpdate, store: RegistryStore, now: Clock = utc_now
+) -> Room:
+    room = store.get_room(site_id, name)
+    return store.update_room(
+        room.model_copy(update={**change.model_dump(exclude_unset=True), "updated_at": now()})
+    )
+
+
+def list_rooms(site_id: str, store: RegistryStore, limit: int, next_token: str | None) -> Page[Room]:
+    return store.list_rooms(site_id, limit, next_token)
+
+
+def delete_room(site_id: str, name: str, cascade: bool, store: RegistryStore) -> Deleted:
+    return Deleted(cascaded=store.delete_room(site_id, name, cascade))
+
+
+# ---------------------------------------------------------------- sensors
+
+
+def create_sensor(site_id: str, request: SensorIn, store: RegistryStore, now: Clock = utc_now) -> Sensor:
+    moment = now()
+    return store.create_sensor(
+        Sensor(**request.model_dump(), site_id=site_id, created_at=moment, updated_at=moment)
+    )
+
+
+def get_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Sensor:
+    return store.get_sensor(site_id, sensor_id)
+
+
+def update_sensor(
+    site_id: str, sensor_id: str, change: SensorUpdate, store: RegistryStore, now: Clock = utc_now
+) -> Sensor:
+    before = store.get_sensor(site_id, sensor_id)
+    fields = change.model_dump(exclude_unset=True)
+    after = Sensor.model_validate({**before.model_dump(), **fields, "updated_at": now()})
+    return store.replace_sensor(before, after)
+
+
+def list_sensors(
+    site_id: str,
+    room: str | None,
+    sensor_type: str | None,
+    store: RegistryStore,
+    limit: int,
+    next_token: str | None,
+) -> Page[Sensor]:
+    return store.list_sensors(site_id, room, sensor_type, limit, next_token)
+
+
+def delete_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Deleted:
+    store.delete_sensor(site_id, sensor_id)
+    return Deleted()
