@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from ems.auth.models import Claims
 from ems.core.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound, Unauthorized
 from ems.core.observability import logger, metrics
+from ems.core.settings import settings
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -154,7 +155,8 @@ def claims(app: APIGatewayHttpResolver) -> Claims:
 
 
 def request_site(app: APIGatewayHttpResolver, site_id: str | None = None) -> str:
-    """The site a request acts on: named by `site_id` (a path), `?site=` or `X-Site`, or the token's only site.
+    """The site a request acts on: named by `site_id` (a path), `?site=` or `X-Site`, else the token's
+    only site, else the deployment's default site (DEFAULT_SITE_ID).
 
     The authorizer checks this too; checking again here means a cached authorizer decision can
     never carry a token across to a site it was not granted.
@@ -166,6 +168,10 @@ def request_site(app: APIGatewayHttpResolver, site_id: str | None = None) -> str
             raise Forbidden(f"this token is not granted site {named!r}", "site")
         return named
     only = held.only_site()
-    if only is None:
-        raise BadRequest("name the site with ?site= or the X-Site header", "site")
-    return only
+    if only is not None:
+        return only
+    # The original dashboard knew one building: its calls name no site and go to the default one.
+    default = settings().default_site_id
+    if default and held.may_access_site(default):
+        return default
+    raise BadRequest("name the site with ?site= or the X-Site header", "site")

@@ -22,6 +22,7 @@ class Settings:
     token_issuer: str = "ems"
     token_audience: str = "ems-api"
     telemetry_backend: str = "dynamodb"
+    default_site_id: str = "default"
     version: str = "0.1.0"
 
     @property
@@ -45,5 +46,6 @@ def settings() -> Settings:
         token_issuer=env.get("TOKEN_ISSUER", "ems"),
         token_audience=env.get("TOKEN_AUDIENCE", "ems-api"),
         telemetry_backend=env.get("TELEMETRY_BACKEND", "dynamodb"),
+        default_site_id=env.get("DEFAULT_SITE_ID", "default"),
         version=__version__,
     )
