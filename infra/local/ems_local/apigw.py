@@ -100,15 +100,55 @@ def request_event(
     return event
 
 
-def authorizer_event(event: dict[str, Any], identity_headers: list[str]) -> dict[str, Any]:
-    """The REQUEST authorizer's payload 2.0 event for a request."""
+@dataclass(frozen=True)
+class IdentitySources:
+    """Where a REQUEST authorizer's identity comes from ($request.header.X, $context.routeKey, ...)."""
+
+    headers: tuple[str, ...] = ("Authorization",)
+    query_strings: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    stage_variables: tuple[str, ...] = ()
+
+    @classmethod
+    def from_sam(cls, identity: dict[str, Any] | None) -> IdentitySources:
+        """From SAM's `Identity` of a Lambda authorizer (Headers, QueryStrings, Context, StageVariables)."""
+        if identity is None:
+            return cls()
+        return cls(
+            headers=tuple(identity.get("Headers") or ()), query_strings=tuple(identity.get("QueryStrings") or ()),
+            context=tuple(identity.get("Context") or ()), stage_variables=tuple(identity.get("StageVariables") or ()),
+        )  # fmt: skip
+
+    def values(self, event: dict[str, Any]) -> list[str] | None:
+        """The identity of a request in order, or None when one is missing: API Gateway then answers
+        401 without calling the authorizer."""
+        headers = event.get("headers") or {}
+        query = event.get("queryStringParameters") or {}
+        context = event.get("requestContext") or {}
+        stage = event.get("stageVariables") or {}
+        found = [
+            *(headers.get(h.lower()) for h in self.headers), *(query.get(q) for q in self.query_strings),
+            *(context.get(c) for c in self.context), *(stage.get(v) for v in self.stage_variables),
+        ]  # fmt: skip
+        return None if any(v in (None, "") for v in found) else [str(v) for v in found]
+
+
+def authorizer_event(
+    event: dict[str, Any],
+    identity_headers: list[str] | tuple[str, ...] = (),
+    identity: list[str] | None = None,
+) -> dict[str, Any]:
+    """The REQUEST authorizer's payload 2.0 event for a request (`identity`: its identity sources'
+    values, by default those of `identity_headers`)."""
     route_key = event["routeKey"]
     method, _, path = route_key.partition(" ")
+    if identity is None:
+        identity = [event["headers"].get(h.lower(), "") for h in identity_headers]
     return {
         "version": "2.0",
         "type": "REQUEST",
         "routeArn": f"arn:aws:execute-api:us-east-1:{ACCOUNT_ID}:{API_ID}/$default/{method}{path}",
-        "identitySource": [event["headers"].get(h.lower(), "") for h in identity_headers],
+        "identitySource": identity,
         **{k: v for k, v in event.items() if k not in ("version", "body", "isBase64Encoded")},
     }
 

@@ -1,0 +1,89 @@
+"""`ems local up` (and `python -m ems_local`): run the local cloud until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ems_local import console
+from ems_local.cloud import LocalCloud, Options
+from ems_local.ports import PortTaken
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ems local up",
+        description="Run template.yaml on this machine: moto, the functions, the HTTP API.",
+    )
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP API (0: any free port)")
+    parser.add_argument("--aws-port", type=int, default=4566, help="AWS endpoint, moto (0: any free port)")
+    parser.add_argument("--ws-port", type=int, default=8001, help="WebSocket API")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker")
+    parser.add_argument("--state-dir", type=Path, default=Path(".local"), help="where stack.json goes")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="clear the state directory first (AWS state is in memory: every start is fresh)",
+    )
+    parser.add_argument("--empty", action="store_true", help="no demo site")
+    parser.add_argument("--concurrency", type=int, default=4, help="worker processes per function at most")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a template parameter, e.g. AuthorizerCacheTtlSeconds=300 (repeatable)",
+    )  # fmt: skip
+    return parser
+
+
+def _banner(description: dict[str, Any]) -> None:
+    for line in (
+        f"HTTP API     {description['http']}",
+        f"WebSocket    {description['ws']}  (not served yet)",
+        f"MQTT         {description['mqtt']}  (not served yet)",
+        f"AWS (moto)   {description['aws']}",
+        f"site         {description['site']}",
+        f"admin token  {description['admin_token']}",
+        "ready; Ctrl-C stops everything",
+    ):
+        console.line("local", line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["up"]:  # `ems local up ...` hands us what follows `local`
+        argv = argv[1:]
+    args = _parser().parse_args(argv)
+    try:
+        parameters = dict(p.split("=", 1) for p in args.param)
+    except ValueError:
+        print("ems local up: --param takes NAME=VALUE", file=sys.stderr)
+        return 2
+    options = Options(
+        http_port=args.http_port, ws_port=args.ws_port, mqtt_port=args.mqtt_port, aws_port=args.aws_port,
+        state_dir=args.state_dir, reset=args.reset, demo=not args.empty, concurrency=args.concurrency,
+        parameters=parameters,
+    )  # fmt: skip
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    cloud = LocalCloud(options)
+    try:
+        _banner(cloud.start())
+        while not stopping.wait(0.5):
+            pass
+        console.line("local", "stopping")
+    except PortTaken as exc:
+        print(f"ems local up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cloud.stop()
+    console.line("local", "stopped")
+    return 0

@@ -1,0 +1,109 @@
+"""The HTTP API's server: bytes on 127.0.0.1 in, HttpGateway, bytes out (stdlib only)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from ems_local import apigw, console
+from ems_local.gateway import HttpGateway
+from ems_local.ports import HOST, check_free
+
+# API Gateway HTTP APIs refuse request bodies over 10 MB.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients of API Gateway expect
+    server: _Server
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        url = urlsplit(self.path)
+        headers: dict[str, str] = {}
+        for key, value in self.headers.items():
+            # Payload 2.0 joins repeated headers with commas.
+            key = key.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        body = self._body(headers)
+        if body is None:
+            status, out, raw = apigw.gateway_error(413)
+            self.close_connection = True
+        else:
+            try:
+                status, out, raw = self.server.gateway.handle(
+                    self.command, url.path or "/", url.query, headers, body or None, self.client_address[0]
+                )
+            except Exception:  # a bug of the emulator itself: answer as API Gateway would, and say why
+                console.line("http", traceback.format_exc())
+                status, out, raw = apigw.gateway_error(500)
+        self.send_response(status)
+        for key, value in out.items():
+            if key not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        if status != 204:  # a 204 has no body, so no length either
+            self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(raw)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        console.line("http", f"{self.command} {self.path} {status} {elapsed_ms:.0f} ms")
+
+    def _body(self, headers: dict[str, str]) -> bytes | None:
+        """The request body; None when it is over the limit."""
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks, size = [], 0
+            while True:
+                length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if length == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                size += length
+                if size > MAX_BODY_BYTES:
+                    return None
+                chunks.append(self.rfile.read(length))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request is written by _serve, prefixed like every other log line
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    gateway: HttpGateway
+
+
+class HttpApiServer:
+    def __init__(self, gateway: HttpGateway, port: int = 8000) -> None:
+        check_free("http", port)
+        self._server = _Server((HOST, port), _Handler)
+        self._server.gateway = gateway
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
+        self._thread.start()
+        console.line("http", f"HTTP API listening on {self.url}")
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()

@@ -1,0 +1,128 @@
+"""The local cloud started for real, as `ems local up` starts it: one stack per test module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# How long a cold machine may take to start moto, the workers and seed the stack; not a test of speed.
+START_SECONDS = 120
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[bytes]
+    description: dict[str, Any]
+    home: Path  # where `.local/stack.json` is, i.e. the cwd for `ems` commands
+    log: Path
+
+    @property
+    def http(self) -> str:
+        return str(self.description["http"])
+
+    @property
+    def admin_token(self) -> str:
+        return str(self.description["admin_token"])
+
+    def ports(self) -> list[int]:
+        return [int(urlsplit(self.description[k]).port or 0) for k in ("http", "aws")]
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a zombie has exited already)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def port_free(port: int) -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def local_up(home: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`python -m ems_local` in `home`, on ports the system picks, its output in home/local.log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env["PYTHONUNBUFFERED"] = "1"
+    log = (home / "local.log").open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "ems_local",
+        "--http-port",
+        "0",
+        "--aws-port",
+        "0",
+        "--state-dir",
+        ".local",
+        *args,
+    ]
+    return subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    home = tmp_path_factory.mktemp("local")
+    process = local_up(home)
+    stack_file, log = home / ".local" / "stack.json", home / "local.log"
+    try:
+        give_up = time.monotonic() + START_SECONDS
+        while not stack_file.exists():
+            if process.poll() is not None:
+                pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
+            if time.monotonic() > give_up:
+                pytest.fail(f"the local cloud did not write stack.json:\n{log.read_text()}")
+            time.sleep(0.1)
+        stack = RunningStack(process, json.loads(stack_file.read_text()), home, log)
+        assert stack.description["pid"] == process.pid
+        yield stack
+    finally:
+        workers = children_of(process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # by its PID, as `kill PID` would
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
+    assert code == 0, log.read_text()
+    assert workers, "the stack served requests, so it had worker processes"
+    assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
+    assert all(port_free(port) for port in stack.ports())
+    assert not stack_file.exists(), "stack.json describes a stack that is gone"
