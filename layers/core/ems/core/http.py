@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -18,10 +18,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 
-from ems.auth.models import Claims
 from ems.core.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound, Unauthorized
 from ems.core.observability import logger, metrics
 from ems.core.settings import settings
+
+if TYPE_CHECKING:
+    from ems.auth.models import Claims
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -146,6 +148,9 @@ def flag(app: APIGatewayHttpResolver, name: str) -> bool:
 
 def claims(app: APIGatewayHttpResolver) -> Claims:
     """The claims the authorizer verified and passed on; 401 when the route ran without them."""
+    # Imported here: open functions (system) never read claims and skip building the auth models.
+    from ems.auth.models import Claims
+
     authorizer = app.current_event.request_context.authorizer
     context = (authorizer.get_lambda or {}) if authorizer else {}
     raw = context.get("claims")

@@ -8,6 +8,7 @@ atomic condition rather than a query and a hope.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from pynamodb.attributes import (
@@ -82,7 +83,9 @@ class RegistryItem(Model):
     metadata = JSONAttribute(null=True)
 
 
+@cache
 def _connection() -> Connection:
+    """One PynamoDB connection (and so one DynamoDB client) per process, for transactions."""
     return Connection(region=settings().region)
 
 
