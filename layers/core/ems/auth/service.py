@@ -112,7 +112,7 @@ def verify(token: str, store: TokenStore, now: Clock = utc_now, config: Settings
     config = config or settings()
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
+    except jwt.PyJWTError as exc:  # DecodeError, and InvalidTokenError for a kid that is not a string
         raise Unauthorized(f"malformed token: {exc}") from exc
     if header.get("alg") != signing.ALGORITHM:
         raise Unauthorized(f"algorithm {header.get('alg')!r} is not accepted")
@@ -197,7 +197,11 @@ def authorize(
 
 def save(token: str, caller: Claims, store: TokenStore, now: Clock = utc_now) -> TokenMeta:
     """Register a token we signed (minted elsewhere, by the CLI say) as active."""
-    claims = verify(token, store, now)
+    try:
+        claims = verify(token, store, now)
+    except Unauthorized as exc:
+        # The caller is who it says (the authorizer checked); what is wrong is the token it sent.
+        raise Invalid(exc.message, "token") from exc
     _check_may_administer(caller, claims)
     return store.record(claims, origin="saved")
 

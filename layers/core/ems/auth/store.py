@@ -124,7 +124,7 @@ class TokenStore:
 
     def page(self, limit: int, next_token: str | None) -> Page[TokenMeta]:
         """Tokens in no particular order (a scan: the table holds one small item per token)."""
-        scan = TokenRecord.scan(limit=limit, last_evaluated_key=decode_token(next_token))
+        scan = TokenRecord.scan(limit=limit, last_evaluated_key=decode_token(next_token, ("jti",)))
         items: Iterable[TokenRecord] = list(scan)
         metas = [item.meta() for item in items]
         last: dict[str, Any] | None = scan.last_evaluated_key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Collection
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -30,7 +31,19 @@ def encode_token(last_key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str | None) -> dict[str, Any] | None:
+def _is_key_value(value: Any) -> bool:
+    """A DynamoDB key attribute as LastEvaluatedKey writes it: {"S": "..."} or {"N": "..."}."""
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in ("S", "N")
+        and isinstance(next(iter(value.values())), str)
+    )
+
+
+def decode_token(token: str | None, keys: Collection[str] | None = None) -> dict[str, Any] | None:
+    """The start key of the next page; 400 unless it is shaped like a key of `keys` (the table's or
+    index's key attributes), since DynamoDB and botocore answer anything else with a 500."""
     if not token:
         return None
     try:
@@ -38,7 +51,9 @@ def decode_token(token: str | None) -> dict[str, Any] | None:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("not a token this API issued", "next_token") from exc
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not value or not all(_is_key_value(v) for v in value.values()):
+        raise BadRequest("not a token this API issued", "next_token")
+    if keys is not None and set(value) != set(keys):
         raise BadRequest("not a token this API issued", "next_token")
     return value
 

@@ -8,6 +8,7 @@ atomic condition rather than a query and a hope.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -35,6 +36,9 @@ SITE_SK = "SITE"
 ROOM = "ROOM#"
 SENSOR = "SENSOR#"
 ALL_SITES = "SITES"
+# What a page's next_token holds: the table's key, and the index's too for a page of gsi1.
+PAGE_KEYS = ("pk", "sk")
+GSI1_PAGE_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk")
 # DynamoDB allows 100 items in one transaction; keep one place for the room's counter.
 TRANSACTION_CHUNK = 99
 
@@ -173,12 +177,17 @@ class RegistryStore:
         if site_ids is not None:
             sites = [self.get_site(s) for s in sorted(site_ids) if self.site_exists(s)]
             return Page[Site](items=sites, count=len(sites))
-        results = RegistryItem.gsi1.query(ALL_SITES, limit=limit, last_evaluated_key=decode_token(next_token))
+        results = RegistryItem.gsi1.query(
+            ALL_SITES, limit=limit, last_evaluated_key=decode_token(next_token, GSI1_PAGE_KEYS)
+        )
         return self._page(results, _site)
 
     def site_item_counts(self, site_id: str) -> dict[str, int]:
         counts = {"rooms": 0, "sensors": 0, "other": 0}
-        for item in RegistryItem.query(site_id, RegistryItem.sk != SITE_SK, attributes_to_get=["sk"]):
+        # A key condition cannot say "sk <> SITE" (DynamoDB has no <> on keys): skip it here.
+        for item in RegistryItem.query(site_id, attributes_to_get=["sk"]):
+            if item.sk == SITE_SK:
+                continue
             kind = (
                 "rooms" if item.sk.startswith(ROOM) else "sensors" if item.sk.startswith(SENSOR) else "other"
             )
@@ -195,10 +204,9 @@ class RegistryStore:
             )
         if cascade:
             with RegistryItem.batch_write() as batch:
-                for item in RegistryItem.query(
-                    site_id, RegistryItem.sk != SITE_SK, attributes_to_get=["pk", "sk"]
-                ):
-                    batch.delete(item)
+                for item in RegistryItem.query(site_id, attributes_to_get=["pk", "sk"]):
+                    if item.sk != SITE_SK:
+                        batch.delete(item)
         try:
             RegistryItem(pk=site_id, sk=SITE_SK).delete(condition=RegistryItem.pk.exists())
         except DeleteError as exc:
@@ -261,7 +269,7 @@ class RegistryStore:
             site_id,
             RegistryItem.sk.startswith(ROOM),
             limit=limit,
-            last_evaluated_key=decode_token(next_token),
+            last_evaluated_key=decode_token(next_token, PAGE_KEYS),
         )
         return self._page(results, _room)
 
@@ -309,18 +317,26 @@ class RegistryStore:
                     )
                 tx.save(item, condition=RegistryItem.pk.does_not_exist())
         except TransactWriteError as exc:
-            reasons = _reasons(exc)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            # PynamoDB sends condition checks, then deletes, puts and updates, whatever the order of
+            # the calls above: [site check, sensor put, room update].
+            failed = [code == "ConditionalCheckFailed" for code in _reasons(exc)] + [False] * 3
+            site_missing, duplicate, room_missing = failed[:3]
+            if site_missing:
                 raise NotFound(f"no site {sensor.site_id!r}; create it first", "site") from exc
-            if sensor.room is not None and reasons[1] == "ConditionalCheckFailed":
+            if room_missing:
                 raise Invalid(f"no room {sensor.room!r} in this site", "room") from exc
-            if reasons and reasons[-1] == "ConditionalCheckFailed":
+            if duplicate:
                 raise Conflict(f"sensor {sensor.sensor_id!r} exists already", "sensor_id") from exc
             raise
         return sensor
 
     def get_sensor(self, site_id: str, sensor_id: str) -> Sensor:
         return _sensor(self._get(site_id, SENSOR + sensor_id, f"no sensor {sensor_id!r}", "sensor_id"))
+
+    def get_sensors(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Sensor]:
+        """The site's sensors among `sensor_ids` (BatchGetItem, 100 a call); unknown ids are absent."""
+        keys = [(site_id, SENSOR + sensor_id) for sensor_id in set(sensor_ids)]
+        return {s.sensor_id: s for s in map(_sensor, RegistryItem.batch_get(keys, consistent_read=True))}
 
     def replace_sensor(self, before: Sensor, after: Sensor) -> Sensor:
         """Write `after` over `before`, moving the room counters in the same transaction."""
@@ -344,15 +360,12 @@ class RegistryStore:
                     condition=RegistryItem.pk.exists() & (RegistryItem.updated_at == before.updated_at),
                 )
         except TransactWriteError as exc:
-            reasons = _reasons(exc)
-            if (
-                before.room != after.room
-                and after.room is not None
-                and reasons
-                and reasons[0] == "ConditionalCheckFailed"
-            ):
+            # PynamoDB sends puts before updates: [sensor put, new room's update?, old room's update?].
+            failed = [code == "ConditionalCheckFailed" for code in _reasons(exc)] + [False] * 2
+            changed, new_room_missing = failed[:2]
+            if before.room != after.room and after.room is not None and new_room_missing:
                 raise Invalid(f"no room {after.room!r} in this site", "room") from exc
-            if reasons and reasons[-1] == "ConditionalCheckFailed":
+            if changed:
                 raise Conflict("the sensor changed while updating it; retry", "sensor_id") from exc
             raise
         return after
@@ -377,7 +390,7 @@ class RegistryStore:
         self, site_id: str, room: str | None, sensor_type: str | None, limit: int, next_token: str | None
     ) -> Page[Sensor]:
         type_filter = RegistryItem.sensor_type == sensor_type if sensor_type else None
-        start = decode_token(next_token)
+        start = decode_token(next_token, PAGE_KEYS if room is None else GSI1_PAGE_KEYS)
         if room is not None:
             results = RegistryItem.gsi1.query(
                 _room_sensors_key(site_id, room),
