@@ -22,7 +22,12 @@ class Settings:
     token_issuer: str = "ems"
     token_audience: str = "ems-api"
     telemetry_backend: str = "dynamodb"
+    telemetry_table: str = "ems-dev-telemetry"
+    rollups_table: str = "ems-dev-telemetry-rollups"
+    raw_retention_days: int = 30
     default_site_id: str = "default"
+    # The API Gateway management endpoint of the WebSocket API: https://{api}.execute-api.{region}.amazonaws.com/{stage}
+    websocket_endpoint: str = ""
     version: str = "0.1.0"
 
     @property
@@ -46,6 +51,10 @@ def settings() -> Settings:
         token_issuer=env.get("TOKEN_ISSUER", "ems"),
         token_audience=env.get("TOKEN_AUDIENCE", "ems-api"),
         telemetry_backend=env.get("TELEMETRY_BACKEND", "dynamodb"),
+        telemetry_table=env.get("TELEMETRY_TABLE", "ems-dev-telemetry"),
+        rollups_table=env.get("ROLLUPS_TABLE", "ems-dev-telemetry-rollups"),
+        raw_retention_days=max(1, int(env.get("RAW_RETENTION_DAYS") or 30)),
         default_site_id=env.get("DEFAULT_SITE_ID", "default"),
+        websocket_endpoint=env.get("WEBSOCKET_ENDPOINT", ""),
         version=__version__,
     )

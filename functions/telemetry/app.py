@@ -1,0 +1,38 @@
+"""Telemetry routes: ingest of readings, one sensor's series, and queries over many."""
+
+from functools import cache
+
+from ems.core.http import body, claims, http_app, lambda_handler, request_site
+from ems.registry.store import RegistryStore
+from ems.telemetry import service as telemetry
+from ems.telemetry.models import DataQuery, IngestRequest, SensorDataQuery
+from ems.telemetry.store import telemetry_store
+
+app = http_app("telemetry")
+
+
+@cache
+def stores() -> telemetry.Stores:
+    """Made on first use, not at import: the backend comes from the environment."""
+    return telemetry.Stores(registry=RegistryStore(), telemetry=telemetry_store())
+
+
+@app.post("/api/v1/data/ingest")
+def ingest():  # type: ignore[no-untyped-def]
+    return telemetry.ingest(request_site(app), body(app, IngestRequest), stores())
+
+
+@app.get("/api/v1/sensors/<sensor_id>/data")
+def sensor_data(sensor_id: str):  # type: ignore[no-untyped-def]
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
+    return telemetry.sensor_data(
+        request_site(app), sensor_id, SensorDataQuery.model_validate(params), claims(app), stores()
+    )
+
+
+@app.post("/api/v1/data/query")
+def query():  # type: ignore[no-untyped-def]
+    return telemetry.query(request_site(app), body(app, DataQuery), claims(app), stores())
+
+
+handler = lambda_handler(app)

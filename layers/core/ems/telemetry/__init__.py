@@ -1,0 +1,1 @@
+"""Telemetry: ingest of readings, their idempotent storage and rollups, and reads of series."""

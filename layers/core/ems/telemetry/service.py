@@ -1,0 +1,275 @@
+"""Ingest of readings and reads of series: the rules above the telemetry store.
+
+`ingest_readings` is what every path in calls (the HTTP route now, the IoT rule's handler later):
+it checks each reading on its own, stores the good ones idempotently and reports every bad one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ems.auth.models import Claims
+from ems.core.clock import Clock, parse_time, to_iso, utc_now
+from ems.core.errors import BadRequest, Invalid, NotFound, PayloadTooLarge
+from ems.core.ids import USER_ID
+from ems.core.observability import logger, metrics
+from ems.core.settings import settings
+from ems.registry.models import Sensor
+from ems.registry.store import RegistryStore
+from ems.telemetry import sharing
+from ems.telemetry.models import (
+    MAX_READINGS_PER_BATCH,
+    Aggregate,
+    DataQuery,
+    GroupBy,
+    IngestRequest,
+    IngestResult,
+    KeyedPoints,
+    Point,
+    Reading,
+    Rejection,
+    Resolution,
+    SensorDataQuery,
+    Series,
+    SeriesSet,
+    TimeInput,
+)
+from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start, buckets_between, merge_series, rollup
+from ems.telemetry.store import TelemetryStore
+from ems.telemetry.validation import Rejected, parse_reading
+
+MAX_FUTURE = timedelta(minutes=5)
+# A raw read past this many readings is refused (400) rather than paged: the client should ask a
+# coarser resolution or a shorter range. Rollup reads are bounded before reading, by arithmetic.
+MAX_RAW_POINTS = 10_000
+MAX_POINTS = 50_000
+MAX_ROLLUP_ITEMS = 300_000
+DEFAULT_RANGE = timedelta(hours=24)
+LIST_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Stores:
+    registry: RegistryStore
+    telemetry: TelemetryStore
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def ingest(site_id: str, request: IngestRequest, s: Stores, now: Clock = utc_now) -> IngestResult:
+    return ingest_readings(site_id, request.readings, s, now)
+
+
+def ingest_readings(
+    site_id: str, raw_readings: Sequence[Any], s: Stores, now: Clock = utc_now
+) -> IngestResult:
+    if len(raw_readings) > MAX_READINGS_PER_BATCH:
+        raise PayloadTooLarge(
+            f"at most {MAX_READINGS_PER_BATCH} readings per request, got {len(raw_readings)}", "readings"
+        )
+    named = {
+        r["sensor_id"] for r in raw_readings
+        if isinstance(r, dict) and isinstance(r.get("sensor_id"), str) and USER_ID.match(r["sensor_id"])
+    }  # fmt: skip
+    sensors = s.registry.get_sensors(site_id, named) if named else {}
+    moment = now()
+    earliest = moment - timedelta(days=settings().raw_retention_days)
+    latest = moment + MAX_FUTURE
+
+    rejected: list[Rejection] = []
+    accepted: list[tuple[int, list[Reading]]] = []
+    to_write: dict[tuple[str, str, int], Reading] = {}
+    for index, raw in enumerate(raw_readings):
+        try:
+            parsed = parse_reading(raw, site_id, sensors, earliest, latest)
+        except Rejected as exc:
+            rejected.append(Rejection(index=index, reason=str(exc)))
+            continue
+        accepted.append((index, parsed))
+        for reading in parsed:
+            # The first of two equal keys in a batch wins, as the first of two requests does.
+            to_write.setdefault((reading.sensor_id, reading.metric, reading.ts_ms), reading)
+
+    outcome = s.telemetry.write(list(to_write.values())) if to_write else None
+    stored_before = outcome.duplicates if outcome else set()
+    duplicates, firsts = 0, set()
+    for _index, parsed in accepted:
+        keys = [(r.sensor_id, r.metric, r.ts_ms) for r in parsed]
+        if all(k in stored_before or k in firsts for k in keys):
+            duplicates += 1
+        firsts.update(keys)
+
+    result = IngestResult(accepted=len(accepted), duplicates=duplicates, rejected=rejected)
+    logger.info(
+        "ingest",
+        extra={"site": site_id, "received": len(raw_readings), "accepted": result.accepted,
+               "duplicates": duplicates, "rejected": len(rejected), "stored_new": outcome.created if outcome else 0,
+               "first_rejections": [r.model_dump() for r in rejected[:5]]},
+    )  # fmt: skip
+    metrics.add_metric(name="ReadingsAccepted", unit="Count", value=result.accepted)
+    metrics.add_metric(name="ReadingsRejected", unit="Count", value=len(rejected))
+    metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=duplicates)
+    return result
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class Window:
+    """What to read: [start_ms, end_ms) at a resolution, and the embargo's cut (newest visible ts)."""
+
+    start_ms: int
+    end_ms: int
+    resolution: Resolution
+    cut_ms: int | None
+
+
+def _window(
+    start: TimeInput | None, end: TimeInput | None, resolution: Resolution, caller: Claims, moment: datetime
+) -> Window:
+    end_at = moment if end is None else parse_time(end, "end_time")
+    start_at = end_at - DEFAULT_RANGE if start is None else parse_time(start, "start_time")
+    if end_at <= start_at:
+        raise Invalid("must be after start_time", "end_time")
+    start_ms, end_ms = int(start_at.timestamp() * 1000), int(end_at.timestamp() * 1000)
+    if resolution != "raw":
+        start_ms = bucket_start(start_ms, resolution)  # the buckets that overlap the range
+    cut = sharing.cutoff_ms(caller, moment)
+    if cut is not None:
+        end_ms = min(end_ms, cut + 1)
+    return Window(start_ms, max(start_ms, end_ms), resolution, cut)
+
+
+def _points(buckets: dict[int, Bucket], aggregate: Aggregate, window: Window) -> list[Point]:
+    width = WIDTH_MS.get(window.resolution, 1)
+    return [
+        Point(ts=to_iso(datetime.fromtimestamp(start / 1000, UTC)), value=buckets[start].value(aggregate),
+              count=buckets[start].count)
+        for start in sorted(buckets)
+        # Under an embargo a bucket is shown only once it is complete before the cut.
+        if window.cut_ms is None or start + width - 1 <= window.cut_ms
+    ]  # fmt: skip
+
+
+def _read(
+    site_id: str,
+    groups: dict[str, list[str]],
+    metric: str,
+    aggregate: Aggregate,
+    window: Window,
+    store: TelemetryStore,
+) -> dict[str, list[Point]]:
+    """Points of each group (key -> its sensors), the sensors' buckets merged per group."""
+    sensor_ids = sorted({sensor for members in groups.values() for sensor in members})
+    if not sensor_ids or window.end_ms <= window.start_ms:
+        return {key: [] for key in groups}
+    if window.resolution == "raw":
+        raw = store.read_raw(site_id, sensor_ids, metric, window.start_ms, window.end_ms, MAX_RAW_POINTS)
+        if sum(len(points) for points in raw.values()) > MAX_RAW_POINTS:
+            raise BadRequest(
+                f"more than {MAX_RAW_POINTS} raw readings in this range; narrow start_time..end_time "
+                "or choose a coarser resolution",
+                "end_time",
+            )
+        buckets = {sensor: rollup(points, "raw") for sensor, points in raw.items()}
+    else:
+        per_series = buckets_between(window.start_ms, window.end_ms, window.resolution)
+        if per_series * len(sensor_ids) > MAX_ROLLUP_ITEMS or per_series * len(groups) > MAX_POINTS:
+            raise BadRequest(
+                f"this asks for up to {per_series * len(groups)} points of {len(sensor_ids)} sensors; narrow "
+                "start_time..end_time, choose a coarser resolution or group_by",
+                "start_time",
+            )
+        buckets = store.read_rollups(
+            site_id, sensor_ids, metric, window.resolution, window.start_ms, window.end_ms
+        )
+    out: dict[str, list[Point]] = {}
+    for key, members in groups.items():
+        merged = merge_series(buckets.get(sensor, {}) for sensor in members)
+        out[key] = _points(merged, aggregate, window)
+    if window.resolution == "raw" and sum(len(p) for p in out.values()) > MAX_POINTS:
+        raise BadRequest(f"more than {MAX_POINTS} points; narrow the range", "end_time")
+    return out
+
+
+def sensor_data(
+    site_id: str, sensor_id: str, q: SensorDataQuery, caller: Claims, s: Stores, now: Clock = utc_now
+) -> Series:
+    sharing.check_sensor_series(caller)
+    resolution = sharing.resolution(q.resolution, caller)
+    s.registry.get_sensor(site_id, sensor_id)
+    window = _window(q.start_time, q.end_time, resolution, caller, now())
+    points = _read(site_id, {sensor_id: [sensor_id]}, q.metric, q.aggregate, window, s.telemetry)
+    return Series(
+        metric=q.metric, resolution=resolution, aggregate=q.aggregate, key=sensor_id, points=points[sensor_id]
+    )
+
+
+def query(site_id: str, q: DataQuery, caller: Claims, s: Stores, now: Clock = utc_now) -> SeriesSet:
+    resolution = sharing.resolution(q.resolution, caller)
+    grouping = sharing.group_by(q.group_by, caller)
+    sharing.check_filters(caller, q.sensor_ids, q.rooms)
+    window = _window(q.start_time, q.end_time, resolution, caller, now())
+    groups = _groups(site_id, _select(site_id, q, s.registry), grouping)
+    points = _read(site_id, groups, q.metric, q.aggregate, window, s.telemetry)
+    return SeriesSet(
+        metric=q.metric, resolution=resolution, aggregate=q.aggregate, group_by=grouping,
+        series=[KeyedPoints(key=key, points=points[key]) for key in sorted(points)],
+    )  # fmt: skip
+
+
+def _select(site_id: str, q: DataQuery, registry: RegistryStore) -> list[Sensor]:
+    """The sensors a query's filters name (all filters must hold)."""
+    if q.sensor_ids:
+        found = registry.get_sensors(site_id, q.sensor_ids)
+        for index, sensor_id in enumerate(q.sensor_ids):
+            if sensor_id not in found:
+                raise Invalid(f"no sensor {sensor_id!r} in this site", f"sensor_ids.{index}")
+        sensors = list(found.values())
+    elif q.rooms:
+        sensors = []
+        for index, room in enumerate(dict.fromkeys(q.rooms)):
+            try:
+                registry.get_room(site_id, room)
+            except NotFound as exc:
+                raise Invalid(f"no room {room!r} in this site", f"rooms.{index}") from exc
+            sensors.extend(_all_sensors(site_id, room, registry))
+    else:
+        sensors = list(_all_sensors(site_id, None, registry))
+    if q.rooms:
+        rooms = set(q.rooms)
+        sensors = [x for x in sensors if x.room in rooms]
+    if q.sensor_types:
+        types = set(q.sensor_types)
+        sensors = [x for x in sensors if x.sensor_type in types]
+    return sensors
+
+
+def _all_sensors(site_id: str, room: str | None, registry: RegistryStore) -> Iterable[Sensor]:
+    next_token: str | None = None
+    while True:
+        page = registry.list_sensors(site_id, room, None, LIST_PAGE, next_token)
+        yield from page.items
+        next_token = page.next_token
+        if not next_token:
+            return
+
+
+def _groups(site_id: str, sensors: list[Sensor], grouping: GroupBy) -> dict[str, list[str]]:
+    """Series key -> its sensors. Sensors in no room are in no room's series (they are in the site's)."""
+    groups: dict[str, list[str]] = {}
+    for sensor in sensors:
+        if grouping == "sensor":
+            key: str | None = sensor.sensor_id
+        elif grouping == "room":
+            key = sensor.room
+        else:
+            key = site_id
+        if key is not None:
+            groups.setdefault(key, []).append(sensor.sensor_id)
+    return groups

@@ -1,0 +1,387 @@
+"""Where readings and rollups live: the `TelemetryStore` port and its DynamoDB adapter.
+
+Raw table: pk "<site>#<sensor>#<yyyy-mm-dd>" (UTC day), sk "<metric>#<ts ms, 13 digits>", v, and
+expires_at_epoch (ts + RAW_RETENTION_DAYS) for TTL. One sensor-day is one partition; reads name one
+metric, so putting the metric first in sk makes a metric's day one contiguous key range instead of
+a range shared with the sensor's other metrics.
+
+Rollups table: pk "<site>#<sensor>#<metric>#<15m|1h|1d>", sk bucket start (epoch ms, number), and
+c (count), s (sum), mn, mx, l (last value), lt (ts of last). A year of hourly data of a sensor
+metric is one partition, read by one Query of 8,760 items. Rollups have no TTL: they stay.
+
+Idempotency and concurrency: a new reading is written in a TransactWriteItems that puts its raw
+item on condition attribute_not_exists(pk) *and* updates its 15m, 1h and 1d rollups, so a rollup
+moves only with the write that created the raw item, and a half-finished batch that is retried
+finds the committed part already there. Each rollup update is conditioned on the count the writer
+read (c = :seen, or no item yet): the count grows with every change, so it is the item's version.
+The new totals (count, exact decimal sum, min, max, last) are computed from that version and put
+whole, so all five move together or not at all; an ADD would be no safer under this condition, and
+min and max cannot be expressed as updates anyway. A concurrent writer therefore makes the transaction fail (never double-count or lose a
+min); the cancellation reasons say which raw items were written meanwhile (now duplicates) and which
+rollups moved (read again), and the transaction is rebuilt and retried with backoff.
+
+BatchWriteItem cannot carry a condition, so it could not tell creating a raw item from overwriting
+it; the batching unit of writes is therefore the transaction (up to 100 items), and BatchGetItem
+(100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ems.core.aws import client, error_code
+from ems.core.errors import TooManyRequests
+from ems.core.settings import settings
+from ems.telemetry.models import Reading
+from ems.telemetry.rollup import DAY_MS, ROLLUP_RESOLUTIONS, Bucket, bucket_start
+
+MAX_TRANSACTION_ITEMS = 100
+BATCH_GET_KEYS = 100
+MAX_ATTEMPTS = 10
+BACKOFF_BASE_S = 0.02
+BACKOFF_CAP_S = 1.0
+READ_WORKERS = 16
+RETRYABLE = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+     "InternalServerError", "TransactionConflictException", "TransactionInProgressException"}
+)  # fmt: skip
+
+Sleep = Callable[[float], None]
+
+
+# ---------------------------------------------------------------- the port
+
+
+@dataclass
+class WriteOutcome:
+    """What a write did: how many readings it created, and which were stored already."""
+
+    created: int = 0
+    duplicates: set[tuple[str, str, int]] = field(default_factory=set)  # (sensor, metric, ts_ms)
+
+
+class TelemetryStore(Protocol):
+    """Storage of readings and their rollups. Adapters: DynamoDB (here); Timestream later."""
+
+    def write(self, readings: Sequence[Reading]) -> WriteOutcome:
+        """Store readings (distinct by sensor, metric, ts) idempotently, with their rollups."""
+        ...
+
+    def read_raw(
+        self, site_id: str, sensor_ids: Sequence[str], metric: str, start_ms: int, end_ms: int, limit: int
+    ) -> dict[str, list[tuple[int, float]]]:
+        """(ts_ms, value) of each sensor in [start_ms, end_ms), in time order; stops past `limit` in all."""
+        ...
+
+    def read_rollups(
+        self,
+        site_id: str,
+        sensor_ids: Sequence[str],
+        metric: str,
+        resolution: str,
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[str, dict[int, Bucket]]:
+        """Buckets of each sensor whose start is in [start_ms, end_ms), by bucket start."""
+        ...
+
+
+def telemetry_store() -> TelemetryStore:
+    """The adapter the deployment's TELEMETRY_BACKEND chooses."""
+    backend = settings().telemetry_backend
+    if backend != "dynamodb":
+        raise RuntimeError(f"TELEMETRY_BACKEND={backend!r} has no adapter yet; use dynamodb")
+    return DynamoTelemetryStore()
+
+
+# ---------------------------------------------------------------- keys
+
+
+def _day(ts_ms: int) -> str:
+    moment = time.gmtime(ts_ms // 1000)
+    return f"{moment.tm_year:04d}-{moment.tm_mon:02d}-{moment.tm_mday:02d}"
+
+
+def raw_key(reading: Reading) -> tuple[str, str]:
+    return (
+        f"{reading.site_id}#{reading.sensor_id}#{_day(reading.ts_ms)}",
+        f"{reading.metric}#{reading.ts_ms:013d}",
+    )
+
+
+def rollup_pk(site_id: str, sensor_id: str, metric: str, resolution: str) -> str:
+    return f"{site_id}#{sensor_id}#{metric}#{resolution}"
+
+
+RollupKey = tuple[str, int]
+# A bucket as stored, with its sum kept exact (a DynamoDB number is a 38-digit decimal).
+RollupState = tuple[Bucket, Decimal]
+
+
+def _rollup_keys(reading: Reading) -> list[RollupKey]:
+    return [
+        (rollup_pk(reading.site_id, reading.sensor_id, reading.metric, r), bucket_start(reading.ts_ms, r))
+        for r in ROLLUP_RESOLUTIONS
+    ]
+
+
+def _number(value: float | int | Decimal) -> dict[str, str]:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def _bucket(item: dict[str, Any]) -> Bucket:
+    return Bucket(
+        count=int(item["c"]["N"]), sum=float(item["s"]["N"]), min=float(item["mn"]["N"]),
+        max=float(item["mx"]["N"]), last=float(item["l"]["N"]), last_ts=int(item["lt"]["N"]),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the DynamoDB adapter
+
+
+class DynamoTelemetryStore:
+    def __init__(self, sleep: Sleep = time.sleep) -> None:
+        self._sleep = sleep
+
+    @property
+    def _raw_table(self) -> str:
+        return settings().telemetry_table
+
+    @property
+    def _rollups_table(self) -> str:
+        return settings().rollups_table
+
+    # ------------------------------------------------------------ writes
+
+    def write(self, readings: Sequence[Reading]) -> WriteOutcome:
+        outcome = WriteOutcome()
+        stored = self._existing_raw(readings)
+        new: list[Reading] = []
+        for reading in readings:
+            if raw_key(reading) in stored:
+                outcome.duplicates.add((reading.sensor_id, reading.metric, reading.ts_ms))
+            else:
+                new.append(reading)
+        new.sort(key=lambda r: (r.site_id, r.sensor_id, r.metric, r.ts_ms))
+        groups = _pack(new)
+        states = self._rollup_states({k for r in new for k in _rollup_keys(r)})
+        for group in groups:
+            outcome.created += self._commit(group, states, outcome.duplicates)
+        return outcome
+
+    def _commit(
+        self,
+        group: list[Reading],
+        states: dict[RollupKey, RollupState | None],
+        duplicates: set[tuple[str, str, int]],
+    ) -> int:
+        """Write one transaction's readings and their rollup changes; returns how many it created."""
+        pending = list(group)
+        expires_after_s = settings().raw_retention_days * 86_400
+        for attempt in range(MAX_ATTEMPTS):
+            if not pending:
+                return 0
+            deltas: dict[RollupKey, Bucket] = {}
+            sums: dict[RollupKey, Decimal] = {}
+            for reading in pending:
+                for key in _rollup_keys(reading):
+                    held = deltas.get(key)
+                    if held is None:
+                        deltas[key] = Bucket.of(reading.ts_ms, reading.value)
+                        sums[key] = Decimal(repr(reading.value))
+                    else:
+                        held.add(reading.ts_ms, reading.value)
+                        sums[key] += Decimal(repr(reading.value))
+            rollup_keys = list(deltas)
+            items = [self._put_raw(r, expires_after_s) for r in pending]
+            items += [self._put_rollup(k, states.get(k), deltas[k], sums[k]) for k in rollup_keys]
+            try:
+                client("dynamodb").transact_write_items(TransactItems=items)
+            except Exception as exc:
+                code = error_code(exc)
+                if code not in RETRYABLE and code != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                raced = {i for i, c in enumerate(reasons[: len(pending)]) if c == "ConditionalCheckFailed"}
+                moved = [k for k, c in zip(rollup_keys, reasons[len(pending) :], strict=False) if c == "ConditionalCheckFailed"]  # fmt: skip
+                for i in raced:
+                    duplicates.add((pending[i].sensor_id, pending[i].metric, pending[i].ts_ms))
+                pending = [r for i, r in enumerate(pending) if i not in raced]
+                if moved:
+                    states.update(self._rollup_states(set(moved)))
+                if not raced and not moved:
+                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                continue
+            for key in rollup_keys:
+                old = states.get(key)
+                if old is None:
+                    states[key] = (deltas[key], sums[key])
+                else:
+                    states[key] = (old[0].merged(deltas[key]), old[1] + sums[key])
+            return len(pending)
+        raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
+
+    def _put_raw(self, reading: Reading, expires_after_s: int) -> dict[str, Any]:
+        pk, sk = raw_key(reading)
+        return {
+            "Put": {
+                "TableName": self._raw_table,
+                "Item": {
+                    "pk": {"S": pk}, "sk": {"S": sk}, "v": _number(reading.value),
+                    "expires_at_epoch": _number(reading.ts_ms // 1000 + expires_after_s),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }  # fmt: skip
+
+    def _put_rollup(
+        self, key: RollupKey, old: RollupState | None, delta: Bucket, delta_sum: Decimal
+    ) -> dict[str, Any]:
+        """The bucket's new totals, on condition that it is still the version (count) read."""
+        after = delta if old is None else old[0].merged(delta)
+        total = delta_sum if old is None else old[1] + delta_sum
+        put: dict[str, Any] = {
+            "TableName": self._rollups_table,
+            "Item": {
+                "pk": {"S": key[0]}, "sk": _number(key[1]), "c": _number(after.count), "s": _number(total),
+                "mn": _number(after.min), "mx": _number(after.max), "l": _number(after.last),
+                "lt": _number(after.last_ts),
+            },
+        }  # fmt: skip
+        if old is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "c = :seen"
+            put["ExpressionAttributeValues"] = {":seen": _number(old[0].count)}
+        return {"Put": put}
+
+    def _existing_raw(self, readings: Sequence[Reading]) -> set[tuple[str, str]]:
+        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in {raw_key(r) for r in readings}]
+        found = self._batch_get(self._raw_table, keys, "pk, sk")
+        return {(item["pk"]["S"], item["sk"]["S"]) for item in found}
+
+    def _rollup_states(self, keys: Iterable[RollupKey]) -> dict[RollupKey, RollupState | None]:
+        wanted = list(keys)
+        states: dict[RollupKey, RollupState | None] = dict.fromkeys(wanted)
+        request = [{"pk": {"S": pk}, "sk": _number(sk)} for pk, sk in wanted]
+        for item in self._batch_get(self._rollups_table, request, "pk, sk, c, s, mn, mx, l, lt"):
+            states[(item["pk"]["S"], int(item["sk"]["N"]))] = (_bucket(item), Decimal(item["s"]["N"]))
+        return states
+
+    def _batch_get(self, table: str, keys: list[dict[str, Any]], projection: str) -> list[dict[str, Any]]:
+        """Consistent BatchGetItem of any number of keys, 100 a call, unprocessed keys retried."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True,
+                        "ProjectionExpression": projection}
+            }  # fmt: skip
+            for attempt in range(MAX_ATTEMPTS):
+                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                found.extend(answer.get("Responses", {}).get(table, []))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+            else:
+                raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
+        return found
+
+    # ------------------------------------------------------------ reads
+
+    def read_raw(
+        self, site_id: str, sensor_ids: Sequence[str], metric: str, start_ms: int, end_ms: int, limit: int
+    ) -> dict[str, list[tuple[int, float]]]:
+        days = range(start_ms - start_ms % DAY_MS, end_ms, DAY_MS)
+
+        def one(sensor_id: str) -> list[tuple[int, float]]:
+            points: list[tuple[int, float]] = []
+            for day_ms in days:
+                pk = f"{site_id}#{sensor_id}#{_day(day_ms)}"
+                low, high = max(start_ms, day_ms), min(end_ms, day_ms + DAY_MS) - 1
+                for item in self._query(
+                    self._raw_table, pk, {"S": f"{metric}#{low:013d}"}, {"S": f"{metric}#{high:013d}"}, "sk, v",
+                    limit + 1 - len(points),
+                ):  # fmt: skip
+                    points.append((int(item["sk"]["S"].rsplit("#", 1)[1]), float(item["v"]["N"])))
+                if len(points) > limit:
+                    break
+            return points
+
+        return self._per_sensor(sensor_ids, one)
+
+    def read_rollups(
+        self,
+        site_id: str,
+        sensor_ids: Sequence[str],
+        metric: str,
+        resolution: str,
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[str, dict[int, Bucket]]:
+        def one(sensor_id: str) -> dict[int, Bucket]:
+            pk = rollup_pk(site_id, sensor_id, metric, resolution)
+            items = self._query(
+                self._rollups_table,
+                pk,
+                _number(start_ms),
+                _number(end_ms - 1),
+                "sk, c, s, mn, mx, l, lt",
+                None,
+            )
+            return {int(item["sk"]["N"]): _bucket(item) for item in items}
+
+        return self._per_sensor(sensor_ids, one)
+
+    @staticmethod
+    def _per_sensor(sensor_ids: Sequence[str], read: Callable[[str], Any]) -> dict[str, Any]:
+        if len(sensor_ids) <= 1:
+            return {s: read(s) for s in sensor_ids}
+        with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(sensor_ids))) as pool:
+            return dict(zip(sensor_ids, pool.map(read, sensor_ids), strict=True))
+
+    @staticmethod
+    def _query(
+        table: str, pk: str, low: dict[str, str], high: dict[str, str], projection: str, limit: int | None
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": low, ":high": high},
+            "ProjectionExpression": projection,
+        }
+        while True:
+            if limit is not None:
+                request["Limit"] = max(1, limit - len(items))
+            answer = client("dynamodb").query(**request)
+            items.extend(answer.get("Items", []))
+            last = answer.get("LastEvaluatedKey")
+            if not last or (limit is not None and len(items) >= limit):
+                return items
+            request["ExclusiveStartKey"] = last
+
+
+def _pack(readings: list[Reading]) -> list[list[Reading]]:
+    """Readings (sorted by series and time) in groups whose raw puts plus distinct rollup updates
+    fit one transaction; neighbours in time share rollup items, so a group is mostly raw puts."""
+    groups: list[list[Reading]] = []
+    group: list[Reading] = []
+    keys: set[RollupKey] = set()
+    for reading in readings:
+        added = [k for k in _rollup_keys(reading) if k not in keys]
+        if group and len(group) + 1 + len(keys) + len(added) > MAX_TRANSACTION_ITEMS:
+            groups.append(group)
+            group, keys = [], set()
+            added = _rollup_keys(reading)
+        group.append(reading)
+        keys.update(added)
+    if group:
+        groups.append(group)
+    return groups
