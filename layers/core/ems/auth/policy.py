@@ -39,3 +39,22 @@ def required_resource(path: str) -> str | None:
 def route_path(route_key: str) -> str:
     """'GET /api/v1/rooms/{name}' -> '/api/v1/rooms/{name}'."""
     return route_key.split(" ", 1)[1] if " " in route_key else route_key
+
+
+# WebSocket topics (API.md "WebSocket"): the kind before the first "/" and the resources of which a
+# token needs any one to read it. Live pushes carry what the matching HTTP reads return.
+TOPIC_RESOURCES: dict[str, tuple[str, ...]] = {
+    "sensors": ("sensors",),
+    "rooms": ("rooms",),
+    "site": ("analytics", "events"),
+    "alerts": ("events", "analytics"),
+    "batteries": ("batteries",),
+    "dr": ("demand-response",),
+    "market": ("p2p",),
+    "devices": ("iot",),
+}
+
+
+def topic_resources(kind: str) -> tuple[str, ...] | None:
+    """The resources that may read a topic kind (any one of them), or None for an unknown kind."""
+    return TOPIC_RESOURCES.get(kind)

@@ -30,13 +30,16 @@ def session() -> Any:
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A client of `service`; `endpoint_url` for APIs whose endpoint is per resource (the WebSocket
+    management API), else the standard endpoint or AWS_ENDPOINT_URL[_<SERVICE>]."""
     from botocore.config import Config
 
     with _building:
         return session().create_client(
             service,
             region_name=settings().region,
+            endpoint_url=endpoint_url,
             config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5),
         )
 

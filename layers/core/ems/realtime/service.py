@@ -1,0 +1,326 @@
+"""Connecting, subscribing and fan-out. Stores and the poster come in as arguments (ports)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from ems.auth.models import Claims
+from ems.auth.policy import TOPIC_RESOURCES, topic_resources
+from ems.auth.service import verify
+from ems.auth.store import TokenStore
+from ems.core.clock import Clock, to_iso, utc_now
+from ems.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from ems.core.observability import logger
+from ems.core.settings import settings
+from ems.realtime.models import (
+    MAX_TOPICS_PER_CONNECTION,
+    READING_GRAINS,
+    Connection,
+    ConnectionGone,
+    InvalidTopic,
+    Outgoing,
+    PublishReport,
+    Refusal,
+    ServerMessage,
+    Subscriber,
+    SubscriptionChange,
+    Topic,
+)
+
+# API Gateway closes a WebSocket after 2 hours; the record outlives that by a margin, then TTL
+# deletes it (whether or not $disconnect ran: API Gateway does not promise it).
+MAX_CONNECTION_SECONDS = 2 * 3600
+TTL_MARGIN_SECONDS = 15 * 60
+# API Gateway's limit on one post to a connection (and on one WebSocket message).
+MAX_POST_BYTES = 128 * 1024
+# Posts to different connections run side by side; one slow client never holds up the others.
+POST_THREADS = 16
+
+
+class ConnectionStore(Protocol):
+    def save_connection(self, connection: Connection) -> None: ...
+    def get_connection(self, connection_id: str) -> Connection | None: ...
+    def add_topics(self, connection: Connection, topics: list[str]) -> None: ...
+    def remove_topics(self, connection: Connection, topics: list[str]) -> None: ...
+    def remove(self, connection_id: str, known: Iterable[tuple[str, str]] = ()) -> None: ...
+    def subscribers(self, site: str, topics: Iterable[Topic], now_epoch: int) -> list[Subscriber]: ...
+
+
+class Registry(Protocol):
+    def exists(self, site: str, kind: str, key: str) -> bool: ...
+
+
+class Poster(Protocol):
+    """Sends bytes to one connection; raises ConnectionGone when it is closed (410)."""
+
+    def post(self, connection_id: str, data: bytes) -> None: ...
+
+
+def message(type_: str, data: Any, now: Clock = utc_now, topic: str | None = None) -> ServerMessage:
+    return ServerMessage(topic=topic, type=type_, ts=to_iso(now()), data=data)
+
+
+# ---------------------------------------------------------------- connecting
+
+
+def connect(
+    connection_id: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    source_ip: str | None,
+    tokens: TokenStore,
+    store: ConnectionStore,
+    now: Clock = utc_now,
+) -> Connection:
+    """$connect: the same checks as the HTTP authorizer (signature, claims, revocation, site), then the
+    connection is recorded. Unauthorized (401) for who the caller is, Forbidden (403) for what it may do."""
+    token = query.get("token")
+    if not token:
+        raise Unauthorized("no token: connect with ?token=<jwt>")
+    claims = verify(token, tokens, now)
+    if not any(claims.has_resource(r) for kinds in TOPIC_RESOURCES.values() for r in kinds):
+        raise Forbidden("this token may read no topic")
+    site = _site(claims, query.get("site") or headers.get("x-site"))
+    connected = now()
+    connection = Connection(
+        connection_id=connection_id, site=site, claims=claims, connected_at=connected,
+        expires_at_epoch=int(connected.timestamp()) + MAX_CONNECTION_SECONDS + TTL_MARGIN_SECONDS,
+        source_ip=source_ip,
+    )  # fmt: skip
+    store.save_connection(connection)
+    return connection
+
+
+def _site(claims: Claims, named: str | None) -> str:
+    """As for HTTP requests (ems.core.http.request_site): named, else the token's only site, else the
+    deployment's default site."""
+    if named:
+        if not claims.may_access_site(named):
+            raise Forbidden(f"this token is not granted site {named!r}", "site")
+        return named
+    only = claims.only_site()
+    if only is not None:
+        return only
+    default = settings().default_site_id
+    if default and claims.may_access_site(default):
+        return default
+    raise BadRequest("name the site with ?site=", "site")
+
+
+def disconnect(connection_id: str, store: ConnectionStore) -> None:
+    store.remove(connection_id)
+
+
+# ---------------------------------------------------------------- subscribing
+
+
+def _known(connection_id: str, store: ConnectionStore) -> Connection:
+    connection = store.get_connection(connection_id)
+    if connection is None:
+        raise NotFound("this connection is not known any more; reconnect", "connection")
+    return connection
+
+
+def _refusal(connection: Connection, topic: Topic, registry: Registry) -> str | None:
+    """Why `connection` may not hold `topic`, or None when it may."""
+    claims = connection.claims
+    needed = topic_resources(topic.kind) or ()
+    if not any(claims.has_resource(r) for r in needed):
+        return f"this token lacks resource {' or '.join(repr(r) for r in needed)}"
+    if topic.kind == "sensors" and claims.data_aggregation != "raw":
+        return f"this token sees data no finer than {claims.data_aggregation!r}, never single sensors"
+    if topic.kind == "rooms" and claims.data_aggregation == "site":
+        return "this token sees data no finer than 'site', never single rooms"
+    if (
+        topic.key is not None
+        and not topic.is_wildcard
+        and not registry.exists(connection.site, topic.kind, topic.key)
+    ):
+        return f"no {topic.kind[:-1]} {topic.key!r} in site {connection.site!r}"
+    return None
+
+
+def subscribe(
+    connection_id: str, topics: list[str], store: ConnectionStore, registry: Registry, now: Clock = utc_now
+) -> ServerMessage:
+    """Hold every topic the token may read; the reply names the accepted and the refused, with reasons."""
+    connection = _known(connection_id, store)
+    accepted: list[str] = []
+    refused: list[Refusal] = []
+    held = set(connection.topics)
+    for text in dict.fromkeys(topics):  # each once, in the order given
+        try:
+            topic = Topic.parse(text)
+        except InvalidTopic as exc:
+            refused.append(Refusal(topic=text, reason=str(exc)))
+            continue
+        reason = _refusal(connection, topic, registry)
+        if reason is None and str(topic) not in held and len(held) >= MAX_TOPICS_PER_CONNECTION:
+            reason = f"a connection holds at most {MAX_TOPICS_PER_CONNECTION} topics"
+        if reason is not None:
+            refused.append(Refusal(topic=text, reason=reason))
+            continue
+        accepted.append(str(topic))
+        held.add(str(topic))
+    store.add_topics(connection, [t for t in accepted if t not in connection.topics])
+    change = SubscriptionChange(accepted=accepted, refused=refused, subscriptions=sorted(held))
+    return message("subscribed", change.model_dump(), now)
+
+
+def unsubscribe(
+    connection_id: str, topics: list[str], store: ConnectionStore, now: Clock = utc_now
+) -> ServerMessage:
+    connection = _known(connection_id, store)
+    dropped = [t for t in dict.fromkeys(topics) if t in connection.topics]
+    refused = [
+        Refusal(topic=t, reason="not subscribed") for t in dict.fromkeys(topics) if t not in connection.topics
+    ]
+    store.remove_topics(connection, dropped)
+    change = SubscriptionChange(
+        accepted=dropped, refused=refused, subscriptions=sorted(connection.topics - set(dropped))
+    )
+    return message("unsubscribed", change.model_dump(), now)
+
+
+def pong(now: Clock = utc_now) -> ServerMessage:
+    return message("pong", {}, now)
+
+
+def unknown_action(body: str | None) -> ServerMessage:
+    """$default: what the client sent matched no route; say what would have."""
+    action = None
+    try:
+        parsed = json.loads(body or "")
+        action = parsed.get("action") if isinstance(parsed, dict) else None
+    except ValueError:
+        pass
+    routes = "subscribe, unsubscribe or ping"
+    if action is None:
+        raise BadRequest(f'messages are JSON objects with an "action": {routes}', "action")
+    raise BadRequest(f"unknown action {action!r}: send {routes}", "action")
+
+
+# ---------------------------------------------------------------- fan-out
+
+
+def publish(
+    site: str,
+    topic: str,
+    message_type: str,
+    data: Any,
+    store: ConnectionStore,
+    poster: Poster,
+    now: Clock = utc_now,
+) -> PublishReport:
+    """Post `{"topic","type","ts","data"}` to every connection subscribed to `topic` or its kind's `*`."""
+    return publish_many(site, [Outgoing(topic, message_type, data)], store, poster, now)
+
+
+def publish_many(
+    site: str, messages: list[Outgoing], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """Post each message once to each connection that holds its topic (or its kind's `*`) and may see
+    its data (the token's data-sharing limits). Several messages due to one connection go in one post,
+    a JSON array, split only to stay under 128 KB. Connections that answer 410 Gone are removed; any
+    other failure is logged and the rest go on. Never raises: fan-out must not fail its caller."""
+    report = PublishReport()
+    try:
+        moment = now()
+        due: dict[str, list[str]] = defaultdict(list)
+        seen: dict[str, set[str]] = defaultdict(set)  # topics found per connection, to clean up if gone
+        for outgoing in messages:
+            try:
+                topic = Topic.parse(outgoing.topic)
+            except InvalidTopic as exc:
+                logger.warning("publish: not a topic", extra={"topic": outgoing.topic, "reason": str(exc)})
+                continue
+            grain = outgoing.grain or READING_GRAINS.get(topic.kind)
+            encoded = ServerMessage(
+                topic=str(topic), type=outgoing.type, ts=to_iso(moment), data=outgoing.data
+            ).model_dump_json()
+            delivered_to: set[str] = set()
+            for subscriber in store.subscribers(site, topic.matching(), int(moment.timestamp())):
+                seen[subscriber.connection_id].add(subscriber.topic)
+                if subscriber.connection_id in delivered_to:
+                    continue  # subscribed to the topic and to its kind's `*`: once is enough
+                if grain is not None and not grain.visible_to(subscriber.limits, moment):
+                    continue
+                delivered_to.add(subscriber.connection_id)
+                due[subscriber.connection_id].append(encoded)
+        report.connections = len(due)
+        if len(due) <= 1:
+            outcomes = [_deliver(site, c, due[c], seen[c], store, poster) for c in due]
+        else:
+            with ThreadPoolExecutor(max_workers=min(POST_THREADS, len(due))) as pool:
+                outcomes = list(
+                    pool.map(lambda c: _deliver(site, c, due[c], seen[c], store, poster), list(due))
+                )
+        for outcome in outcomes:
+            report.posts += outcome.posts
+            report.delivered += outcome.delivered
+            report.failed += outcome.failed
+            report.gone.extend(outcome.gone)
+    except Exception:
+        logger.exception("publish failed", extra={"site": site})
+    return report
+
+
+def batches(encoded: list[str], limit_bytes: int = MAX_POST_BYTES) -> list[tuple[bytes, int]]:
+    """The posts for one connection, each with how many messages it holds: one message as itself,
+    several as JSON arrays of at most `limit_bytes` each."""
+    if len(encoded) == 1:
+        return [(encoded[0].encode(), 1)]
+    out: list[tuple[bytes, int]] = []
+    current: list[bytes] = []
+
+    def close() -> None:
+        out.append((b"[" + b",".join(current) + b"]", len(current)) if len(current) > 1 else (current[0], 1))
+
+    size = 2
+    for item in (e.encode() for e in encoded):
+        if current and size + len(item) + 1 > limit_bytes:
+            close()
+            current, size = [], 2
+        current.append(item)
+        size += len(item) + 1
+    close()
+    return out
+
+
+def _deliver(
+    site: str,
+    connection_id: str,
+    encoded: list[str],
+    topics: set[str],
+    store: ConnectionStore,
+    poster: Poster,
+) -> PublishReport:
+    """The posts due to one connection, in order; stops at the first 410 and removes the connection."""
+    outcome = PublishReport(connections=1)
+    for payload, count in batches(encoded):
+        if len(payload) > MAX_POST_BYTES:
+            outcome.failed += 1
+            logger.warning("publish: message over 128 KB", extra={"connection_id": connection_id})
+            continue
+        try:
+            poster.post(connection_id, payload)
+        except ConnectionGone:
+            outcome.gone.append(connection_id)
+            try:
+                store.remove(connection_id, [(site, t) for t in topics])
+            except Exception:
+                logger.exception(
+                    "publish: removing a gone connection", extra={"connection_id": connection_id}
+                )
+            return outcome
+        except Exception:
+            outcome.failed += 1
+            logger.exception("publish: post failed", extra={"connection_id": connection_id})
+            continue
+        outcome.posts += 1
+        outcome.delivered += count
+    return outcome
