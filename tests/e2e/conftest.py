@@ -38,7 +38,8 @@ class RunningStack:
         return str(self.description["admin_token"])
 
     def ports(self) -> list[int]:
-        return [int(urlsplit(self.description[k]).port or 0) for k in ("http", "aws")]
+        keys = [k for k in ("http", "aws", "ws", "aws_services", "mqtt") if k in self.description]
+        return [int(urlsplit(self.description[k]).port or 0) for k in keys]
 
 
 def children_of(pid: int) -> list[int]:
@@ -88,6 +89,12 @@ def local_up(home: Path, *args: str) -> subprocess.Popen[bytes]:
         "0",
         "--aws-port",
         "0",
+        "--ws-port",
+        "0",
+        "--aws-services-port",
+        "0",
+        "--mqtt-port",
+        "0",
         "--state-dir",
         ".local",
         *args,
@@ -98,7 +105,7 @@ def local_up(home: Path, *args: str) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = tmp_path_factory.mktemp("local")
-    process = local_up(home)
+    process = local_up(home, "--no-building")  # these tests own the demo site's rooms and sensors
     stack_file, log = home / ".local" / "stack.json", home / "local.log"
     try:
         give_up = time.monotonic() + START_SECONDS

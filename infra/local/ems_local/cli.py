@@ -12,24 +12,44 @@ from typing import Any
 from ems_local import console
 from ems_local.cloud import LocalCloud, Options
 from ems_local.ports import PortTaken
+from ems_local.template import TEMPLATE
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ems local up",
-        description="Run template.yaml on this machine: moto, the functions, the HTTP API.",
+        description="Run template.yaml on this machine: moto, the functions, the HTTP and WebSocket APIs.",
     )
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP API (0: any free port)")
     parser.add_argument("--aws-port", type=int, default=4566, help="AWS endpoint, moto (0: any free port)")
-    parser.add_argument("--ws-port", type=int, default=8001, help="WebSocket API")
-    parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker")
+    parser.add_argument(
+        "--ws-port", type=int, default=8001, help="WebSocket API (0: any free port; also at ws://<http>/ws)"
+    )
+    parser.add_argument(
+        "--aws-services-port", type=int, default=4567,
+        help="AWS services moto does not deliver: @connections, EventBridge PutEvents (0: any free port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mqtt-port", type=int, default=1883, help="MQTT broker acting as IoT Core (0: any free port)"
+    )
+    parser.add_argument(
+        "--template", type=Path, default=TEMPLATE,
+        help="the SAM template to run (CodeUri relative to its folder; default: the project's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clock", type=float, default=1.0, metavar="RATE",
+        help="run the schedules' time RATE times faster, e.g. 60: rate(1 minute) fires every second",
+    )  # fmt: skip
     parser.add_argument("--state-dir", type=Path, default=Path(".local"), help="where stack.json goes")
     parser.add_argument(
         "--reset",
         action="store_true",
         help="clear the state directory first (AWS state is in memory: every start is fresh)",
     )
-    parser.add_argument("--empty", action="store_true", help="no demo site")
+    parser.add_argument("--empty", action="store_true", help="no demo site (and so no demo building)")
+    parser.add_argument(
+        "--no-building", action="store_true", help="the demo site without its simulated building on MQTT"
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="worker processes per function at most")
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -41,9 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 def _banner(description: dict[str, Any]) -> None:
     for line in (
         f"HTTP API     {description['http']}",
-        f"WebSocket    {description['ws']}  (not served yet)",
-        f"MQTT         {description['mqtt']}  (not served yet)",
+        f"WebSocket    {description['ws']}  (and {description['http'].replace('http', 'ws', 1)}/ws)"
+        if description["ws"]
+        else "WebSocket    (the template has no WebSocket API)",
+        f"MQTT         {description['mqtt']}  (IoT Core: topic rules, shadows)",
         f"AWS (moto)   {description['aws']}",
+        f"AWS services {description['aws_services']}  (@connections, EventBridge, IoT data)",
+        f"schedules    clock at {description['clock']['rate']:g}x, dead letters in {description['dead_letters']}",
         f"site         {description['site']}",
         f"admin token  {description['admin_token']}",
         "ready; Ctrl-C stops everything",
@@ -63,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = Options(
         http_port=args.http_port, ws_port=args.ws_port, mqtt_port=args.mqtt_port, aws_port=args.aws_port,
+        aws_services_port=args.aws_services_port,
         state_dir=args.state_dir, reset=args.reset, demo=not args.empty, concurrency=args.concurrency,
-        parameters=parameters,
+        building=not args.no_building,
+        parameters=parameters, template=args.template, clock_rate=args.clock,
     )  # fmt: skip
 
     stopping = threading.Event()

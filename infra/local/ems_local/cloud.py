@@ -1,9 +1,11 @@
 """The local cloud: its services composed, started in order, stopped in reverse, described in stack.json.
 
-Services today: the AWS endpoint (moto), the functions' workers and the HTTP API. The WebSocket
-API, EventBridge, Scheduler and the MQTT broker plug in the same way: built from the Stack,
-given `functions.invoke` to call functions and `aws_environment` to reach AWS, started and stopped
-here, and described in stack.json.
+Services today: the AWS endpoint (moto), the endpoint of AWS services moto does not deliver
+(ems_local.aws_services: @connections now), the functions' workers, the WebSocket API and the HTTP
+API. EventBridge, Scheduler and IoT Core (ems_local.iot_core: broker, topic rules, shadows, iot-data)
+plug in the same way: built from the Stack, given `functions.invoke` to call functions and
+`aws_environment` to reach AWS, registered with the AWS services endpoint when functions call them,
+started and stopped here, described in stack.json.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ems_local import console
+from ems_local.async_invoke import AsyncInvoker
 from ems_local.aws_endpoint import REGION, AwsEndpoint
+from ems_local.aws_services import AwsServices
+from ems_local.clock import Clock
+from ems_local.eventbridge import EventBridgeApi
 from ems_local.functions import Functions
 from ems_local.gateway import HttpGateway
 from ems_local.http_api import HttpApiServer
-from ems_local.ports import HOST, check_free
+from ems_local.iot_core import IotCore
+from ems_local.ports import check_free
+from ems_local.scheduler import Scheduler
 from ems_local.seed import DEMO_SITE, create_demo_site, mint_admin_token
 from ems_local.template import TEMPLATE, Stack
+from ems_local.websocket_api import WebSocketApi, WebSocketSpec
 
 
 class Service(Protocol):
@@ -34,11 +43,15 @@ class Options:
     ws_port: int = 8001
     mqtt_port: int = 1883
     aws_port: int = 4566
+    aws_services_port: int = 4567
     state_dir: Path = Path(".local")
     reset: bool = False
     demo: bool = True
     concurrency: int = 4
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    template: Path = TEMPLATE
+    clock_rate: float = 1.0  # schedules' time runs this many times faster (--clock)
+    building: bool = True  # the demo site's simulated building (ems_sim) on MQTT
 
 
 class LocalCloud:
@@ -54,6 +67,9 @@ class LocalCloud:
         options = self.options
         check_free("http", options.http_port)
         check_free("aws", options.aws_port)
+        check_free("ws", options.ws_port)
+        check_free("aws-services", options.aws_services_port)
+        check_free("mqtt", options.mqtt_port)
         self._prepare_state_dir()
         # This process mints the admin token against the local endpoint: nothing of the developer's
         # own AWS configuration may redirect it.
@@ -66,23 +82,89 @@ class LocalCloud:
         # The demo site is the deployment's default: the original dashboard's site-less calls land there.
         defaults = {"DefaultSiteId": DEMO_SITE["site_id"]} if options.demo else {}
         parameters: dict[str, Any] = {**defaults, **options.parameters}
-        stack = Stack.from_file(TEMPLATE, REGION, **parameters)
+        stack = Stack.from_file(options.template, REGION, **parameters)
         aws.create_resources(stack)
 
-        self.functions = Functions(stack, aws.environment(), concurrency=options.concurrency)
+        services = AwsServices(options.aws_services_port)
+        services.start()
+        self._running.append(services)
+        # The WebSocket API calls functions that do not exist yet: they need the endpoint it serves.
+        websocket: WebSocketApi | None = None
+        if WebSocketSpec.from_stack(stack) is not None:  # a test template (--template) may have none
+            websocket = WebSocketApi(
+                stack, lambda fn, event: self.functions.invoke(fn, event), options.ws_port
+            )
+            services.register(
+                "execute-api", websocket.management,
+                {"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": websocket.management_path()},
+            )  # fmt: skip
+
+        # EventBridge and Scheduler invoke functions as Lambda's asynchronous invocation does.
+        dead_letters = options.state_dir / "dead-letters.jsonl"
+        arns = {name: stack.get_att(name, "Arn") for name in stack.functions()}
+        invoker = AsyncInvoker(
+            lambda fn, event: self.functions.invoke(fn, event), dead_letters, function_arns=arns
+        )
+        events = EventBridgeApi.from_stack(stack, invoker.submit)
+        services.register(
+            "events", lambda request: events.handle(request.method, request.path, request.headers, request.body),
+            {"AWS_ENDPOINT_URL_EVENTBRIDGE": ""},  # botocore's name for the `events` client's endpoint
+        )  # fmt: skip
+        # IoT Core: the broker, the template's topic rules (asynchronous invocations), shadows in moto.
+        iot = IotCore(stack, invoker.submit, aws.client, options.mqtt_port)
+        services.register(
+            "iotdata",
+            lambda request: iot.data_plane.handle(
+                request.method, request.path, request.headers, request.body, request.query
+            ),
+            {"AWS_ENDPOINT_URL_IOT_DATA_PLANE": ""},  # botocore's name for service id "IoT Data Plane"
+        )
+
+        self.functions = Functions(
+            stack, {**aws.environment(), **services.environment()}, concurrency=options.concurrency
+        )
         self._running.append(self.functions)
-        http = HttpApiServer(HttpGateway(stack, self.functions.invoke), options.http_port)
+        invoker.start()
+        self._running.append(invoker)
+        iot.start()
+        self._running.append(iot)
+        clock = Clock(options.clock_rate)
+        scheduler = Scheduler(stack, clock, invoker.submit, aws.client("scheduler"))
+        scheduler.start()
+        self._running.append(scheduler)
+        if websocket is not None:
+            websocket.start()
+            self._running.append(websocket)
+        http = HttpApiServer(
+            HttpGateway(stack, self.functions.invoke),
+            options.http_port,
+            websocket.port if websocket else None,
+        )
         http.start()
         self._running.append(http)
 
         environment = self.functions.shared_environment()
-        admin_token = mint_admin_token({**environment, **aws.environment()})
-        site = create_demo_site(http.url, admin_token)["site_id"] if options.demo else None
+        # A test template without the tokens table (--template) has no admin token to mint.
+        admin_token = (
+            mint_admin_token({**environment, **aws.environment()}) if "TOKENS_TABLE" in environment else None
+        )
+        site = create_demo_site(http.url, admin_token)["site_id"] if options.demo and admin_token else None
+        if site and admin_token and options.building:
+            from ems_sim.cli import DemoBuilding  # the simulator is a package of its own
+
+            building = DemoBuilding(
+                http.url, iot.url, admin_token, site, log=lambda text: console.line("building", text)
+            )
+            building.start()
+            self._running.append(building)
         self.description = {
             "http": http.url,
-            "ws": f"ws://{HOST}:{options.ws_port}",  # placeholder until the WebSocket API lands
-            "mqtt": f"mqtt://{HOST}:{options.mqtt_port}",  # placeholder until the broker lands
+            "ws": websocket.url if websocket else None,  # also at ws://<http>/ws
+            "mqtt": iot.url,
             "aws": aws.url,
+            "aws_services": services.url,
+            "clock": clock.describe(),
+            "dead_letters": str(dead_letters),
             "admin_token": admin_token,
             "site": site,
             "env": environment,

@@ -22,7 +22,7 @@ from typing import Any
 
 from ems_local import console
 from ems_local.invocation import FunctionCrashed, FunctionError, FunctionTimeout, InvocationError, Throttled
-from ems_local.template import ROOT, Stack
+from ems_local.template import Stack
 
 # Lambda gives the init phase (imports, module-level code) 10 s of its own, apart from Timeout.
 INIT_SECONDS = 10.0
@@ -46,7 +46,7 @@ class FunctionSpec:
     @classmethod
     def all_from(cls, stack: Stack, concurrency: int) -> dict[str, FunctionSpec]:
         layers = {
-            name: ROOT / str(stack.resolve(resource["Properties"]["ContentUri"]))
+            name: stack.base_dir / str(stack.resolve(resource["Properties"]["ContentUri"]))
             for name, resource in stack.of_type("AWS::Serverless::LayerVersion").items()
         }
         specs = {}
@@ -54,7 +54,7 @@ class FunctionSpec:
             layer_dirs = tuple(_layer_path(layers[ref]) for ref in props.get("Layers", []) if ref in layers)
             specs[logical_id] = cls(
                 logical_id=logical_id, name=props["FunctionName"], handler=props.get("Handler", "app.handler"),
-                code_dir=(ROOT / props["CodeUri"]).resolve(), layer_dirs=layer_dirs,
+                code_dir=(stack.base_dir / props["CodeUri"]).resolve(), layer_dirs=layer_dirs,
                 environment=dict(props["Environment"]["Variables"]),
                 timeout_seconds=float(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
                 runtime=str(props.get("Runtime", "python3.12")),

@@ -1,4 +1,8 @@
-"""The HTTP API's server: bytes on 127.0.0.1 in, HttpGateway, bytes out (stdlib only)."""
+"""The HTTP API's server: bytes on 127.0.0.1 in, HttpGateway, bytes out (stdlib only).
+
+A WebSocket handshake for /ws is handed to the WebSocket API's own server (the original dashboard
+looks for it there): see ems_local.websocket_api.relay_upgrade.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ems_local import apigw, console
+from ems_local import apigw, console, websocket_api
 from ems_local.gateway import HttpGateway
 from ems_local.ports import HOST, check_free
 
@@ -29,6 +33,10 @@ class _Handler(BaseHTTPRequestHandler):
             # Payload 2.0 joins repeated headers with commas.
             key = key.lower()
             headers[key] = f"{headers[key]},{value}" if key in headers else value
+        if self.server.websocket_port and websocket_api.is_upgrade(self.path, headers):
+            console.line("http", f"{self.command} {url.path} upgrade: relayed to the WebSocket API")
+            websocket_api.relay_upgrade(self, self.server.websocket_port)
+            return
         body = self._body(headers)
         if body is None:
             status, out, raw = apigw.gateway_error(413)
@@ -83,13 +91,15 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     gateway: HttpGateway
+    websocket_port: int | None = None
 
 
 class HttpApiServer:
-    def __init__(self, gateway: HttpGateway, port: int = 8000) -> None:
+    def __init__(self, gateway: HttpGateway, port: int = 8000, websocket_port: int | None = None) -> None:
         check_free("http", port)
         self._server = _Server((HOST, port), _Handler)
         self._server.gateway = gateway
+        self._server.websocket_port = websocket_port  # where /ws upgrades go, when there is a WebSocket API
         self._thread: threading.Thread | None = None
 
     @property

@@ -64,6 +64,7 @@ class Stack:
     parameters: dict[str, Any] = field(default_factory=dict)
     physical: dict[str, str] = field(default_factory=dict)
     region: str = "us-east-1"
+    base_dir: Path = ROOT  # what CodeUri and ContentUri are relative to: the template's folder
 
     @classmethod
     def from_file(cls, path: Path = TEMPLATE, region: str = "us-east-1", **overrides: Any) -> Stack:
@@ -74,7 +75,7 @@ class Stack:
             if spec.get("Type") == "CommaDelimitedList":
                 default = [p for p in str(default or "").split(",") if p]
             params[name] = overrides.get(name, default)
-        return cls(template=template, parameters=params, region=region)
+        return cls(template=template, parameters=params, region=region, base_dir=path.resolve().parent)
 
     # ------------------------------------------------------------ resources
 
@@ -131,7 +132,10 @@ class Stack:
             "AWS::Serverless::Function": f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{physical}",
             "AWS::SQS::Queue": f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{physical}",
             "AWS::S3::Bucket": f"arn:aws:s3:::{physical}",
+            "AWS::Events::EventBus": f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{physical}",
         }
+        if attribute == "Name" and kind == "AWS::Events::EventBus":
+            return physical
         if attribute == "Arn" and kind in arns:
             return arns[kind]
         if attribute == "StreamArn":

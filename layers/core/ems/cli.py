@@ -3,6 +3,7 @@
     ems token create --admin                      the first token (all resources, all sites)
     ems token create --resources sensors,rooms --sites hq [--name N] [--exp-minutes M]
     ems local up [--empty] [--reset] ...          the local cloud (see `ems local up --help`)
+    ems simulate --devices N --rate R             load: N devices on the local cloud's MQTT broker
 
 Where it talks to: the environment (TOKENS_TABLE, SIGNING_KEY_ID, AWS_ENDPOINT_URL...), else the
 running local cloud's .local/stack.json, else a deployed stack's outputs (`--stack ems-dev`).
@@ -81,10 +82,21 @@ def _local_up(args: list[str]) -> int:
     return int(local_main(args) or 0)
 
 
+def _simulate(args: list[str]) -> int:
+    try:
+        from ems_sim.cli import main as simulate_main
+    except ImportError:
+        print("ems: the simulator is not installed here (pip install -e '.[local]')", file=sys.stderr)
+        return 2
+    return int(simulate_main(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["local"]:
         return _local_up(argv[1:])
+    if argv[:1] == ["simulate"]:
+        return _simulate(argv[1:])
     parser = argparse.ArgumentParser(
         prog="ems", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -100,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--stack", help="a deployed CloudFormation stack to read table and key from")
     create.add_argument("--json", action="store_true", help="print {token, jti, expires_at}")
     commands.add_parser("local", help="the local cloud: `ems local up --help`")
+    commands.add_parser("simulate", help="simulated devices on the local cloud: `ems simulate --help`")
     args = parser.parse_args(argv)
     return _token_create(args)
 

@@ -1,0 +1,134 @@
+"""The MQTT broker of the local cloud (amqtt), on 127.0.0.1 only, in a thread with its own event loop.
+
+The listening socket is ours (`asyncio.start_server` on HOST), handed to amqtt as an `external`
+listener: so the bind address is never amqtt's default 0.0.0.0, and port 0 gives a port the system
+picks, read back from our own socket. Every message the broker routes (from a client, from a will,
+or published here) is reported to `observe(topic, payload, client_id)` from the broker's loop:
+the observer must not block (IoT Core queues it for its own thread).
+
+Two departures from amqtt's MQTT 3.1.1 strictness, because IoT Core departs from it too: clients
+may publish to `$aws/...` topics (the shadow service's `$aws/things/<thing>/shadow/update` and
+`get`); amqtt would close the connection of any client that publishes to a topic starting with `$`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+from amqtt.broker import Broker
+
+from ems_local import console
+from ems_local.ports import HOST, check_free
+
+Observer = Callable[[str, bytes, str], None]  # (topic, payload, client id: "" when published here)
+_LISTENER = "default"  # amqtt requires a listener of that name
+# Topics IoT Core lets clients publish to although they start with '$' (reserved in MQTT).
+AWS_RESERVED_PREFIX = "$aws/"
+
+
+class _IotCoreBroker(Broker):
+    """amqtt's broker with IoT Core's topic rules for '$aws/' and an observer of every routed message."""
+
+    def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop, observe: Observer) -> None:
+        super().__init__(config, loop)
+        self._observe = observe
+
+    async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
+        message = wait_deliver.result()
+        if message is not None and str(message.topic or "").startswith(AWS_RESERVED_PREFIX):
+            # amqtt refuses (and disconnects) any client publishing to a '$' topic; IoT Core serves these.
+            await self._broadcast_message(client_session, message.topic, message.data)
+            return True
+        return bool(await super()._handle_message_delivery(client_session, handler, wait_deliver))
+
+    async def _broadcast_message(
+        self, session: Any, topic: str | None, data: bytes | bytearray | None, force_qos: int | None = None
+    ) -> None:
+        # The one door every routed message goes through: client publishes, wills, internal publishes.
+        if topic:
+            try:
+                self._observe(topic, bytes(data or b""), str(getattr(session, "client_id", "") or ""))
+            except Exception as exc:  # an observer's bug never stops the broker
+                console.line("mqtt", f"observer failed on {topic}: {exc!r}")
+        await super()._broadcast_message(session, topic, data, force_qos)
+
+
+class MqttBroker:
+    def __init__(self, port: int = 1883, observe: Observer | None = None) -> None:
+        check_free("mqtt", port)
+        self._requested_port = port
+        self._observe: Observer = observe or (lambda topic, payload, client_id: None)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._broker: _IotCoreBroker | None = None
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        logging.getLogger("amqtt").setLevel(logging.WARNING)  # not a line per connection and packet
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mqtt-broker", daemon=True)
+        self._thread.start()
+        self._run(self._start()).result(timeout=30)
+        console.line("mqtt", f"MQTT broker (IoT Core) listening on {self.url}")
+
+    async def _start(self) -> None:
+        config = {
+            "listeners": {_LISTENER: {"type": "external", "bind": f"{HOST}:{self._requested_port}"}},
+            # Anonymous clients, as IoT Core's certificates are not emulated; no $SYS topics.
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = _IotCoreBroker(config, self._loop, self._observe)
+        await self._broker.start()
+        self._server = await asyncio.start_server(
+            self._connected, HOST, self._requested_port, reuse_address=True
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._broker is not None
+        await self._broker.external_connected(
+            StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER
+        )
+
+    def _run(self, coroutine: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Publish as the service side (IoT data plane, shadows); waits until the broker has queued it.
+        Not to be called from the broker's own loop (an observer hands work to another thread)."""
+        self._run(self._publish(topic, payload, qos, retain)).result(timeout=10)
+
+    async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        assert self._broker is not None
+        await self._broker.internal_message_broadcast(topic, payload, qos)
+        if retain:
+            await self._broker.retain_message(None, topic, payload, qos)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            self._run(self._stop()).result(timeout=15)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+            self._loop.close()
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()  # no new connections; those open are ended by the broker's shutdown
+        if self._broker is not None:
+            await self._broker.shutdown()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,170 @@
+"""Simulated devices on MQTT, one paho client each, as real ones behave with IoT Core: telemetry on
+`ems/{site}/devices/{device_id}/telemetry`, commands from `.../commands`, desired state from the
+shadow's `update/delta`, and their state reported to their shadow after every change.
+
+The building (ems_sim.building) is touched from one thread at a time (a lock): the tick thread that
+advances it and publishes, and paho's network threads that deliver commands.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ems_sim.building import Building, CommandRefused
+
+Log = Callable[[str], None]
+
+
+def telemetry_topic(site: str, device_id: str) -> str:
+    return f"ems/{site}/devices/{device_id}/telemetry"
+
+
+def commands_topic(site: str, device_id: str) -> str:
+    return f"ems/{site}/devices/{device_id}/commands"
+
+
+def shadow_topic(device_id: str, operation: str) -> str:
+    return f"$aws/things/{device_id}/shadow/{operation}"
+
+
+class DeviceClient:
+    """One device's MQTT connection; `on_message(device_id, topic, payload)` gets what it receives."""
+
+    def __init__(
+        self, site: str, device_id: str, host: str, port: int, on_message: Callable[[str, str, bytes], None]
+    ) -> None:
+        self.site, self.device_id = site, device_id
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        self.client.on_connect = self._connected
+        self.client.on_message = lambda client, userdata, message: on_message(
+            device_id, message.topic, message.payload
+        )
+        self.client.connect_async(host, port)
+        self.client.loop_start()
+
+    def _connected(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        # On every (re)connection: a clean session forgets subscriptions.
+        client.subscribe(
+            [
+                (commands_topic(self.site, self.device_id), 1),
+                (shadow_topic(self.device_id, "update/delta"), 1),
+            ]
+        )
+
+    def publish(self, topic: str, document: dict[str, Any], qos: int = 0) -> None:
+        self.client.publish(topic, json.dumps(document, separators=(",", ":")), qos=qos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class BuildingFleet:
+    """The demo building's devices on MQTT, ticking every `interval_s` seconds of wall clock."""
+
+    def __init__(
+        self, building: Building, host: str, port: int, interval_s: float = 5.0, log: Log = print
+    ) -> None:
+        self.building, self.interval_s, self.log = building, interval_s, log
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.clients = {
+            device_id: DeviceClient(building.site_id, device_id, host, port, self._received)
+            for device_id in building.devices
+        }
+        self._thread = threading.Thread(target=self._run, name="demo-building", daemon=True)
+
+    def start(self) -> None:
+        for device_id in self.clients:
+            self._report(device_id)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.tick(datetime.now(UTC))
+            self._stop.wait(self.interval_s)
+
+    def tick(self, now: datetime) -> None:
+        """Advance the building to `now` and publish every device's telemetry."""
+        ts_ms = int(now.timestamp() * 1000)
+        with self._lock:
+            self.building.step(now)
+            messages = {d: self.building.telemetry(d, ts_ms) for d in self.clients}
+        for device_id, message in messages.items():
+            self.clients[device_id].publish(telemetry_topic(self.building.site_id, device_id), message)
+
+    def _received(self, device_id: str, topic: str, payload: bytes) -> None:
+        try:
+            message = json.loads(payload)
+            with self._lock:
+                if topic.endswith("/update/delta"):
+                    self.building.apply_delta(device_id, dict(message.get("state") or {}))
+                else:
+                    self.building.command(device_id, str(message.get("command")), message.get("params"))
+            self.log(
+                f"{device_id}: obeyed {topic.rsplit('/', 1)[-1]} {payload.decode(errors='replace')[:120]}"
+            )
+        except (CommandRefused, ValueError, AttributeError, TypeError) as exc:
+            self.log(f"{device_id}: refused a message on {topic}: {exc}")
+            return
+        self._report(device_id)
+
+    def _report(self, device_id: str) -> None:
+        with self._lock:
+            reported = self.building.reported(device_id)
+        self.clients[device_id].publish(
+            shadow_topic(device_id, "update"), {"state": {"reported": reported}}, qos=1
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        for client in self.clients.values():
+            client.close()
+
+
+class LoadFleet:
+    """`ems simulate`: N plain metering devices publishing `rate` readings per second in all, for load."""
+
+    def __init__(
+        self, site: str, devices: int, rate: float, host: str, port: int, seed: int = 0, prefix: str = "load"
+    ) -> None:
+        self.site, self.rate = site, rate
+        self.rng = random.Random(seed)
+        self.device_ids = [f"{prefix}-{i:04d}" for i in range(devices)]
+        self.power_w = {d: self.rng.uniform(50, 2000) for d in self.device_ids}
+        self.clients = [DeviceClient(site, d, host, port, lambda *message: None) for d in self.device_ids]
+        self.sent = 0
+
+    def run(self, seconds: float, stop: threading.Event | None = None) -> int:
+        """Publish for `seconds` (round-robin over the devices, paced to `rate`); how many were sent."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        while not stop.is_set() and time.monotonic() - started < seconds:
+            client = self.clients[self.sent % len(self.clients)]
+            watts = self.power_w[client.device_id] = max(
+                0.0, self.power_w[client.device_id] + self.rng.gauss(0, 20)
+            )
+            reading = {"sensor_id": client.device_id, "ts": int(time.time() * 1000), "value": round(watts, 1)}
+            client.publish(telemetry_topic(self.site, client.device_id), reading)
+            self.sent += 1
+            ahead_s = started + self.sent / self.rate - time.monotonic()
+            if ahead_s > 0:
+                stop.wait(ahead_s)
+        return self.sent
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()

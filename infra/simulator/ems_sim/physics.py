@@ -1,0 +1,164 @@
+"""The demo building's physics, pure: the sun and a PV array under moving clouds, a battery, loads,
+rooms (temperature, humidity, CO2) and the energy balance at the main meter.
+
+Sign conventions: power in kW; a load draws >= 0; PV generates >= 0; the battery's power is > 0 while
+charging and < 0 while discharging. The main meter reads what the building takes from the grid:
+
+    meter_kw = sum(loads_kw) - pv_kw + battery_charge_kw - battery_discharge_kw
+
+(negative: the building exports).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+OUTDOOR_CO2_PPM = 420.0
+
+
+def meter_kw(loads_kw: Iterable[float], pv_kw: float, battery_kw: float) -> float:
+    """Grid import at the main meter (the module docstring's balance; battery_kw > 0 charges)."""
+    charge_kw, discharge_kw = max(battery_kw, 0.0), max(-battery_kw, 0.0)
+    return sum(loads_kw) - pv_kw + charge_kw - discharge_kw
+
+
+# --- the sun ------------------------------------------------------------------------------------
+
+
+def solar_elevation_deg(when: datetime, latitude: float, longitude: float) -> float:
+    """The sun's elevation above the horizon, from the usual declination and hour-angle approximations
+    (Cooper's declination, solar time from longitude; within about a degree, enough for a demo)."""
+    when = when.astimezone(UTC)
+    day = when.timetuple().tm_yday
+    declination = math.radians(23.44) * math.sin(math.radians(360 / 365 * (284 + day)))
+    solar_hours = when.hour + when.minute / 60 + when.second / 3600 + longitude / 15
+    hour_angle = math.radians(15 * (solar_hours - 12))
+    lat = math.radians(latitude)
+    sine = math.sin(lat) * math.sin(declination) + math.cos(lat) * math.cos(declination) * math.cos(
+        hour_angle
+    )
+    return math.degrees(math.asin(max(-1.0, min(1.0, sine))))
+
+
+def clear_sky_ghi_w_m2(elevation_deg: float) -> float:
+    """Global horizontal irradiance under a clear sky, Haurwitz's model: 1098 cos(z) exp(-0.059 / cos(z)),
+    z the zenith angle; 0 with the sun below the horizon."""
+    cos_zenith = math.sin(math.radians(elevation_deg))
+    if cos_zenith <= 0.01:
+        return 0.0
+    return 1098.0 * cos_zenith * math.exp(-0.059 / cos_zenith)
+
+
+@dataclass
+class Clouds:
+    """The share of clear-sky irradiance that gets through (clear_pct 100: a clear sky), a bounded
+    random walk that drifts back towards its mean."""
+
+    clear_pct: float = 85.0
+    mean_pct: float = 75.0
+    volatility_pct: float = 6.0  # per minute
+
+    def step(self, rng: random.Random, dt_s: float) -> float:
+        minutes = dt_s / 60
+        drift = (self.mean_pct - self.clear_pct) * min(1.0, 0.05 * minutes)
+        noise = rng.gauss(0.0, self.volatility_pct * math.sqrt(max(minutes, 0.0)))
+        self.clear_pct = max(15.0, min(100.0, self.clear_pct + drift + noise))
+        return self.clear_pct
+
+
+def pv_kw(ghi_w_m2: float, clear_pct: float, peak_kw: float, derate: float = 0.85) -> float:
+    """A PV array's output: its peak power at 1000 W/m2, scaled by irradiance, clouds and losses."""
+    return max(0.0, min(peak_kw, peak_kw * ghi_w_m2 / 1000.0 * clear_pct / 100.0 * derate))
+
+
+# --- the battery --------------------------------------------------------------------------------
+
+
+@dataclass
+class Battery:
+    capacity_kwh: float = 20.0
+    max_power_kw: float = 5.0
+    soc_pct: float = 50.0
+    min_soc_pct: float = 10.0
+    setpoint_kw: float = 0.0  # asked for: > 0 charge, < 0 discharge
+    efficiency: float = 0.95  # one way
+
+    def step(self, dt_s: float) -> float:
+        """Run for dt_s at the setpoint within the power and state-of-charge limits; the power it ran at."""
+        hours = dt_s / 3600
+        power_kw = max(-self.max_power_kw, min(self.max_power_kw, self.setpoint_kw))
+        if hours <= 0 or power_kw == 0:
+            return 0.0
+        if power_kw > 0:
+            room_kwh = (100.0 - self.soc_pct) / 100 * self.capacity_kwh
+            power_kw = min(power_kw, room_kwh / self.efficiency / hours)
+            self.soc_pct += power_kw * hours * self.efficiency / self.capacity_kwh * 100
+        else:
+            stored_kwh = max(0.0, self.soc_pct - self.min_soc_pct) / 100 * self.capacity_kwh
+            power_kw = -min(-power_kw, stored_kwh * self.efficiency / hours)
+            self.soc_pct += power_kw * hours / self.efficiency / self.capacity_kwh * 100
+        self.soc_pct = max(0.0, min(100.0, self.soc_pct))
+        return power_kw
+
+
+# --- loads and rooms ----------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Something that draws power: on or off, at a level (0..1) of its rated power."""
+
+    rated_kw: float
+    on: bool = True
+    level: float = 1.0
+
+    @property
+    def power_kw(self) -> float:
+        return self.rated_kw * max(0.0, min(1.0, self.level)) if self.on else 0.0
+
+
+@dataclass
+class Room:
+    name: str
+    volume_m3: float = 150.0
+    temperature_c: float = 21.0
+    humidity_pct: float = 45.0
+    co2_ppm: float = OUTDOOR_CO2_PPM
+    occupancy: int = 0
+    # Heat loss towards outdoors: 1/tau per hour; 0.25: a quarter of the difference closes in an hour.
+    loss_per_hour: float = 0.25
+    air_changes_per_hour: float = 1.5
+
+    def step(self, dt_s: float, outdoor_c: float, hvac_heat_kw: float) -> None:
+        """Advance temperature (losses, people at 0.1 kW each, HVAC heat in or out), CO2 (20 L per
+        person-hour, diluted by ventilation) and humidity (towards 40 % plus 1.5 % per person)."""
+        hours = dt_s / 3600
+        heat_capacity_kwh_per_k = 0.00034 * self.volume_m3 * 10  # air and furniture, rough
+        gain_kw = hvac_heat_kw + 0.1 * self.occupancy
+        self.temperature_c += hours * (
+            (outdoor_c - self.temperature_c) * self.loss_per_hour + gain_kw / heat_capacity_kwh_per_k
+        )
+        generated_ppm = self.occupancy * 20.0 / (self.volume_m3 * 1000) * 1e6  # 20 L CO2 per person-hour
+        decay = min(1.0, self.air_changes_per_hour * hours)
+        self.co2_ppm += generated_ppm * hours - (self.co2_ppm - OUTDOOR_CO2_PPM) * decay
+        target_humidity = 40.0 + 1.5 * self.occupancy
+        self.humidity_pct += (target_humidity - self.humidity_pct) * min(1.0, hours)
+        self.humidity_pct = max(0.0, min(100.0, self.humidity_pct))
+
+
+def hvac_heat_kw(room_c: float, setpoint_c: float, rated_kw: float, cop: float = 3.0) -> tuple[float, float]:
+    """A simple proportional heat pump: (electric kW drawn, heat kW into the room; < 0 cools).
+    Full power at 2 K from the setpoint or more."""
+    error_k = setpoint_c - room_c
+    electric_kw = rated_kw * min(1.0, abs(error_k) / 2.0)
+    return electric_kw, math.copysign(electric_kw * cop, error_k) if electric_kw else 0.0
+
+
+def outdoor_c(when: datetime, mean_c: float = 12.0, swing_c: float = 6.0) -> float:
+    """Outdoor temperature: a daily sine, coldest at 04:00 UTC and warmest at 16:00."""
+    hours = when.astimezone(UTC).hour + when.minute / 60
+    return mean_c - swing_c * math.cos(2 * math.pi * (hours - 4) / 24)

@@ -1,0 +1,149 @@
+"""IoT Core's parts against their real neighbours: the amqtt broker on loopback with a paho client,
+and shadows kept by moto (in process), with the MQTT messages IoT Core publishes for them."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import paho.mqtt.client as mqtt
+import pytest
+from moto import mock_aws
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ems_local.iot_core import Shadows
+from ems_local.mqtt_broker import MqttBroker
+
+
+@pytest.fixture
+def broker() -> Iterator[tuple[MqttBroker, list[tuple[str, bytes, str]]]]:
+    seen: list[tuple[str, bytes, str]] = []
+    running = MqttBroker(0, lambda topic, payload, client_id: seen.append((topic, payload, client_id)))
+    running.start()
+    yield running, seen
+    running.stop()
+
+
+def _client(port: int, client_id: str) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    connected: queue.Queue[Any] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.on_message = lambda c, u, message: received.put((message.topic, message.payload))
+    client.on_connect = lambda c, u, flags, reason, properties: connected.put(reason)
+    client.on_subscribe = lambda c, u, mid, codes, properties: connected.put(codes)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert not connected.get(timeout=10).is_failure
+    client.subscribe([("$aws/things/dev-1/shadow/#", 1), ("ems/#", 1)])
+    assert not any(code.is_failure for code in connected.get(timeout=10))
+    return client, received
+
+
+def test_the_broker_takes_port_0_and_listens_on_loopback_only(broker: Any) -> None:
+    running, _ = broker
+    assert running.port > 0 and running.url == f"mqtt://127.0.0.1:{running.port}"
+    with socket.create_connection(("127.0.0.1", running.port), timeout=3):
+        pass
+    # Bound to 127.0.0.1 itself, not to every interface: another loopback address is refused.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.2", running.port), timeout=3):
+        pass
+
+
+def test_devices_may_publish_to_aws_topics_and_every_message_is_observed(broker: Any) -> None:
+    running, seen = broker
+    client, received = _client(running.port, "dev-1")
+    try:
+        client.publish("$aws/things/dev-1/shadow/update", b'{"state": {}}', qos=1).wait_for_publish(10)
+        client.publish("ems/hq/devices/dev-1/telemetry", b"{}", qos=1).wait_for_publish(10)
+        running.publish("ems/hq/devices/dev-1/commands", b'{"command": "off"}', qos=1)
+        got = {received.get(timeout=10) for _ in range(3)}
+        assert got == {
+            ("$aws/things/dev-1/shadow/update", b'{"state": {}}'),
+            ("ems/hq/devices/dev-1/telemetry", b"{}"),
+            ("ems/hq/devices/dev-1/commands", b'{"command": "off"}'),
+        }
+        assert client.is_connected()  # amqtt alone would have dropped it for the '$' topic
+        assert sorted(seen) == sorted(
+            [
+                ("$aws/things/dev-1/shadow/update", b'{"state": {}}', "dev-1"),
+                ("ems/hq/devices/dev-1/telemetry", b"{}", "dev-1"),
+                ("ems/hq/devices/dev-1/commands", b'{"command": "off"}', ""),
+            ]
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_stopping_frees_the_port() -> None:
+    running = MqttBroker(0)
+    running.start()
+    port = running.port
+    running.stop()
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", port))
+    finally:
+        probe.close()
+
+
+@pytest.fixture
+def shadows() -> Iterator[tuple[Shadows, list[tuple[str, dict[str, Any]]]]]:
+    published: list[tuple[str, dict[str, Any]]] = []
+    with mock_aws():
+        iot_data, iot = (boto3.client(s, region_name="us-east-1") for s in ("iot-data", "iot"))
+        yield (
+            Shadows(iot_data, iot, lambda topic, payload: published.append((topic, json.loads(payload)))),
+            published,
+        )
+
+
+def _topics(published: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [topic.removeprefix("$aws/things/hvac-1/shadow/") for topic, _ in published]
+
+
+def test_a_desired_update_publishes_accepted_documents_and_delta(shadows: Any) -> None:
+    service, published = shadows
+    service.update("hvac-1", json.dumps({"state": {"desired": {"mode": "eco", "setpoint_c": 20}}}).encode())
+    assert _topics(published) == ["update/accepted", "update/documents", "update/delta"]
+    documents, delta = published[1][1], published[2][1]
+    assert documents["previous"] is None and documents["current"]["state"]["desired"]["mode"] == "eco"
+    assert (delta["state"], delta["version"]) == ({"mode": "eco", "setpoint_c": 20}, 1)
+    assert set(delta["metadata"]) == {"mode", "setpoint_c"}
+
+
+def test_a_report_that_matches_clears_the_delta_and_publishes_none(shadows: Any) -> None:
+    service, published = shadows
+    service.update("hvac-1", b'{"state": {"desired": {"mode": "eco"}}}')
+    published.clear()
+    service.update("hvac-1", b'{"state": {"reported": {"mode": "eco"}}, "clientToken": "c1"}')
+    assert _topics(published) == ["update/accepted", "update/documents"]
+    assert published[0][1]["clientToken"] == "c1"
+    assert "delta" not in service.get("hvac-1")["state"]
+
+
+def test_device_requests_over_mqtt_are_answered_on_their_topics(shadows: Any) -> None:
+    service, published = shadows
+    assert service.on_message("$aws/things/hvac-1/shadow/get", b'{"clientToken": "g"}')
+    assert published[-1] == (
+        "$aws/things/hvac-1/shadow/get/rejected",
+        {"code": 404, "message": "No shadow exists with name: 'hvac-1'", "timestamp": published[-1][1]["timestamp"],
+         "clientToken": "g"},
+    )  # fmt: skip
+    assert service.on_message("$aws/things/hvac-1/shadow/update", b"{oops")
+    assert published[-1][0].endswith("update/rejected") and published[-1][1]["code"] == 400
+    assert service.on_message(
+        "$aws/things/hvac-1/shadow/name/cfg/update", b'{"state": {"reported": {"a": 1}}}'
+    )
+    assert published[-2][0] == "$aws/things/hvac-1/shadow/name/cfg/update/accepted"
+    assert service.on_message("$aws/things/hvac-1/shadow/name/cfg/get", b"")
+    assert published[-1][0].endswith("name/cfg/get/accepted") and published[-1][1]["state"]["reported"] == {
+        "a": 1
+    }
+    assert not service.on_message("$aws/things/hvac-1/shadow/update/accepted", b"{}")  # not a request
+    assert not service.on_message("ems/hq/devices/hvac-1/telemetry", b"{}")
