@@ -44,10 +44,10 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     import boto3
     from moto import mock_aws
 
+    from ems_local import moto_dynamodb
     from ems_local.template import Stack
-    from tests.support import moto_transactions
 
-    moto_transactions.install()  # moto's own copies whole tables per transaction item
+    moto_dynamodb.install()  # the local cloud's DynamoDB: moto's own copies whole tables per transaction item
     with mock_aws():
         built = Stack.from_file()
         built.create_resources(lambda service: boto3.client(service, region_name="us-east-1"))

@@ -1,15 +1,25 @@
-"""WebSocket routes: $connect (token check), $disconnect, subscribe, unsubscribe, ping, $default."""
+"""Real-time: the WebSocket routes ($connect with the token check, $disconnect, subscribe,
+unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`) to subscribers.
+
+One function serves both, as the template's EventBridgeRule and the WebSocket integration invoke it:
+they share its tables and its @connections permission. `handler` tells them apart by the event's shape.
+"""
+
+from typing import Any
 
 from ems.auth.store import TokenStore
+from ems.core.events import event_handler, is_eventbridge_event
 from ems.core.websocket import WebSocketRequest, websocket_app
 from ems.realtime import service as realtime
 from ems.realtime.models import TopicsRequest
-from ems.realtime.store import RealtimeStore, RegistryLookup
+from ems.realtime.store import ManagementApiPoster, RealtimeStore, RegistryLookup
+from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
 
 app = websocket_app("realtime")
 store = RealtimeStore()
 tokens = TokenStore()
 registry = RegistryLookup()
+poster = ManagementApiPoster()
 
 
 @app.route("$connect")
@@ -42,4 +52,18 @@ def unknown(request: WebSocketRequest):  # type: ignore[no-untyped-def]
     return realtime.unknown_action(request.body)
 
 
-handler = app.handler
+def on_event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+    if detail_type != TELEMETRY_RECEIVED:  # the rule's pattern lets no other through
+        raise ValueError(f"no fan-out for {detail_type!r}")
+    report = realtime.push_telemetry(TelemetryReceived.model_validate(detail), store, poster)
+    return {"connections": report.connections, "posts": report.posts, "failed": report.failed}
+
+
+events_handler = event_handler("realtime", on_event)
+sockets_handler = app.handler
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    if is_eventbridge_event(event):
+        return events_handler(event, context)
+    return sockets_handler(event, context)

@@ -5,9 +5,11 @@ from ems.core.pagination import parse_limit
 from ems.registry import service as registry
 from ems.registry.models import RoomIn, RoomUpdate, SensorIn, SensorUpdate, SiteIn, SiteUpdate
 from ems.registry.store import RegistryStore
+from ems.telemetry.store import SensorStatusStore
 
 app = http_app("registry")
 store = RegistryStore()
+statuses = SensorStatusStore()
 
 
 def _page() -> tuple[int, str | None]:
@@ -67,7 +69,10 @@ def delete_room(name: str):  # type: ignore[no-untyped-def]
 @app.get("/api/v1/sensors")
 def list_sensors():  # type: ignore[no-untyped-def]
     site = request_site(app)
-    return registry.list_sensors(site, query(app, "room"), query(app, "sensor_type"), store, *_page())
+    status = registry.status_filter(query(app, "status"))
+    return registry.list_sensors(
+        site, query(app, "room"), query(app, "sensor_type"), status, store, statuses, *_page()
+    )
 
 
 @app.post("/api/v1/sensors")
@@ -77,7 +82,7 @@ def create_sensor():  # type: ignore[no-untyped-def]
 
 @app.get("/api/v1/sensors/<sensor_id>")
 def get_sensor(sensor_id: str):  # type: ignore[no-untyped-def]
-    return registry.get_sensor(request_site(app), sensor_id, store)
+    return registry.get_sensor(request_site(app), sensor_id, store, statuses)
 
 
 @app.put("/api/v1/sensors/<sensor_id>")

@@ -1,12 +1,16 @@
-"""Telemetry routes: ingest of readings, one sensor's series, and queries over many."""
+"""Telemetry: the HTTP routes (ingest of readings, one sensor's series, queries over many) and, as
+TelemetryIngestFunction, the IoT rule's handler for devices' messages (`iot_handler`)."""
 
 from functools import cache
+from typing import Any
 
+from ems.core.events import EventBridgePublisher
 from ems.core.http import body, claims, http_app, lambda_handler, request_site
+from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
 from ems.telemetry import service as telemetry
 from ems.telemetry.models import DataQuery, IngestRequest, SensorDataQuery
-from ems.telemetry.store import telemetry_store
+from ems.telemetry.store import SensorStatusStore, telemetry_store
 
 app = http_app("telemetry")
 
@@ -14,7 +18,10 @@ app = http_app("telemetry")
 @cache
 def stores() -> telemetry.Stores:
     """Made on first use, not at import: the backend comes from the environment."""
-    return telemetry.Stores(registry=RegistryStore(), telemetry=telemetry_store())
+    return telemetry.Stores(
+        registry=RegistryStore(), telemetry=telemetry_store(), status=SensorStatusStore(),
+        events=EventBridgePublisher(),
+    )  # fmt: skip
 
 
 @app.post("/api/v1/data/ingest")
@@ -36,3 +43,9 @@ def query():  # type: ignore[no-untyped-def]
 
 
 handler = lambda_handler(app)
+
+
+@instrumented("telemetry")
+def iot_handler(event: Any, context: Any) -> dict[str, Any]:
+    """The IoT rule's event: the device's payload with `site`, `device_id` and `received_ms` added."""
+    return telemetry.ingest_device_message(event, stores()).model_dump()

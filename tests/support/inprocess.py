@@ -69,7 +69,8 @@ class InProcessApi:
         context = LambdaContext(
             fn["FunctionName"], int(fn.get("MemorySize", 128)), float(fn.get("Timeout", 3))
         )
-        return module.handler(event, context)
+        # The function's Handler names the module (always app.py) and the callable in it.
+        return getattr(module, str(fn.get("Handler", "app.handler")).rsplit(".", 1)[-1])(event, context)
 
     def request(
         self,

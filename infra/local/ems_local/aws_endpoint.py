@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from ems_local import console
+from ems_local import console, moto_dynamodb
 from ems_local.ports import HOST, check_free
 from ems_local.template import Stack
 
@@ -25,6 +25,7 @@ CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 class AwsEndpoint:
     def __init__(self, port: int = 4566) -> None:
         check_free("aws", port)
+        moto_dynamodb.install()  # the server runs in this process: its DynamoDB is the patched one
         self._server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
         self.url = ""
 

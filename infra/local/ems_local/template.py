@@ -269,6 +269,8 @@ class Stack:
             clients("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         for resource in self.of_type("AWS::DynamoDB::Table").values():
             self.create_table(clients("dynamodb"), self.resolve(resource["Properties"]))
+        for logical_id in self.of_type("AWS::Events::EventBus"):
+            clients("events").create_event_bus(Name=str(self.ref(logical_id)))
 
     @staticmethod
     def create_table(dynamodb: Any, props: dict[str, Any]) -> None:

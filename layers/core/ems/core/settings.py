@@ -28,6 +28,8 @@ class Settings:
     default_site_id: str = "default"
     # The API Gateway management endpoint of the WebSocket API: https://{api}.execute-api.{region}.amazonaws.com/{stage}
     websocket_endpoint: str = ""
+    # The domain events' EventBridge bus (ems.core.events); empty: events are not sent (logged).
+    event_bus_name: str = ""
     version: str = "0.1.0"
 
     @property
@@ -56,5 +58,6 @@ def settings() -> Settings:
         raw_retention_days=max(1, int(env.get("RAW_RETENTION_DAYS") or 30)),
         default_site_id=env.get("DEFAULT_SITE_ID", "default"),
         websocket_endpoint=env.get("WEBSOCKET_ENDPOINT", ""),
+        event_bus_name=env.get("EVENT_BUS_NAME", ""),
         version=__version__,
     )

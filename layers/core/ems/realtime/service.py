@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ems.auth.models import Claims
@@ -14,13 +15,14 @@ from ems.auth.service import verify
 from ems.auth.store import TokenStore
 from ems.core.clock import Clock, to_iso, utc_now
 from ems.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from ems.core.observability import logger
+from ems.core.observability import logger, metrics
 from ems.core.settings import settings
 from ems.realtime.models import (
     MAX_TOPICS_PER_CONNECTION,
     READING_GRAINS,
     Connection,
     ConnectionGone,
+    Grain,
     InvalidTopic,
     Outgoing,
     PublishReport,
@@ -30,6 +32,7 @@ from ems.realtime.models import (
     SubscriptionChange,
     Topic,
 )
+from ems.telemetry.models import ReceivedReading, TelemetryReceived
 
 # API Gateway closes a WebSocket after 2 hours; the record outlives that by a margin, then TTL
 # deletes it (whether or not $disconnect ran: API Gateway does not promise it).
@@ -324,3 +327,98 @@ def _deliver(
         outcome.posts += 1
         outcome.delivered += count
     return outcome
+
+
+# ---------------------------------------------------------------- telemetry pushes
+
+# Room messages aggregate their sensors, so a token limited to rooms never sees one sensor: metrics
+# of power and energy add up over the room's sensors, the others (temperature, humidity, CO2, ...)
+# are the mean of the room's sensors.
+ADDITIVE_SUFFIXES = ("_w", "_kw", "_wh", "_kwh")
+# The sensors whose power is the site's: the meters at the grid connection (sensor_type "meter").
+SITE_METER_TYPES = frozenset({"meter"})
+
+
+def _additive(metric: str) -> bool:
+    return metric.endswith(ADDITIVE_SUFFIXES)
+
+
+def _at(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
+def reading_messages(event: TelemetryReceived) -> list[Outgoing]:
+    """What one `TelemetryReceived` pushes (API.md topics):
+
+    - `sensors/<id>`, type `reading`: `{sensor_id, room, ts, metrics}` for every reading, in time order;
+    - `rooms/<room>`, type `room`: `{room, ts, metrics, sensors}`: per metric, the newest value of each
+      of the room's sensors in this batch, summed (power, energy) or averaged (the rest); `sensors`
+      counts the sensors in it;
+    - `site`, type `power`: `{ts, power_w, meters}`: the newest `power_w` of each meter (sensor type
+      `meter`) in this batch and their sum. A site has one meter at its grid connection as a rule, and
+      then `power_w` is the site's power; with several meters reporting apart, each message carries
+      the meters it has and a client keeps the newest per meter.
+
+    Each message's grain (ems.realtime.models.Grain) is observed at its newest reading, so embargoed
+    tokens get nothing live."""
+    out: list[Outgoing] = []
+    latest: dict[str, ReceivedReading] = {}
+    for reading in sorted(event.readings, key=lambda r: r.ts):
+        ts = to_iso(_at(reading.ts))
+        data: dict[str, Any] = {
+            "sensor_id": reading.sensor_id, "room": reading.room, "ts": ts, "metrics": reading.metrics
+        }  # fmt: skip
+        out.append(
+            Outgoing(f"sensors/{reading.sensor_id}", "reading", data, Grain("raw", "raw", _at(reading.ts)))
+        )
+        held = latest.get(reading.sensor_id)
+        if held is None:
+            latest[reading.sensor_id] = reading
+        else:  # a later reading of the sensor: its metrics over the earlier ones'
+            latest[reading.sensor_id] = reading.model_copy(
+                update={"metrics": {**held.metrics, **reading.metrics}}
+            )
+
+    rooms: dict[str, list[ReceivedReading]] = defaultdict(list)
+    for reading in latest.values():
+        if reading.room is not None:
+            rooms[reading.room].append(reading)
+    for room, members in sorted(rooms.items()):
+        values: dict[str, list[float]] = defaultdict(list)
+        for member in members:
+            for metric, value in member.metrics.items():
+                values[metric].append(value)
+        metrics = {
+            m: round(sum(v) if _additive(m) else sum(v) / len(v), 6) for m, v in sorted(values.items())
+        }
+        newest_ms = max(m.ts for m in members)
+        data = {"room": room, "ts": to_iso(_at(newest_ms)), "metrics": metrics, "sensors": len(members)}
+        out.append(Outgoing(f"rooms/{room}", "room", data, Grain("room", "raw", _at(newest_ms))))
+
+    meters = {
+        r.sensor_id: r
+        for r in latest.values()
+        if r.sensor_type in SITE_METER_TYPES and "power_w" in r.metrics
+    }
+    if meters:
+        newest_ms = max(r.ts for r in meters.values())
+        power = {sensor_id: r.metrics["power_w"] for sensor_id, r in sorted(meters.items())}
+        data = {"ts": to_iso(_at(newest_ms)), "power_w": round(sum(power.values()), 6), "meters": power}
+        out.append(Outgoing("site", "power", data, Grain("site", "raw", _at(newest_ms))))
+    return out
+
+
+def push_telemetry(
+    event: TelemetryReceived, store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """Fan one `TelemetryReceived` out to the site's subscribers (see `reading_messages`)."""
+    report = publish_many(event.site, reading_messages(event), store, poster, now)
+    logger.info(
+        "telemetry pushed",
+        extra={"site": event.site, "readings": len(event.readings), "connections": report.connections,
+               "posts": report.posts, "gone": len(report.gone), "failed": report.failed},
+    )  # fmt: skip
+    metrics.add_metric(name="PushPosts", unit="Count", value=report.posts)
+    if report.failed:
+        metrics.add_metric(name="PushFailures", unit="Count", value=report.failed)
+    return report

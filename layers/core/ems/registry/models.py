@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -122,6 +122,8 @@ class SensorIn(BaseModel):
     device_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     thresholds: dict[str, Threshold] | None = None
     metadata: dict[str, Any] | None = None
+    # How often it reports; offline after 3 missed intervals (ems.telemetry.status; default 300 s).
+    expected_interval_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
     _metrics = field_validator("thresholds")(classmethod(lambda cls, v: _check_thresholds(v)))
 
@@ -136,6 +138,8 @@ class SensorUpdate(BaseModel):
     device_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     thresholds: dict[str, Threshold] | None = None
     metadata: dict[str, Any] | None = None
+    # How often it reports; offline after 3 missed intervals (ems.telemetry.status; default 300 s).
+    expected_interval_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
     _metrics = field_validator("thresholds")(classmethod(lambda cls, v: _check_thresholds(v)))
 
@@ -144,6 +148,19 @@ class Sensor(SensorIn):
     site_id: str
     created_at: datetime
     updated_at: datetime
+
+
+class LastReading(BaseModel):
+    ts: str
+    metrics: dict[str, float]
+
+
+class SensorWithStatus(Sensor):
+    """GET /sensors and /sensors/{id}: the sensor, and what its telemetry says of it."""
+
+    status: Literal["online", "offline", "unknown"] = "unknown"
+    last_seen: str | None = None
+    last_reading: LastReading | None = None
 
 
 class Deleted(BaseModel):

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 from ems.auth.models import Claims
 from ems.core.clock import Clock, utc_now
-from ems.core.errors import Forbidden
+from ems.core.errors import Forbidden, Invalid
 from ems.core.pagination import Page
 from ems.registry.models import (
     Deleted,
+    LastReading,
     Room,
     RoomIn,
     RoomUpdate,
     Sensor,
     SensorIn,
     SensorUpdate,
+    SensorWithStatus,
     Site,
     SiteIn,
     SiteUpdate,
 )
 from ems.registry.store import RegistryStore
+from ems.telemetry.status import STATUSES, Heard, Status, iso_ms, status_of
+
+
+class StatusReader(Protocol):
+    """Each sensor's newest reading (ems.telemetry.store.SensorStatusStore)."""
+
+    def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]: ...
+
 
 # ---------------------------------------------------------------- sites
 
@@ -91,8 +104,19 @@ def create_sensor(site_id: str, request: SensorIn, store: RegistryStore, now: Cl
     )
 
 
-def get_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Sensor:
-    return store.get_sensor(site_id, sensor_id)
+def get_sensor(
+    site_id: str, sensor_id: str, store: RegistryStore, statuses: StatusReader, now: Clock = utc_now
+) -> SensorWithStatus:
+    sensor = store.get_sensor(site_id, sensor_id)
+    return _with_status(sensor, statuses.get(site_id, [sensor_id]).get(sensor_id), now)
+
+
+def _with_status(sensor: Sensor, heard: Heard | None, now: Clock) -> SensorWithStatus:
+    return SensorWithStatus(
+        **sensor.model_dump(), status=status_of(heard, sensor.expected_interval_seconds, now()),
+        last_seen=iso_ms(heard.ts_ms) if heard else None,
+        last_reading=LastReading(ts=iso_ms(heard.ts_ms), metrics=heard.metrics) if heard else None,
+    )  # fmt: skip
 
 
 def update_sensor(
@@ -104,15 +128,35 @@ def update_sensor(
     return store.replace_sensor(before, after)
 
 
+def status_filter(value: str | None) -> Status | None:
+    """?status= of GET /sensors."""
+    if value is None:
+        return None
+    for status in STATUSES:
+        if value == status:
+            return status
+    raise Invalid(f"must be one of {', '.join(STATUSES)}", "status")
+
+
 def list_sensors(
     site_id: str,
     room: str | None,
     sensor_type: str | None,
+    status: Status | None,
     store: RegistryStore,
+    statuses: StatusReader,
     limit: int,
     next_token: str | None,
-) -> Page[Sensor]:
-    return store.list_sensors(site_id, room, sensor_type, limit, next_token)
+    now: Clock = utc_now,
+) -> Page[SensorWithStatus]:
+    """A page of sensors with their status; `status` filters the page as a DynamoDB filter does (a
+    page may hold fewer than `limit`; follow next_token)."""
+    page = store.list_sensors(site_id, room, sensor_type, limit, next_token)
+    heard = statuses.get(site_id, [s.sensor_id for s in page.items]) if page.items else {}
+    items = [_with_status(s, heard.get(s.sensor_id), now) for s in page.items]
+    if status is not None:
+        items = [s for s in items if s.status == status]
+    return Page[SensorWithStatus](items=items, count=len(items), next_token=page.next_token)
 
 
 def delete_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Deleted:

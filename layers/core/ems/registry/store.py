@@ -85,6 +85,7 @@ class RegistryItem(Model):
     device_id = UnicodeAttribute(null=True)
     thresholds = MapAttribute(null=True)  # type: ignore[var-annotated]
     metadata = JSONAttribute(null=True)
+    expected_interval_seconds = NumberAttribute(null=True)
 
 
 @cache
@@ -126,6 +127,8 @@ def _sensor(item: RegistryItem) -> Sensor:
         site_id=item.pk, sensor_id=item.sk.removeprefix(SENSOR), name=item.name or "",
         sensor_type=item.sensor_type or "", room=item.room, unit=item.unit, device_id=item.device_id,
         thresholds=thresholds, metadata=item.metadata, created_at=item.created_at, updated_at=item.updated_at,
+        expected_interval_seconds=None if item.expected_interval_seconds is None
+        else int(item.expected_interval_seconds),
     )  # fmt: skip
 
 
@@ -415,7 +418,7 @@ class RegistryStore:
             gsi1sk=sensor.sensor_id if sensor.room else None, name=sensor.name, sensor_type=sensor.sensor_type,
             room=sensor.room, unit=sensor.unit, device_id=sensor.device_id,
             thresholds=_thresholds(sensor.thresholds), metadata=sensor.metadata, created_at=sensor.created_at,
-            updated_at=sensor.updated_at,
+            updated_at=sensor.updated_at, expected_interval_seconds=sensor.expected_interval_seconds,
         )  # fmt: skip
 
     @staticmethod

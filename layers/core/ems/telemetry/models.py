@@ -112,3 +112,27 @@ class SeriesSet(BaseModel):
     aggregate: Aggregate
     group_by: GroupBy
     series: list[KeyedPoints]
+
+
+# ---------------------------------------------------------------- the domain event
+
+
+TELEMETRY_SOURCE = "ems.telemetry"
+TELEMETRY_RECEIVED = "TelemetryReceived"
+
+
+class ReceivedReading(BaseModel):
+    """One sensor's metrics at one time, as `TelemetryReceived` carries it (ts in epoch ms)."""
+
+    sensor_id: str
+    room: str | None = None
+    sensor_type: str | None = None
+    ts: int
+    metrics: dict[str, float]
+
+
+class TelemetryReceived(BaseModel):
+    """The detail of a `TelemetryReceived` event: readings newly stored for one site, after a batch."""
+
+    site: str
+    readings: list[ReceivedReading]

@@ -1,7 +1,9 @@
 """Ingest of readings and reads of series: the rules above the telemetry store.
 
-`ingest_readings` is what every path in calls (the HTTP route now, the IoT rule's handler later):
-it checks each reading on its own, stores the good ones idempotently and reports every bad one.
+`ingest_readings` is what every path in calls (the HTTP route, and through `ingest_device_message`
+the IoT rule on ems/{site}/devices/{device_id}/telemetry): it checks each reading on its own, stores
+the good ones idempotently, reports every bad one, then moves the sensors' status and emits one
+`TelemetryReceived` event with what was newly stored (the realtime function fans it out).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from ems.auth.models import Claims
 from ems.core.clock import Clock, parse_time, to_iso, utc_now
 from ems.core.errors import BadRequest, Invalid, NotFound, PayloadTooLarge
+from ems.core.events import DomainEvent, EventPublisher, split_detail
 from ems.core.ids import USER_ID
 from ems.core.observability import logger, metrics
 from ems.core.settings import settings
@@ -22,6 +25,8 @@ from ems.registry.store import RegistryStore
 from ems.telemetry import sharing
 from ems.telemetry.models import (
     MAX_READINGS_PER_BATCH,
+    TELEMETRY_RECEIVED,
+    TELEMETRY_SOURCE,
     Aggregate,
     DataQuery,
     GroupBy,
@@ -30,6 +35,7 @@ from ems.telemetry.models import (
     KeyedPoints,
     Point,
     Reading,
+    ReceivedReading,
     Rejection,
     Resolution,
     SensorDataQuery,
@@ -38,7 +44,8 @@ from ems.telemetry.models import (
     TimeInput,
 )
 from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start, buckets_between, merge_series, rollup
-from ems.telemetry.store import TelemetryStore
+from ems.telemetry.status import newest
+from ems.telemetry.store import SensorStatusStore, TelemetryStore
 from ems.telemetry.validation import Rejected, parse_reading
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -55,6 +62,8 @@ LIST_PAGE = 200
 class Stores:
     registry: RegistryStore
     telemetry: TelemetryStore
+    status: SensorStatusStore | None = None  # None: sensor status is not kept (bench, some tests)
+    events: EventPublisher | None = None  # None: no TelemetryReceived is emitted
 
 
 # ---------------------------------------------------------------- ingest
@@ -65,8 +74,14 @@ def ingest(site_id: str, request: IngestRequest, s: Stores, now: Clock = utc_now
 
 
 def ingest_readings(
-    site_id: str, raw_readings: Sequence[Any], s: Stores, now: Clock = utc_now
+    site_id: str,
+    raw_readings: Sequence[Any],
+    s: Stores,
+    now: Clock = utc_now,
+    device_id: str | None = None,
+    source: str = "http",
 ) -> IngestResult:
+    """`device_id`: the device that sent the batch over MQTT (its sensors only; ts may be epoch ms)."""
     if len(raw_readings) > MAX_READINGS_PER_BATCH:
         raise PayloadTooLarge(
             f"at most {MAX_READINGS_PER_BATCH} readings per request, got {len(raw_readings)}", "readings"
@@ -85,7 +100,9 @@ def ingest_readings(
     to_write: dict[tuple[str, str, int], Reading] = {}
     for index, raw in enumerate(raw_readings):
         try:
-            parsed = parse_reading(raw, site_id, sensors, earliest, latest)
+            parsed = parse_reading(
+                raw, site_id, sensors, earliest, latest, device_id=device_id, epoch_ms=device_id is not None
+            )
         except Rejected as exc:
             rejected.append(Rejection(index=index, reason=str(exc)))
             continue
@@ -106,14 +123,116 @@ def ingest_readings(
     result = IngestResult(accepted=len(accepted), duplicates=duplicates, rejected=rejected)
     logger.info(
         "ingest",
-        extra={"site": site_id, "received": len(raw_readings), "accepted": result.accepted,
-               "duplicates": duplicates, "rejected": len(rejected), "stored_new": outcome.created if outcome else 0,
+        extra={"site": site_id, "source": source, "device_id": device_id, "received": len(raw_readings),
+               "accepted": result.accepted, "duplicates": duplicates, "rejected": len(rejected),
+               "stored_new": outcome.created if outcome else 0,
                "first_rejections": [r.model_dump() for r in rejected[:5]]},
     )  # fmt: skip
     metrics.add_metric(name="ReadingsAccepted", unit="Count", value=result.accepted)
     metrics.add_metric(name="ReadingsRejected", unit="Count", value=len(rejected))
     metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=duplicates)
+    new = [r for key, r in to_write.items() if key not in stored_before]
+    if new:
+        _after_store(site_id, new, sensors, s)
     return result
+
+
+def _after_store(site_id: str, new: list[Reading], sensors: dict[str, Sensor], s: Stores) -> None:
+    """What follows a stored batch: the sensors' status, then the event. The readings are stored
+    already, so neither may fail the batch: failures are logged and counted."""
+    if s.status is not None:
+        try:
+            s.status.record(site_id, list(newest(new).values()))
+        except Exception:
+            logger.exception("sensor status not updated", extra={"site": site_id})
+            metrics.add_metric(name="StatusUpdatesFailed", unit="Count", value=1)
+    if s.events is not None:
+        try:
+            s.events.publish(telemetry_received(site_id, new, sensors))
+        except Exception:  # a publisher never raises; a bug in building the event must not either
+            logger.exception("TelemetryReceived not published", extra={"site": site_id})
+            metrics.add_metric(name="EventsFailed", unit="Count", value=1)
+
+
+def telemetry_received(site_id: str, new: Sequence[Reading], sensors: dict[str, Sensor]) -> list[DomainEvent]:
+    """`TelemetryReceived` for readings newly stored: one entry per sensor and time with its metrics,
+    in time order, split into events that each fit EventBridge's 256 KB."""
+    grouped: dict[tuple[str, int], dict[str, float]] = {}
+    for reading in new:
+        grouped.setdefault((reading.sensor_id, reading.ts_ms), {})[reading.metric] = reading.value
+    items = []
+    for (sensor_id, ts_ms), values in sorted(grouped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        sensor = sensors.get(sensor_id)
+        items.append(
+            ReceivedReading(
+                sensor_id=sensor_id, room=sensor.room if sensor else None,
+                sensor_type=sensor.sensor_type if sensor else None, ts=ts_ms, metrics=values,
+            ).model_dump()
+        )  # fmt: skip
+    return [
+        DomainEvent(TELEMETRY_SOURCE, TELEMETRY_RECEIVED, detail)
+        for detail in split_detail({"site": site_id}, "readings", items)
+    ]
+
+
+MESSAGE_FIELDS = frozenset({"ts", "readings", "site", "device_id", "received_ms"})
+
+
+def device_readings(message: Any) -> tuple[str, str, list[Any]]:
+    """(site, device, readings) of what the IoT rule selected: the device's payload (API.md, MQTT:
+    `{"ts", "readings": [{"sensor_id", "metrics"}]}` or one `{"sensor_id", "ts", "value"}`) with the
+    rule's `site` and `device_id` from the topic. A reading of the batch form without a ts of its own
+    takes the message's. Rejected when the message as a whole is unusable."""
+    if not isinstance(message, dict):
+        raise Rejected("the message is not a JSON object")
+    site, device = message.get("site"), message.get("device_id")
+    if not isinstance(site, str) or not USER_ID.match(site):
+        raise Rejected(f"the topic's site {site!r} is not a site id")
+    if not isinstance(device, str) or not USER_ID.match(device):
+        raise Rejected(f"the topic's device {device!r} is not a device id")
+    if "readings" not in message:  # the single form: the payload is one reading
+        return (
+            site,
+            device,
+            [{k: v for k, v in message.items() if k not in ("site", "device_id", "received_ms")}],
+        )
+    unknown = sorted(set(message) - MESSAGE_FIELDS)
+    if unknown:
+        raise Rejected(f"unknown field {unknown[0]!r} in a message of readings")
+    readings = message["readings"]
+    if not isinstance(readings, list):
+        raise Rejected("readings must be a list")
+    top_ts = message.get("ts")
+    return (
+        site,
+        device,
+        [
+            {**r, "ts": top_ts} if isinstance(r, dict) and "ts" not in r and top_ts is not None else r
+            for r in readings
+        ],
+    )
+
+
+def ingest_device_message(message: Any, s: Stores, now: Clock = utc_now) -> IngestResult:
+    """A device's message from the IoT rule: every reading is ingested or rejected with its reason;
+    a message that is unusable as a whole is rejected as index -1. Never raises for what is in the
+    message (a poison message is logged and counted, and blocks nothing); storage errors do raise,
+    so the asynchronous invocation is retried (ingest is idempotent)."""
+    try:
+        site, device, readings = device_readings(message)
+        if not s.registry.site_exists(site):
+            raise Rejected(f"no site {site!r}")
+        if len(readings) > MAX_READINGS_PER_BATCH:
+            raise Rejected(f"at most {MAX_READINGS_PER_BATCH} readings per message, got {len(readings)}")
+    except Rejected as exc:
+        keys = sorted(message)[:10] if isinstance(message, dict) else type(message).__name__
+        logger.warning(
+            "ingest: message rejected",
+            extra={"source": "mqtt", "reason": str(exc), "message_keys": keys},
+        )
+        metrics.add_metric(name="MessagesRejected", unit="Count", value=1)
+        return IngestResult(accepted=0, rejected=[Rejection(index=-1, reason=str(exc))])
+    return ingest_readings(site, readings, s, now, device_id=device, source="mqtt")
 
 
 # ---------------------------------------------------------------- reads

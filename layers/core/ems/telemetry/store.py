@@ -40,6 +40,7 @@ from ems.core.errors import TooManyRequests
 from ems.core.settings import settings
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import DAY_MS, ROLLUP_RESOLUTIONS, Bucket, bucket_start
+from ems.telemetry.status import Heard
 
 MAX_TRANSACTION_ITEMS = 100
 BATCH_GET_KEYS = 100
@@ -385,3 +386,71 @@ def _pack(readings: list[Reading]) -> list[list[Reading]]:
     if group:
         groups.append(group)
     return groups
+
+
+# ---------------------------------------------------------------- sensor status
+
+
+STATUS_WORKERS = 8
+
+
+def status_pk(site_id: str) -> str:
+    """Status items share the raw table: pk "<site>#status" (raw keys have a sensor and a day after
+    the site, so they never meet it), sk the sensor id; no TTL attribute, so they stay."""
+    return f"{site_id}#status"
+
+
+class SensorStatusStore:
+    """Each sensor's newest reading (ts and metrics), one item per sensor, moved only forward in time."""
+
+    @property
+    def _table(self) -> str:
+        return settings().telemetry_table
+
+    def record(self, site_id: str, heard: Sequence[Heard]) -> int:
+        """One conditional update per sensor: it applies only when the reading is not older than what
+        the item holds, so late or replayed readings never move status back. How many moved."""
+
+        def one(h: Heard) -> int:
+            try:
+                client("dynamodb").update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": status_pk(site_id)}, "sk": {"S": h.sensor_id}},
+                    UpdateExpression="SET ts = :ts, m = :m",
+                    ConditionExpression="attribute_not_exists(ts) OR ts <= :ts",
+                    ExpressionAttributeValues={
+                        ":ts": _number(h.ts_ms), ":m": {"M": {k: _number(v) for k, v in h.metrics.items()}},
+                    },
+                )  # fmt: skip
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return 0  # it holds a newer reading
+                raise
+            return 1
+
+        if len(heard) <= 1:
+            return sum(one(h) for h in heard)
+        with ThreadPoolExecutor(max_workers=min(STATUS_WORKERS, len(heard))) as pool:
+            return sum(pool.map(one, heard))
+
+    def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]:
+        """The newest reading of each sensor among `sensor_ids` that has reported."""
+        keys = [{"pk": {"S": status_pk(site_id)}, "sk": {"S": s}} for s in sorted(set(sensor_ids))]
+        found: dict[str, Heard] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            request: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_KEYS]}}
+            for _attempt in range(MAX_ATTEMPTS):
+                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    heard = _heard(item)
+                    found[heard.sensor_id] = heard
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(BACKOFF_BASE_S)
+        return found
+
+
+def _heard(item: dict[str, Any]) -> Heard:
+    metrics = {k: float(v["N"]) for k, v in item.get("m", {}).get("M", {}).items()}
+    return Heard(item["sk"]["S"], int(item["ts"]["N"]), metrics)

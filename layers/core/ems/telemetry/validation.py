@@ -41,14 +41,20 @@ class Rejected(Exception):
     """Why one reading is refused; caught per reading by the service."""
 
 
-def _ts_ms(raw: Any) -> int:
+# Epoch seconds stay below this until the year 5138, and epoch milliseconds are above it since 1973.
+EPOCH_MS_FROM = 1e11
+
+
+def _ts_ms(raw: Any, epoch_ms: bool = False) -> int:
     if raw is None:
         raise Rejected("ts is missing")
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise Rejected("ts must be an ISO 8601 time or epoch seconds")
     if isinstance(raw, int | float) and not math.isfinite(raw):
         raise Rejected("ts must be finite")
-    if isinstance(raw, int | float) and raw > 1e11:
+    if isinstance(raw, int | float) and raw > EPOCH_MS_FROM:
+        if epoch_ms:
+            return math.floor(raw)  # exact: no round trip through float seconds
         raise Rejected("ts looks like epoch milliseconds; send epoch seconds or ISO 8601")
     try:
         moment = parse_time(raw, "ts")
@@ -79,10 +85,15 @@ def parse_reading(
     sensors: Mapping[str, Sensor],
     earliest: datetime,
     latest: datetime,
+    device_id: str | None = None,
+    epoch_ms: bool = False,
 ) -> list[Reading]:
     """The stored readings (one per metric) of one posted reading, or Rejected with the reason.
 
     `sensors` are the site's sensors named in the batch; `earliest` and `latest` bound `ts`.
+    `device_id`: the device that sent it (MQTT); a sensor bound to another device is refused.
+    `epoch_ms`: a numeric ts past EPOCH_MS_FROM is epoch milliseconds (devices send those, DESIGN.md),
+    where the HTTP API refuses it as a likely mistake.
     """
     if not isinstance(raw, dict):
         raise Rejected("a reading must be an object")
@@ -95,12 +106,14 @@ def parse_reading(
     sensor = sensors.get(sensor_id)
     if sensor is None:
         raise Rejected(f"unknown sensor {sensor_id!r} in site {site_id!r}")
+    if device_id is not None and sensor.device_id is not None and sensor.device_id != device_id:
+        raise Rejected(f"sensor {sensor_id!r} belongs to device {sensor.device_id!r}, not {device_id!r}")
     if len(json.dumps(raw, default=str)) > MAX_READING_BYTES:
         raise Rejected(f"a reading must be at most {MAX_READING_BYTES} bytes")
     unit = raw.get("unit")
     if unit is not None and sensor.unit is not None and unit != sensor.unit:
         raise Rejected(f"unit {unit!r} is not the sensor's unit {sensor.unit!r}")
-    ts_ms = _ts_ms(raw.get("ts"))
+    ts_ms = _ts_ms(raw.get("ts"), epoch_ms)
     if ts_ms > latest.timestamp() * 1000:
         raise Rejected("ts is more than 5 minutes in the future")
     if ts_ms < earliest.timestamp() * 1000:

@@ -1,14 +1,23 @@
-"""A faster stand-in for moto's DynamoDB TransactWriteItems, with the same semantics.
+"""moto's DynamoDB as the local cloud and the tests run it: TransactWriteItems replaced by a faster
+one with the same semantics.
 
 moto 5 deep-copies every table a transaction touches once per item of the transaction, so one
 100-item transaction against a table of a few thousand items takes seconds, and the cost grows with
-the table. This version checks every condition against the state before the transaction (as DynamoDB
-does), answers TransactionCanceledException with per-item reasons when one fails, and otherwise
-applies the items, keeping only the touched items' previous images to roll back if applying fails.
+the table (the local cloud's demo building fills the telemetry tables every few seconds). This
+version checks every condition against the state before the transaction (as DynamoDB does), answers
+TransactionCanceledException with per-item reasons when one fails, and otherwise applies the items,
+keeping only the touched items' previous images to roll back if applying fails.
+
+Transactions run one at a time (a lock): the moto server answers requests on several threads, and
+a transaction's checks and writes must not interleave with another's, or two concurrent writers of
+the same rollup could both pass their condition. `install()` patches moto's backend class in this
+process: the local cloud calls it before its moto server starts (ems_local.aws_endpoint), the tests
+before `mock_aws` (tests/conftest.py), so both run this same emulator.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -21,6 +30,7 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend
 
 _original = DynamoDBBackend.transact_write_items
+_one_at_a_time = threading.Lock()
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +44,11 @@ def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str
 
 
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    with _one_at_a_time:
+        _transact(self, transact_items)
+
+
+def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
     ops: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -93,4 +108,9 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
 
 
 def install() -> None:
+    """Use this TransactWriteItems in every moto DynamoDB backend of the process (idempotent)."""
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def installed() -> bool:
+    return DynamoDBBackend.transact_write_items is transact_write_items  # type: ignore[comparison-overlap]
