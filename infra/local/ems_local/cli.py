@@ -70,6 +70,7 @@ def _banner(description: dict[str, Any]) -> None:
         f"schedules    clock at {description['clock']['rate']:g}x, dead letters in {description['dead_letters']}",
         f"site         {description['site']}",
         f"admin token  {description['admin_token']}",
+        *([f"open         {description['page']}  (the live page)"] if description.get("page") else []),
         "ready; Ctrl-C stops everything",
     ):
         console.line("local", line)

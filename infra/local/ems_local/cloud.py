@@ -29,6 +29,7 @@ from ems_local.iot_core import IotCore
 from ems_local.ports import check_free
 from ems_local.scheduler import Scheduler
 from ems_local.seed import DEMO_SITE, create_demo_site, mint_admin_token
+from ems_local.static import StaticSite
 from ems_local.template import TEMPLATE, Stack
 from ems_local.websocket_api import WebSocketApi, WebSocketSpec
 
@@ -135,10 +136,13 @@ class LocalCloud:
         if websocket is not None:
             websocket.start()
             self._running.append(websocket)
+        # The page at the root: the project's web/ beside its template (a test template has none).
+        web = options.template.resolve().parent / "web"
         http = HttpApiServer(
             HttpGateway(stack, self.functions.invoke),
             options.http_port,
             websocket.port if websocket else None,
+            StaticSite(web) if (web / "index.html").is_file() else None,
         )
         http.start()
         self._running.append(http)
@@ -167,6 +171,10 @@ class LocalCloud:
             "dead_letters": str(dead_letters),
             "admin_token": admin_token,
             "site": site,
+            # The live page, signed in through the URL's fragment (never sent to the server).
+            "page": f"{http.url}/#token={admin_token}"
+            if (web / "index.html").is_file() and admin_token
+            else None,
             "env": environment,
             "pid": os.getpid(),
         }

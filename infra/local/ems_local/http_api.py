@@ -1,7 +1,8 @@
 """The HTTP API's server: bytes on 127.0.0.1 in, HttpGateway, bytes out (stdlib only).
 
 A WebSocket handshake for /ws is handed to the WebSocket API's own server (the original dashboard
-looks for it there): see ems_local.websocket_api.relay_upgrade.
+looks for it there): see ems_local.websocket_api.relay_upgrade. GET and HEAD that no route takes are
+the page's (web/, ems_local.static), served without the authorizer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from ems_local import apigw, console, websocket_api
 from ems_local.gateway import HttpGateway
 from ems_local.ports import HOST, check_free
+from ems_local.static import StaticSite
 
 # API Gateway HTTP APIs refuse request bodies over 10 MB.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -41,6 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             status, out, raw = apigw.gateway_error(413)
             self.close_connection = True
+        elif (static := self._static(url.path or "/")) is not None:
+            status, out, raw = static.get(url.path or "/")
         else:
             try:
                 status, out, raw = self.server.gateway.handle(
@@ -60,6 +64,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(raw)
         elapsed_ms = (time.perf_counter() - started) * 1000
         console.line("http", f"{self.command} {self.path} {status} {elapsed_ms:.0f} ms")
+
+    def _static(self, path: str) -> StaticSite | None:
+        """The page's files (web/), when they answer this request: what no route of the API takes,
+        never through the authorizer."""
+        static = self.server.static
+        if static is None or not static.serves(self.command, path):
+            return None
+        return static if apigw.match(self.server.gateway.routes, self.command, path) is None else None
 
     def _body(self, headers: dict[str, str]) -> bytes | None:
         """The request body; None when it is over the limit."""
@@ -92,13 +104,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     gateway: HttpGateway
     websocket_port: int | None = None
+    static: StaticSite | None = None
 
 
 class HttpApiServer:
-    def __init__(self, gateway: HttpGateway, port: int = 8000, websocket_port: int | None = None) -> None:
+    def __init__(
+        self,
+        gateway: HttpGateway,
+        port: int = 8000,
+        websocket_port: int | None = None,
+        static: StaticSite | None = None,
+    ) -> None:
         check_free("http", port)
         self._server = _Server((HOST, port), _Handler)
         self._server.gateway = gateway
+        self._server.static = static  # the page at the root (web/), when there is one
         self._server.websocket_port = websocket_port  # where /ws upgrades go, when there is a WebSocket API
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,192 @@
+"""GET /api/v1/overview against moto, with readings that went in through POST /api/v1/data/ingest.
+
+The building, by hand: a main meter, a PV inverter and a battery inverter; an office with a
+temperature, a humidity (silent), a CO2 and an occupancy sensor, and a water heater whose own
+temperature_c must not become the office's. Two quarter hours of readings, starting at T0:
+
+    quarter hour   meter      pv      battery            consumption = meter + pv - battery
+    [T0, +15m)     +5 kW      2 kW    -1 kW (discharge)  8 kW   -> 2.0 kWh
+    [+15m, +30m)   -1.5 kW    4 kW    +0.5 kW (charge)   2 kW   -> 0.5 kWh
+
+Energy: import 5 x 0.25 = 1.25 kWh, export 1.5 x 0.25 = 0.375, generation (2 + 4) x 0.25 = 1.5,
+discharge 0.25, charge 0.125, consumption 2.5 (= 1.25 - 0.375 + 1.5 + 0.25 - 0.125).
+Power now is the second quarter hour's: grid -1.5 (export 1.5), pv 4, battery +0.5, consumption 2.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ems.auth.models import Claims
+from tests.support.events import replay
+from tests.support.inprocess import InProcessApi, load_function
+from tests.support.tokens import issue
+
+SITE = "hq"
+ROOM = "Office"
+QUARTER_MS = 15 * 60_000
+
+
+def first_quarter_ms() -> int:
+    """T0: a quarter hour about an hour ago whose half hour lies within one UTC day."""
+    t0 = int(time.time() * 1000) - 3_600_000
+    t0 -= t0 % QUARTER_MS
+    while (t0 + 2 * QUARTER_MS - 1) // 86_400_000 != t0 // 86_400_000:
+        t0 -= 3_600_000
+    return t0
+
+
+SENSORS: list[dict[str, Any]] = [
+    {"sensor_id": "main-meter", "name": "Main meter", "sensor_type": "meter"},
+    {"sensor_id": "pv", "name": "PV", "sensor_type": "pv_inverter"},
+    {"sensor_id": "battery", "name": "Battery", "sensor_type": "battery_inverter"},
+    {"sensor_id": "office-temperature", "name": "T", "sensor_type": "temperature", "room": ROOM},
+    {"sensor_id": "office-humidity", "name": "H", "sensor_type": "humidity", "room": ROOM},
+    {"sensor_id": "office-co2", "name": "CO2", "sensor_type": "co2", "room": ROOM},
+    {"sensor_id": "office-occupancy", "name": "People", "sensor_type": "occupancy", "room": ROOM},
+    {"sensor_id": "water-heater", "name": "Water heater", "sensor_type": "water_heater", "room": ROOM},
+]
+
+
+def readings(t0: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for offset_min, meter, pv, battery, soc in ((0, 5000, 2000, -1000, 61), (5, 5000, 2000, -1000, 60),
+                                                (20, -1500, 4000, 500, 62)):  # fmt: skip
+        ts = t0 + offset_min * 60_000
+        out += [
+            {"sensor_id": "main-meter", "ts": ts / 1000, "metrics": {"power_w": meter}},
+            {"sensor_id": "pv", "ts": ts / 1000, "metrics": {"power_w": pv}},
+            {"sensor_id": "battery", "ts": ts / 1000, "metrics": {"power_w": battery, "soc_pct": soc}},
+        ]
+    ts = (t0 + 20 * 60_000) / 1000
+    out += [
+        {"sensor_id": "office-temperature", "ts": ts, "metrics": {"temperature_c": 21.5}},
+        {"sensor_id": "office-co2", "ts": ts, "value": 650},  # a single-value sensor counts too
+        {"sensor_id": "office-occupancy", "ts": ts, "metrics": {"occupancy": 3}},
+        {"sensor_id": "water-heater", "ts": ts, "metrics": {"power_w": 3000, "temperature_c": 55}},
+    ]
+    return out
+
+
+@pytest.fixture
+def building(api: InProcessApi, admin_token: str) -> int:
+    """The site, its sensors and readings, all through the HTTP API; returns T0."""
+    site = {"site_id": SITE, "name": "HQ", "timezone": "UTC"}
+    assert api.request("POST", "/api/v1/sites", token=admin_token, body=site).status == 201
+    headers = {"x-site": SITE}
+    assert api.request("POST", "/api/v1/rooms", token=admin_token, body={"name": ROOM}, headers=headers).status == 201  # fmt: skip
+    assert api.request("POST", "/api/v1/rooms", token=admin_token, body={"name": "Store"}, headers=headers).status == 201  # fmt: skip
+    for body in SENSORS:  # reporting every hour: the test's readings, up to 2 h old, are online
+        created = api.request(
+            "POST", "/api/v1/sensors", token=admin_token, headers=headers,
+            body={**body, "expected_interval_seconds": 3600},
+        )  # fmt: skip
+        assert created.status == 201, created.json
+    t0 = first_quarter_ms()
+    load_function("functions/telemetry/").stores.cache_clear()
+    ingested = api.request(
+        "POST", "/api/v1/data/ingest", token=admin_token, headers=headers, body={"readings": readings(t0)}
+    )
+    assert ingested.status == 200, ingested.json
+    assert (ingested.json["accepted"], ingested.json["rejected"]) == (13, [])
+    return t0
+
+
+POWER_NOW = {
+    "consumption_kw": 2.0, "generation_kw": 4.0, "grid_kw": -1.5, "grid_import_kw": 0.0,
+    "grid_export_kw": 1.5, "battery_kw": 0.5, "battery_charge_kw": 0.5, "battery_discharge_kw": 0.0,
+    "battery_soc_pct": 62.0,
+}  # fmt: skip
+ENERGY = {
+    "consumption_kwh": 2.5, "generation_kwh": 1.5, "grid_import_kwh": 1.25, "grid_export_kwh": 0.375,
+    "battery_charge_kwh": 0.125, "battery_discharge_kwh": 0.25,
+}  # fmt: skip
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_overview_through_the_http_api(api: InProcessApi, building: int) -> None:
+    t0 = building
+    token = issue(["sensors"], sites=[SITE])  # any valid token: the route needs no resource of its own
+    reply = api.request("GET", "/api/v1/overview", token=token)
+    assert reply.status == 200, reply.json
+    body = reply.json
+    assert (body["site_id"], body["name"], body["timezone"]) == (SITE, "HQ", "UTC")
+    assert {k: body["power"][k] for k in POWER_NOW} == POWER_NOW
+    assert body["power"]["as_of"] == iso(t0 + 20 * 60_000)
+    assert body["power"]["sensors"] == {"grid": ["main-meter"], "generation": ["pv"], "battery": ["battery"]}
+    today = datetime.now(UTC).date()
+    if datetime.fromtimestamp(t0 / 1000, UTC).date() == today:  # not when T0 had to go to yesterday
+        assert {k: body["energy_today"][k] for k in ENERGY} == ENERGY
+        assert body["energy_today"]["start"] == f"{today.isoformat()}T00:00:00.000Z"
+    assert body["rooms"] == [
+        {"name": ROOM, "floor": None, "temperature_c": 21.5, "humidity_pct": None, "co2_ppm": 650.0,
+         "occupancy": 3.0, "sensor_count": 5, "updated_at": iso(t0 + 20 * 60_000)},
+        {"name": "Store", "floor": None, "temperature_c": None, "humidity_pct": None, "co2_ppm": None,
+         "occupancy": None, "sensor_count": 0, "updated_at": None},
+    ]  # fmt: skip
+    assert body["sensors"] == {"total": 8, "online": 7, "offline": 0, "unknown": 1}
+    # Domains that do not exist yet are left out, not filled in.
+    assert not {"alerts", "dr", "demand_response", "market", "forecast"} & set(body)
+
+
+def test_energy_at_a_fixed_time_from_the_service(stack: object, building: int) -> None:
+    """The same data read at T0 + 30 min, and at T0 + 10 min (the current quarter hour counts up to now)."""
+    from ems.overview import service
+
+    t0 = building
+    stores = load_function("functions/overview/").stores()
+    caller = Claims.model_validate(
+        {"sub": "t", "name": "t", "jti": "j", "iat": 0, "exp": 2**31, "iss": "ems", "aud": "ems-api",
+         "resources": ["*"]}
+    )  # fmt: skip
+    at = datetime.fromtimestamp(t0 / 1000, UTC)
+    later = service.site_overview(SITE, caller, stores, now=lambda: at + timedelta(minutes=30))
+    assert later.energy_today.model_dump(include=set(ENERGY)) == ENERGY
+    assert later.power.model_dump(include=set(POWER_NOW)) == POWER_NOW
+    # At T0 + 10 min the first quarter hour's rollup already holds both of its readings (5 kW): 10 of
+    # its 15 minutes have passed, and the second quarter hour is in the future of that clock.
+    early = service.site_overview(SITE, caller, stores, now=lambda: at + timedelta(minutes=10))
+    assert early.energy_today.grid_import_kwh == round(5 * 10 / 60, 3)
+    assert early.energy_today.consumption_kwh == round(8 * 10 / 60, 3)
+
+
+def test_limits_of_the_token(api: InProcessApi, building: int) -> None:
+    """An embargo hides the live values and the quarter hours after its cut; a site-only token sees
+    no room's values; a token of another site is refused."""
+    embargoed = issue(["analytics"], sites=[SITE], embargo_minutes=24 * 60)
+    body = api.request("GET", "/api/v1/overview", token=embargoed).json
+    assert body["power"]["grid_kw"] is None and body["power"]["consumption_kw"] is None
+    assert body["energy_today"]["grid_import_kwh"] is None  # a day's embargo: nothing today is visible
+    assert body["rooms"][0]["temperature_c"] is None
+
+    site_only = issue(["analytics"], sites=[SITE], data_aggregation="site")
+    body = api.request("GET", "/api/v1/overview", token=site_only).json
+    assert body["power"]["grid_kw"] == -1.5
+    assert body["rooms"][0]["sensor_count"] == 5 and body["rooms"][0]["temperature_c"] is None
+
+    other = issue(["*"], sites=["elsewhere"])
+    assert api.request("GET", "/api/v1/overview", token=other, query={"site": SITE}).status == 403
+    assert api.request("GET", "/api/v1/overview").status == 401
+
+
+def test_overview_of_a_site_without_sensors(api: InProcessApi, admin_token: str) -> None:
+    assert api.request("POST", "/api/v1/sites", token=admin_token, body={"site_id": "empty", "name": "E"}).status == 201  # fmt: skip
+    body = api.request("GET", "/api/v1/overview", token=admin_token, query={"site": "empty"}).json
+    assert body["power"] == {
+        **dict.fromkeys(POWER_NOW), "as_of": None, "sensors": {}
+    }  # fmt: skip
+    assert body["rooms"] == [] and body["sensors"]["total"] == 0
+    assert api.request("GET", "/api/v1/overview", token=admin_token, query={"site": "nowhere"}).status == 404
+
+
+def test_sample_event(api: InProcessApi, admin_token: str, building: int) -> None:
+    reply = replay(api, "overview-get", admin_token)
+    assert reply.status == 200, reply.json
+    assert reply.json["site_id"] == SITE and reply.json["power"]["generation_kw"] == 4.0
