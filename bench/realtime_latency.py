@@ -1,0 +1,226 @@
+"""Device publish to WebSocket receive, through the whole local cloud.
+
+A real `ems local up` (moto, the MQTT broker, the template's IoT rule, the telemetry and realtime
+functions in their workers, EventBridge, the WebSocket API) with N simulated devices (one paho
+client each) publishing readings at a fixed total rate, and one WebSocket client subscribed to
+`sensors/*`. Latency is the subscriber's receive time minus the device's publish time (one
+machine, one clock), matched per reading by sensor id and value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.local_aws import LocalAws
+from bench.report import machine, median, percentile, table
+
+NAME = "realtime_latency"
+DEVICES = 20
+RATES = (50, 100, 200)  # readings per second, all devices together
+SECONDS = 15
+DRAIN_SECONDS = 10
+START_SECONDS = 120
+SITE = "demo"
+ROOM = "Bench hall"
+
+
+def _start_cloud(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the workers' INFO lines would be most of the work
+    ports = [
+        "--http-port",
+        "0",
+        "--aws-port",
+        "0",
+        "--ws-port",
+        "0",
+        "--aws-services-port",
+        "0",
+        "--mqtt-port",
+        "0",
+    ]
+    log = (home / "local.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ems_local", *ports, "--state-dir", ".local", "--no-building"],
+        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    stack_file = home / ".local" / "stack.json"
+    give_up = time.monotonic() + START_SECONDS
+    while not stack_file.exists():
+        if process.poll() is not None or time.monotonic() > give_up:
+            raise RuntimeError(f"the local cloud did not start:\n{(home / 'local.log').read_text()}")
+        time.sleep(0.1)
+    return process, json.loads(stack_file.read_text())
+
+
+def _stop_cloud(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)  # by its PID
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _register(stack: dict[str, Any]) -> list[str]:
+    headers = {"authorization": f"Bearer {stack['admin_token']}", "x-site": SITE}
+    sensors = [f"BENCH_P{i:03d}" for i in range(DEVICES)]
+    with httpx.Client(base_url=stack["http"], headers=headers, timeout=30) as http:
+        http.post("/api/v1/rooms", json={"name": ROOM}).raise_for_status()
+        for sensor_id in sensors:
+            body = {"sensor_id": sensor_id, "name": sensor_id, "sensor_type": "power", "room": ROOM,
+                    "unit": "W", "device_id": f"dev-{sensor_id.lower()}"}  # fmt: skip
+            http.post("/api/v1/sensors", json=body).raise_for_status()
+    return sensors
+
+
+def _readings(message: Any) -> list[tuple[str, float]]:
+    """(sensor id, value) of every reading in a server message (one envelope or a batch of them)."""
+    found: list[tuple[str, float]] = []
+    for envelope in message if isinstance(message, list) else [message]:
+        topic = str(envelope.get("topic") or "")
+        if not topic.startswith("sensors/"):
+            continue
+        data = envelope.get("data") or {}
+        for reading in data.get("readings", [data]):
+            sensor_id = reading.get("sensor_id") or topic.split("/", 1)[1]
+            metrics = reading.get("metrics") or {}
+            value = metrics.get("power_w", reading.get("value"))
+            if value is not None:
+                found.append((str(sensor_id), float(value)))
+    return found
+
+
+class Subscriber:
+    """One WebSocket client on `sensors/*`, noting when each (sensor, value) arrives."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.received: dict[tuple[str, float], float] = {}
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        import websockets
+
+        async with websockets.connect(self.url, max_size=None) as socket:
+            await socket.send(json.dumps({"action": "subscribe", "topics": ["sensors/*"]}))
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(socket.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                for key in _readings(json.loads(raw)):
+                    self.received.setdefault(key, now)
+
+
+def _publish(
+    stack: dict[str, Any], sensors: list[str], rate: int, seconds: int, base: int
+) -> dict[tuple[str, float], float]:
+    """Every device publishes rate/len(sensors) readings a second for `seconds`; returns send times."""
+    import paho.mqtt.client as mqtt
+
+    host, port = stack["mqtt"].removeprefix("mqtt://").split(":")
+    clients = []
+    for sensor_id in sensors:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{sensor_id}")
+        client.connect(host, int(port))
+        client.loop_start()
+        clients.append(client)
+    sent: dict[tuple[str, float], float] = {}
+    interval = 1.0 / rate
+    total = rate * seconds
+    started = time.monotonic()
+    try:
+        for n in range(total):
+            due = started + n * interval
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            index = n % len(sensors)
+            sensor_id = sensors[index]
+            value = float(base + n)  # unique per run: it identifies the reading at the subscriber
+            now = time.time()
+            payload = {"sensor_id": sensor_id, "ts": round(now, 3), "metrics": {"power_w": value}}
+            topic = f"ems/{SITE}/devices/dev-{sensor_id.lower()}/telemetry"
+            clients[index].publish(topic, json.dumps({"ts": round(now, 3), "readings": [payload]}), qos=1)
+            sent[(sensor_id, value)] = now
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+    return sent
+
+
+def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
+    seconds = samples or SECONDS
+    home = scratch / "realtime"
+    home.mkdir(parents=True, exist_ok=True)
+    process, stack = _start_cloud(home)
+    rows = []
+    try:
+        sensors = _register(stack)
+        url = f"{stack['ws']}?token={stack['admin_token']}&site={SITE}"
+        for run_index, rate in enumerate(RATES):
+            subscriber = Subscriber(url)
+            subscriber.thread.start()
+            if not subscriber.ready.wait(30):
+                raise RuntimeError("the WebSocket subscriber did not connect")
+            time.sleep(1)  # let the subscription land before the first reading
+            sent = _publish(stack, sensors, rate, seconds, base=(run_index + 1) * 1_000_000)
+            give_up = time.monotonic() + DRAIN_SECONDS
+            while len(subscriber.received.keys() & sent.keys()) < len(sent) and time.monotonic() < give_up:
+                time.sleep(0.2)
+            subscriber.stop.set()
+            subscriber.thread.join(10)
+            latencies = [
+                (subscriber.received[k] - t) * 1000 for k, t in sent.items() if k in subscriber.received
+            ]
+            arrived = sorted(subscriber.received[k] for k in sent if k in subscriber.received)
+            span = (arrived[-1] - arrived[0]) if len(arrived) > 1 else 0.0
+            rows.append([
+                str(rate), str(len(sent)), str(len(latencies)), str(len(sent) - len(latencies)),
+                f"{len(arrived) / span:.0f}" if span else "-",
+                f"{median(latencies):.1f}" if latencies else "-",
+                f"{percentile(latencies, 99):.1f}" if latencies else "-",
+                f"{max(latencies):.1f}" if latencies else "-",
+            ])  # fmt: skip
+    finally:
+        _stop_cloud(process)
+        with contextlib.suppress(OSError):
+            (home / "local.log").unlink()
+    headers = ["readings/s offered", "sent", "received", "lost", "received/s", "p50 ms", "p99 ms", "max ms"]
+    return f"""## Device publish to WebSocket receive (`{NAME}`)
+
+**Command:** `python -m bench {NAME}` (`--samples N`: seconds per rate, default {SECONDS})
+
+{machine()}
+
+**What:** `ems local up --no-building` for real (moto, the MQTT broker with the template's IoT rule,
+the telemetry and realtime functions in their warm workers, EventBridge, the WebSocket API), then
+{DEVICES} sensors registered through the HTTP API, one WebSocket client (`websockets`) subscribed
+to `sensors/*`, and {DEVICES} paho devices publishing one reading per message, QoS 1, spread evenly
+over the devices, for {seconds} s at each offered rate. Latency = receive time at the subscriber
+minus publish time at the device, per reading (matched by sensor and a unique value); readings not
+received {DRAIN_SECONDS} s after the last publish count as lost. Received/s is the subscriber's rate
+between its first and last reading. The issue's target: p99 under 100 ms at 200 readings/s.
+
+{table(headers, rows)}
+"""
