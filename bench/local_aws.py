@@ -169,13 +169,15 @@ class LocalAws:
         identity = authorizer.identity.values(event) or []
         return Request(authorizer.function, apigw.authorizer_event(event, identity=identity))
 
-    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, token: str | None = None, body: Any = None, query: str = ""
+    ) -> tuple[int, Any]:
         """One request through the gateway, functions run in this process (to seed data)."""
         raw = None if body is None else json.dumps(body).encode()
         headers = {"authorization": f"Bearer {token}"} if token else {}
         if raw is not None:
             headers["content-type"] = "application/json"
-        status, _headers, reply = self.gateway.handle(method, path, "", headers, raw)
+        status, _headers, reply = self.gateway.handle(method, path, query, headers, raw)
         return status, (json.loads(reply) if reply else None)
 
     def _invoke_in_process(self, function: str, event: dict[str, Any]) -> Any:
