@@ -9,10 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -100,6 +101,51 @@ def local_up(home: Path, *args: str) -> subprocess.Popen[bytes]:
         *args,
     ]
     return subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str, seconds: float = 20) -> T:
+    """Poll `check` until it gives something truthy; fail saying `what` did not happen in time."""
+    give_up = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > give_up:
+            pytest.fail(f"{what}: not within {seconds:g} s")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_local_cloud(home: Path, *args: str) -> Iterator[dict[str, Any]]:
+    """`python -m ems_local` in `home` with `args`: yields its stack.json, then stops it by its PID and
+    checks it left nothing behind (exit 0, no worker alive, stack.json gone, every port free)."""
+    process = local_up(home, *args)
+    stack_file, log = home / ".local" / "stack.json", home / "local.log"
+    try:
+        wait_for(lambda: stack_file.exists() or process.poll() is not None, "stack.json", START_SECONDS)
+        if process.poll() is not None:
+            pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
+        description: dict[str, Any] = json.loads(stack_file.read_text())
+        yield description
+    finally:
+        workers = children_of(process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # by its PID, as `kill PID` would
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
+    assert code == 0, log.read_text()
+    assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
+    assert not stack_file.exists(), "stack.json describes a stack that is gone"
+    keys = ("http", "aws", "ws", "aws_services", "mqtt")
+    ports = [urlsplit(str(description[k])).port or 0 for k in keys if description.get(k)]
+    assert all(port_free(port) for port in ports), "a port is still held after the stop"
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -19,44 +17,18 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.e2e.conftest import START_SECONDS, local_up
+from tests.e2e.conftest import running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], what: str, seconds: float = 30) -> T:
-    give_up = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"{what}: not within {seconds:g} s")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    home = tmp_path_factory.mktemp("building")
-    process = local_up(home)  # the project's template, the demo site and its building
-    stack_file, log = home / ".local" / "stack.json", home / "local.log"
-    try:
-        wait_for(lambda: stack_file.exists() or process.poll() is not None, "stack.json", START_SECONDS)
-        if process.poll() is not None:
-            pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
-        yield json.loads(stack_file.read_text())
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by its PID
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
-    assert code == 0, log.read_text()
+    # the project's template, the demo site and its building
+    with running_local_cloud(tmp_path_factory.mktemp("building")) as description:
+        yield description
 
 
 @pytest.fixture(scope="module")

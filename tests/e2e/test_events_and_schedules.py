@@ -9,25 +9,20 @@ polling; nothing asserts on time.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import boto3
 import pytest
 
 from ems_local.clock import Clock
-from tests.e2e.conftest import START_SECONDS, children_of, local_up, port_free, running
+from tests.e2e.conftest import running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ems-test-recorder"
 BUS = "ems-test-domain"
 
@@ -131,18 +126,6 @@ class Stack:
         return sum(1 for e in self.events() if e == {"kind": "tick"})
 
 
-def wait_for(check: Callable[[], T], what: str, seconds: float = 20) -> T:
-    """Poll `check` until it gives something truthy; fail saying `what` did not happen in time."""
-    give_up = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"{what}: not within {seconds:g} s")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("events")
@@ -150,32 +133,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (home / "recorder" / "app.py").write_text(APP)
     template = home / "template.yaml"
     template.write_text(TEMPLATE % {"bus": BUS, "record": home / "events.jsonl"})
-    process = local_up(
-        home, "--ws-port", "0", "--aws-services-port", "0", "--empty", "--template", str(template),
-        "--clock", "60",
-    )  # fmt: skip
-    stack_file, log = home / ".local" / "stack.json", home / "local.log"
-    try:
-        wait_for(lambda: stack_file.exists() or process.poll() is not None, "stack.json", START_SECONDS)
-        if process.poll() is not None:
-            pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
-        description = json.loads(stack_file.read_text())
+    args = (
+        "--ws-port",
+        "0",
+        "--aws-services-port",
+        "0",
+        "--empty",
+        "--template",
+        str(template),
+        "--clock",
+        "60",
+    )
+    with running_local_cloud(home, *args) as description:
         yield Stack(home, description)
-    finally:
-        workers = children_of(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by its PID
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
-    assert code == 0, log.read_text()
-    assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
-    assert not stack_file.exists(), "stack.json describes a stack that is gone"
-    ports = [urlsplit(str(description[k])).port or 0 for k in ("http", "aws", "aws_services")]
-    assert all(port_free(port) for port in ports)
 
 
 def test_a_rule_with_a_pattern_reaches_its_function_and_a_non_matching_event_does_not(stack: Stack) -> None:

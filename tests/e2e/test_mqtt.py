@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -25,11 +23,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.e2e.conftest import START_SECONDS, children_of, local_up, port_free, running
+from tests.e2e.conftest import running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 
 APP = """
 import json, os
@@ -90,18 +87,6 @@ Resources:
           - Lambda:
               FunctionArn: !GetAtt RecorderFunction.Arn
 """
-
-
-def wait_for(check: Callable[[], T], what: str, seconds: float = 20) -> T:
-    """Poll `check` until it gives something truthy; fail saying `what` did not happen in time."""
-    give_up = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"{what}: not within {seconds:g} s")
-        time.sleep(0.05)
 
 
 class Stack:
@@ -173,28 +158,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (home / "recorder" / "app.py").write_text(APP)
     template = home / "template.yaml"
     template.write_text(TEMPLATE % {"record": home / "events.jsonl"})
-    process = local_up(home, "--empty", "--template", str(template))
-    stack_file, log = home / ".local" / "stack.json", home / "local.log"
-    try:
-        wait_for(lambda: stack_file.exists() or process.poll() is not None, "stack.json", START_SECONDS)
-        if process.poll() is not None:
-            pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
-        description = json.loads(stack_file.read_text())
+    with running_local_cloud(home, "--empty", "--template", str(template)) as description:
         yield Stack(home, description)
-    finally:
-        workers = children_of(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by its PID
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
-    assert code == 0, log.read_text()
-    assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
-    ports = [urlsplit(str(description[k])).port or 0 for k in ("http", "aws", "aws_services", "mqtt")]
-    assert all(port_free(port) for port in ports), "a port is still held after the stop"
 
 
 @pytest.fixture

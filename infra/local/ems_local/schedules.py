@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,7 +42,7 @@ _CRON = re.compile(r"cron\((?P<fields>[^()]*)\)")
 _AT = re.compile(r"at\((?P<when>[^()]*)\)")
 
 
-class Schedule:
+class Schedule(ABC):
     """A parsed schedule expression in its time zone, with an optional [start, end) window."""
 
     expression: str
@@ -49,9 +50,9 @@ class Schedule:
     start: datetime | None
     end: datetime | None
 
+    @abstractmethod
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire time strictly after `moment` (UTC), or None if there is none."""
-        raise NotImplementedError
 
 
 def parse(
