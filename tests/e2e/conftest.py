@@ -25,10 +25,8 @@ START_SECONDS = 120
 
 @dataclass
 class RunningStack:
-    process: subprocess.Popen[bytes]
     description: dict[str, Any]
     home: Path  # where `.local/stack.json` is, i.e. the cwd for `ems` commands
-    log: Path
 
     @property
     def http(self) -> str:
@@ -119,9 +117,10 @@ def wait_for(check: Callable[[], T], what: str, seconds: float = 20) -> T:
 
 
 @contextmanager
-def running_local_cloud(home: Path, *args: str) -> Iterator[dict[str, Any]]:
+def running_local_cloud(home: Path, *args: str, served: bool = False) -> Iterator[dict[str, Any]]:
     """`python -m ems_local` in `home` with `args`: yields its stack.json, then stops it by its PID and
-    checks it left nothing behind (exit 0, no worker alive, stack.json gone, every port free)."""
+    checks it left nothing behind (exit 0, no worker alive, stack.json gone, every port free).
+    `served`: the caller sent requests, so worker processes must have existed."""
     process = local_up(home, *args)
     stack_file, log = home / ".local" / "stack.json", home / "local.log"
     try:
@@ -129,6 +128,7 @@ def running_local_cloud(home: Path, *args: str) -> Iterator[dict[str, Any]]:
         if process.poll() is not None:
             pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
         description: dict[str, Any] = json.loads(stack_file.read_text())
+        assert description["pid"] == process.pid
         yield description
     finally:
         workers = children_of(process.pid)
@@ -141,6 +141,7 @@ def running_local_cloud(home: Path, *args: str) -> Iterator[dict[str, Any]]:
             process.wait()
             pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
     assert code == 0, log.read_text()
+    assert workers or not served, "the stack served requests, so it had worker processes"
     assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
     assert not stack_file.exists(), "stack.json describes a stack that is gone"
     keys = ("http", "aws", "ws", "aws_services", "mqtt")
@@ -151,31 +152,6 @@ def running_local_cloud(home: Path, *args: str) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = tmp_path_factory.mktemp("local")
-    process = local_up(home, "--no-building")  # these tests own the demo site's rooms and sensors
-    stack_file, log = home / ".local" / "stack.json", home / "local.log"
-    try:
-        give_up = time.monotonic() + START_SECONDS
-        while not stack_file.exists():
-            if process.poll() is not None:
-                pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
-            if time.monotonic() > give_up:
-                pytest.fail(f"the local cloud did not write stack.json:\n{log.read_text()}")
-            time.sleep(0.1)
-        stack = RunningStack(process, json.loads(stack_file.read_text()), home, log)
-        assert stack.description["pid"] == process.pid
-        yield stack
-    finally:
-        workers = children_of(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by its PID, as `kill PID` would
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"the local cloud did not stop on SIGTERM:\n{log.read_text()}")
-    assert code == 0, log.read_text()
-    assert workers, "the stack served requests, so it had worker processes"
-    assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
-    assert all(port_free(port) for port in stack.ports())
-    assert not stack_file.exists(), "stack.json describes a stack that is gone"
+    # These tests own the demo site's rooms and sensors, so no simulated building.
+    with running_local_cloud(home, "--no-building", served=True) as description:
+        yield RunningStack(description, home)
