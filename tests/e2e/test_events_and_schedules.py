@@ -9,6 +9,7 @@ polling; nothing asserts on time.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,31 +24,10 @@ from tests.e2e.conftest import running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
+RECORDER_APP = Path(__file__).with_name("recorder_app.py")
+
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ems-test-recorder"
 BUS = "ems-test-domain"
-
-APP = """
-import json, os
-import boto3
-
-def handler(event, context):
-    line = (json.dumps(event) + "\\n").encode()
-    fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)  # one write per event: concurrent workers never interleave a line
-    finally:
-        os.close(fd)
-    kind = event.get("detail-type") if isinstance(event, dict) else None
-    if kind == "Relay Requested":  # from inside a function: AWS_ENDPOINT_URL_EVENTBRIDGE leads here
-        detail = {"severity": "high", "marker": event["detail"]["marker"] + "-relayed"}
-        boto3.client("events").put_events(Entries=[{
-            "Source": "ems.test", "DetailType": "Alert Raised", "Detail": json.dumps(detail),
-            "EventBusName": "BUS_NAME",
-        }])
-    if kind == "Boom":
-        raise RuntimeError("boom, as asked")
-    return {"ok": True}
-""".replace("BUS_NAME", BUS)
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31
@@ -75,6 +55,7 @@ Resources:
       Environment:
         Variables:
           RECORD_FILE: %(record)s
+          RELAY_BUS: %(bus)s
       Events:
         Alerts:
           Type: EventBridgeRule
@@ -130,7 +111,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("events")
     (home / "recorder").mkdir()
-    (home / "recorder" / "app.py").write_text(APP)
+    shutil.copy(RECORDER_APP, home / "recorder" / "app.py")
     template = home / "template.yaml"
     template.write_text(TEMPLATE % {"bus": BUS, "record": home / "events.jsonl"})
     args = (
