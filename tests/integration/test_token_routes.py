@@ -11,18 +11,7 @@ import pytest
 from ems.core.settings import settings
 from tests.support import tokens
 from tests.support.events import replay
-from tests.support.inprocess import InProcessApi, Reply
-
-
-def ok(reply: Reply, status: int = 200) -> Any:
-    assert reply.status == status, reply.json
-    return reply.json
-
-
-def refused(reply: Reply, status: int, field: str | None) -> str:
-    assert reply.status == status, reply.json
-    assert reply.json["error"]["field"] == field, reply.json
-    return str(reply.json["error"]["message"])
+from tests.support.inprocess import InProcessApi, ok, refused
 
 
 def unverified(token: str) -> dict[str, Any]:

@@ -54,6 +54,19 @@ class Reply:
         return json.loads(self.raw) if self.raw else None
 
 
+def ok(reply: Reply, status: int = 200) -> Any:
+    """The reply's JSON, once its status is `status`."""
+    assert reply.status == status, reply.json
+    return reply.json
+
+
+def refused(reply: Reply, status: int, field: str | None) -> str:
+    """The error's message, once the reply is `status` naming `field` (API.md's error shape)."""
+    assert reply.status == status, reply.json
+    assert reply.json["error"]["field"] == field, reply.json
+    return str(reply.json["error"]["message"])
+
+
 class InProcessApi:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ems_local import console
-from ems_local.ports import HOST, check_free
+from ems_local.ports import HOST, ServedInThread, check_free
 
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/(?P<service>[^/]+)/aws4_request")
 
@@ -96,17 +95,14 @@ class _Server(ThreadingHTTPServer):
     handlers: dict[str, Handler]
 
 
-class AwsServices:
+class AwsServices(ServedInThread):
     def __init__(self, port: int = 4567) -> None:
         check_free("aws-services", port)
-        self._server = _Server((HOST, port), _Handler)
-        self._server.handlers = {}
+        server = _Server((HOST, port), _Handler)
+        server.handlers = {}
+        super().__init__(server, "aws-services", "AWS service endpoints")
+        self._server: _Server = server
         self._variables: dict[str, str] = {}
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self._server.server_address[1]}"
 
     def register(self, signing_name: str, handler: Handler, variables: dict[str, str] | None = None) -> None:
         """Serve `signing_name` with `handler`; `variables` maps AWS_ENDPOINT_URL_<SERVICE> names to a
@@ -118,15 +114,3 @@ class AwsServices:
     def environment(self) -> dict[str, str]:
         """The AWS_ENDPOINT_URL_<SERVICE> variables that lead a process's SDK to the services here."""
         return dict(self._variables)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-services", daemon=True)
-        self._thread.start()
-        console.line("aws-services", f"AWS service endpoints listening on {self.url}")
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()

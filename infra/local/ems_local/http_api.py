@@ -7,7 +7,6 @@ the page's (web/, ems_local.static), served without the authorizer.
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ems_local import apigw, console, websocket_api
 from ems_local.gateway import HttpGateway
-from ems_local.ports import HOST, check_free
+from ems_local.ports import HOST, ServedInThread, check_free
 from ems_local.static import StaticSite
 
 # API Gateway HTTP APIs refuse request bodies over 10 MB.
@@ -107,7 +106,7 @@ class _Server(ThreadingHTTPServer):
     static: StaticSite | None = None
 
 
-class HttpApiServer:
+class HttpApiServer(ServedInThread):
     def __init__(
         self,
         gateway: HttpGateway,
@@ -116,24 +115,8 @@ class HttpApiServer:
         static: StaticSite | None = None,
     ) -> None:
         check_free("http", port)
-        self._server = _Server((HOST, port), _Handler)
-        self._server.gateway = gateway
-        self._server.static = static  # the page at the root (web/), when there is one
-        self._server.websocket_port = websocket_port  # where /ws upgrades go, when there is a WebSocket API
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self._server.server_address[1]}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
-        self._thread.start()
-        console.line("http", f"HTTP API listening on {self.url}")
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        server = _Server((HOST, port), _Handler)
+        server.gateway = gateway
+        server.static = static  # the page at the root (web/), when there is one
+        server.websocket_port = websocket_port  # where /ws upgrades go, when there is a WebSocket API
+        super().__init__(server, "http", "HTTP API")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
+
+from ems_local import console
 
 HOST = "127.0.0.1"
 
@@ -29,3 +33,27 @@ def check_free(what: str, port: int) -> None:
         raise PortTaken(what, port) from None
     finally:
         probe.close()
+
+
+class ServedInThread:
+    """An HTTP server on HOST, served from a daemon thread until `stop` (shut down, then closed)."""
+
+    def __init__(self, server: socketserver.TCPServer, name: str, listening: str) -> None:
+        self._server, self._name, self._listening = server, name, listening
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self._name, daemon=True)
+        self._thread.start()
+        console.line(self._name, f"{self._listening} listening on {self.url}")
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
