@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,3 +157,71 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     # These tests own the demo site's rooms and sensors, so no simulated building.
     with running_local_cloud(home, "--no-building", served=True) as description:
         yield RunningStack(description, home)
+
+
+# ---------------------------------------------------------------- test templates with one recorder
+
+RECORDER_APP = Path(__file__).with_name("recorder_app.py")
+RECORDER_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  HttpApi:  # the local cloud's HTTP API and WebSocket API each want theirs
+    Type: AWS::Serverless::HttpApi
+  SocketApi:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: ems-test-ws
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
+  RecorderFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: ems-test-recorder
+      CodeUri: recorder
+      Handler: app.handler
+      Runtime: python3.12
+      Timeout: 20
+      Environment:
+        Variables:
+          RECORD_FILE: %(record)s
+          RELAY_BUS: %(bus)s
+      Events:
+%(events)s
+%(resources)s
+"""
+
+
+def recorder_template(home: Path, events: str, resources: str = "", bus: str = "default") -> Path:
+    """A template in `home` whose one function is recorder_app.py with `events` (YAML under the
+    function's Events, indented 8 spaces) and other `resources` (indented 2 spaces)."""
+    (home / "recorder").mkdir()
+    shutil.copy(RECORDER_APP, home / "recorder" / "app.py")
+    template = home / "template.yaml"
+    variables = {
+        "record": home / "events.jsonl",
+        "bus": bus,
+        "events": events.strip("\n"),
+        "resources": resources,
+    }
+    template.write_text(RECORDER_TEMPLATE % variables)
+    return template
+
+
+class RecorderStack:
+    """A running test template: what its recorder function received, and SDK clients for it."""
+
+    def __init__(self, home: Path, description: dict[str, Any]) -> None:
+        self.home, self.description = home, description
+        self.record = home / "events.jsonl"
+
+    def events(self) -> list[Any]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+
+    def client(self, service: str, endpoint: str) -> Any:
+        """A boto3 client for `service` at the stack's `endpoint` ("aws" is moto, "aws_services" ours)."""
+        return boto3.client(  # type: ignore[call-overload]
+            service, endpoint_url=self.description[endpoint], region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+        )  # fmt: skip

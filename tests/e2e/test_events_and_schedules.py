@@ -9,54 +9,22 @@ polling; nothing asserts on time.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from ems_local.clock import Clock
-from tests.e2e.conftest import running_local_cloud, wait_for
+from tests.e2e.conftest import RecorderStack, recorder_template, running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
-
-RECORDER_APP = Path(__file__).with_name("recorder_app.py")
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ems-test-recorder"
 BUS = "ems-test-domain"
 
-TEMPLATE = """
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  HttpApi:  # the local cloud's HTTP API and WebSocket API each want theirs
-    Type: AWS::Serverless::HttpApi
-  SocketApi:
-    Type: AWS::ApiGatewayV2::Api
-    Properties:
-      Name: ems-test-ws
-      ProtocolType: WEBSOCKET
-      RouteSelectionExpression: $request.body.action
-  DomainBus:
-    Type: AWS::Events::EventBus
-    Properties:
-      Name: %(bus)s
-  RecorderFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: ems-test-recorder
-      CodeUri: recorder
-      Handler: app.handler
-      Runtime: python3.12
-      Timeout: 20
-      Environment:
-        Variables:
-          RECORD_FILE: %(record)s
-          RELAY_BUS: %(bus)s
-      Events:
+EVENTS = """
         Alerts:
           Type: EventBridgeRule
           Properties:
@@ -80,24 +48,15 @@ Resources:
             ScheduleExpression: rate(1 minute)
             Input: '{"kind": "tick"}'
 """
+RESOURCES = f"""
+  DomainBus:
+    Type: AWS::Events::EventBus
+    Properties:
+      Name: {BUS}
+"""
 
 
-class Stack:
-    def __init__(self, home: Path, description: dict[str, Any]) -> None:
-        self.home, self.description = home, description
-        self.record = home / "events.jsonl"
-
-    def events(self) -> list[Any]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
-
-    def client(self, service: str, endpoint: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            service, endpoint_url=self.description[endpoint], region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
-        )  # fmt: skip
-
+class Stack(RecorderStack):
     def details(self, detail_type: str) -> list[dict[str, Any]]:
         return [
             e["detail"] for e in self.events() if isinstance(e, dict) and e.get("detail-type") == detail_type
@@ -110,10 +69,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("events")
-    (home / "recorder").mkdir()
-    shutil.copy(RECORDER_APP, home / "recorder" / "app.py")
-    template = home / "template.yaml"
-    template.write_text(TEMPLATE % {"bus": BUS, "record": home / "events.jsonl"})
+    template = recorder_template(home, EVENTS, RESOURCES, BUS)
     args = (
         "--ws-port",
         "0",

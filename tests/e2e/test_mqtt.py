@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import socket
 import time
 import uuid
@@ -19,42 +18,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.e2e.conftest import running_local_cloud, wait_for
+from tests.e2e.conftest import RecorderStack, recorder_template, running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
 
-RECORDER_APP = Path(__file__).with_name("recorder_app.py")
 
-
-TEMPLATE = """
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  HttpApi:  # the local cloud's HTTP API and WebSocket API each want theirs
-    Type: AWS::Serverless::HttpApi
-  SocketApi:
-    Type: AWS::ApiGatewayV2::Api
-    Properties:
-      Name: ems-test-ws
-      ProtocolType: WEBSOCKET
-      RouteSelectionExpression: $request.body.action
-  RecorderFunction:
-    Type: AWS::Serverless::Function
-    Properties:
-      FunctionName: ems-test-recorder
-      CodeUri: recorder
-      Handler: app.handler
-      Runtime: python3.12
-      Timeout: 20
-      Environment:
-        Variables:
-          RECORD_FILE: %(record)s
-      Events:
+EVENTS = """
         Command:
           Type: HttpApi
           Properties:
@@ -68,6 +42,8 @@ Resources:
             Sql: >-
               SELECT *, topic(2) AS site, topic(4) AS device_id, clientid() AS client,
               timestamp() AS received_ms FROM 'ems/+/devices/+/telemetry'
+"""
+RESOURCES = """
   HotRoomRule:
     Type: AWS::IoT::TopicRule
     Properties:
@@ -81,26 +57,17 @@ Resources:
 """
 
 
-class Stack:
+class Stack(RecorderStack):
     def __init__(self, home: Path, description: dict[str, Any]) -> None:
-        self.home, self.description = home, description
-        self.record = home / "events.jsonl"
+        super().__init__(home, description)
         mqtt_url = urlsplit(description["mqtt"])
         self.mqtt_host, self.mqtt_port = str(mqtt_url.hostname), int(mqtt_url.port or 0)
-
-    def events(self) -> list[Any]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
 
     def with_marker(self, marker: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if isinstance(e, dict) and e.get("marker") == marker]
 
     def iot_data(self) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            "iot-data", endpoint_url=self.description["aws_services"], region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
-        )  # fmt: skip
+        return self.client("iot-data", "aws_services")
 
 
 class Device:
@@ -146,10 +113,7 @@ class Device:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("mqtt")
-    (home / "recorder").mkdir()
-    shutil.copy(RECORDER_APP, home / "recorder" / "app.py")
-    template = home / "template.yaml"
-    template.write_text(TEMPLATE % {"record": home / "events.jsonl"})
+    template = recorder_template(home, EVENTS, RESOURCES)
     with running_local_cloud(home, "--empty", "--template", str(template)) as description:
         yield Stack(home, description)
 
