@@ -1,15 +1,19 @@
-"""Sites, rooms and sensors routes."""
+"""Site configuration routes: sites, rooms, sensors and the site's tariff."""
 
 from ems.core.http import body, claims, flag, http_app, lambda_handler, query, request_site
 from ems.core.pagination import parse_limit
 from ems.registry import service as registry
 from ems.registry.models import RoomIn, RoomUpdate, SensorIn, SensorUpdate, SiteIn, SiteUpdate
 from ems.registry.store import RegistryStore
+from ems.tariffs import service as tariffs
+from ems.tariffs.models import TariffIn
+from ems.tariffs.store import TariffStore
 from ems.telemetry.store import SensorStatusStore
 
 app = http_app("registry")
 store = RegistryStore()
 statuses = SensorStatusStore()
+tariff_store = TariffStore()
 
 
 def _page() -> tuple[int, str | None]:
@@ -51,11 +55,6 @@ def create_room():  # type: ignore[no-untyped-def]
     return registry.create_room(request_site(app), body(app, RoomIn), store), 201
 
 
-@app.get("/api/v1/rooms/<name>")
-def get_room(name: str):  # type: ignore[no-untyped-def]
-    return registry.get_room(request_site(app), name, store)
-
-
 @app.put("/api/v1/rooms/<name>")
 def update_room(name: str):  # type: ignore[no-untyped-def]
     return registry.update_room(request_site(app), name, body(app, RoomUpdate), store)
@@ -93,6 +92,16 @@ def update_sensor(sensor_id: str):  # type: ignore[no-untyped-def]
 @app.delete("/api/v1/sensors/<sensor_id>")
 def delete_sensor(sensor_id: str):  # type: ignore[no-untyped-def]
     return registry.delete_sensor(request_site(app), sensor_id, store)
+
+
+@app.get("/api/v1/tariffs")
+def get_tariff():  # type: ignore[no-untyped-def]
+    return tariffs.get_tariff(request_site(app), tariff_store, store)
+
+
+@app.put("/api/v1/tariffs")
+def put_tariff():  # type: ignore[no-untyped-def]
+    return tariffs.put_tariff(request_site(app), body(app, TariffIn), tariff_store, store)
 
 
 handler = lambda_handler(app)

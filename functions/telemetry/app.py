@@ -31,10 +31,17 @@ def ingest():  # type: ignore[no-untyped-def]
 
 @app.get("/api/v1/sensors/<sensor_id>/data")
 def sensor_data(sensor_id: str):  # type: ignore[no-untyped-def]
+    return telemetry.sensor_data(request_site(app), sensor_id, _series_query(), claims(app), stores())
+
+
+def _series_query() -> SensorDataQuery:
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
-    return telemetry.sensor_data(
-        request_site(app), sensor_id, SensorDataQuery.model_validate(params), claims(app), stores()
-    )
+    return SensorDataQuery.model_validate(params)
+
+
+@app.get("/api/v1/rooms/<name>/data")
+def room_data(name: str):  # type: ignore[no-untyped-def]
+    return telemetry.room_data(request_site(app), name, _series_query(), claims(app), stores())
 
 
 @app.post("/api/v1/data/query")

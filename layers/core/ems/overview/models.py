@@ -6,7 +6,7 @@ a dashboard must be able to tell "nothing measured" from "nothing flowing".
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PowerNow(BaseModel):
@@ -68,3 +68,96 @@ class Overview(BaseModel):
     energy_today: EnergyToday
     rooms: list[RoomNow]
     sensors: SensorCounts
+
+
+class RoomDetail(BaseModel):
+    """GET /api/v1/rooms/{name}: the room, and its live metrics. `power_kw` adds the newest `power_w`
+    of the room's online sensors, `energy_today_kwh` their 15-minute rollups since the site's local
+    midnight. `device_count` counts the distinct devices of the room's sensors (the devices domain
+    will count its own); `flexibility_kw` stays null until that domain says what may be shed."""
+
+    site_id: str
+    name: str
+    floor: str | None = None
+    capacity: int | None = None
+    area_m2: float | None = None
+    description: str | None = None
+    created_at: str
+    updated_at: str
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    co2_ppm: float | None = None
+    occupancy: float | None = None
+    power_kw: float | None = None
+    energy_today_kwh: float | None = None
+    sensor_count: int = 0
+    device_count: int = 0
+    flexibility_kw: float | None = None
+    live_at: str | None = None  # the newest reading among the live values shown
+
+
+class LatestOfType(BaseModel):
+    """The newest reading among the sensors of one type."""
+
+    sensor_id: str
+    ts: str
+    metrics: dict[str, float]
+
+
+class Summary(BaseModel):
+    """GET /api/v1/analytics/summary. Live parts (latest per type, rooms' values) follow the same
+    data-sharing rules as the overview; counts are always shown. Alerts are absent until that domain
+    exists (null, not 0)."""
+
+    site_id: str
+    generated_at: str
+    room_count: int
+    sensors: SensorCounts
+    sensors_by_type: dict[str, int]
+    latest_by_type: dict[str, LatestOfType] | None
+    rooms: list[RoomNow]
+    open_alerts: int | None = None
+
+
+class EnergyQuery(BaseModel):
+    """GET /api/v1/analytics/energy: a period, by default today in the site's time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_time: str | int | float | None = None
+    end_time: str | int | float | None = None
+
+
+class EnergyReport(BaseModel):
+    """Energy of a period from 15-minute rollups of power (kWh), and what it cost.
+
+    Per quarter hour: import = max(grid, 0), export = max(-grid, 0) and
+    consumption = grid + generation - battery (battery > 0 charging). Over the period:
+      self_consumption_pct = (generation - export) / generation: the share of generation used on
+        site (charging the battery from it counts as used);
+      self_sufficiency_pct = (consumption - import) / consumption: the share of consumption not
+        bought from the grid;
+      co2_kg = import x the tariff's co2_kg_per_kwh (null without a factor);
+      energy_cost = sum of import x import price - export x export price, each at its quarter hour;
+      demand_cost = peak_demand_kw x demand_charge_per_kw; cost = energy_cost + demand_cost;
+      peak_demand_kw = the highest quarter-hour mean of import.
+    """
+
+    start: str
+    end: str
+    consumption_kwh: float | None = None
+    generation_kwh: float | None = None
+    grid_import_kwh: float | None = None
+    grid_export_kwh: float | None = None
+    battery_charge_kwh: float | None = None
+    battery_discharge_kwh: float | None = None
+    self_consumption_pct: float | None = None
+    self_sufficiency_pct: float | None = None
+    co2_kg: float | None = None
+    energy_cost: float | None = None
+    demand_cost: float | None = None
+    cost: float | None = None
+    currency: str | None = None
+    peak_demand_kw: float | None = None
+    peak_demand_at: str | None = None
+    tariff_is_default: bool = False

@@ -16,19 +16,34 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
-from ems.core.clock import Clock, to_iso, utc_now
+from ems.core.clock import Clock, parse_time, to_iso, utc_now
+from ems.core.errors import BadRequest, Invalid
 from ems.core.pagination import MAX_LIMIT, Page
-from ems.overview.models import EnergyToday, Overview, PowerNow, RoomNow, SensorCounts
-from ems.registry.models import Room, Sensor
+from ems.overview.models import (
+    EnergyQuery,
+    EnergyReport,
+    EnergyToday,
+    LatestOfType,
+    Overview,
+    PowerNow,
+    RoomDetail,
+    RoomNow,
+    SensorCounts,
+    Summary,
+)
+from ems.registry.models import Room, Sensor, Site
 from ems.registry.store import RegistryStore
+from ems.tariffs.models import DEFAULT_TARIFF, price_at
+from ems.tariffs.store import TariffStore
 from ems.telemetry import sharing
+from ems.telemetry.models import ROOM_METRIC_OF_SENSOR_TYPE
 from ems.telemetry.rollup import WIDTH_MS, Bucket
-from ems.telemetry.status import Heard, iso_ms, status_of
+from ems.telemetry.status import Heard, Status, iso_ms, status_of
 from ems.telemetry.store import TelemetryStore
 
 Flow = Literal["grid", "generation", "battery"]
@@ -54,16 +69,6 @@ FLOW_OF_SENSOR_TYPE: dict[str, Flow] = {
 }
 POWER_METRIC = "power_w"
 SOC_METRIC = "soc_pct"
-# A room's climate and occupancy by sensor_type, and the metric each gives. A sensor of the type
-# that reports one `value` (the original dashboard's sensors) counts too. Several sensors of one
-# type in a room are averaged. By type, not metric: a water heater in the lobby has a
-# temperature_c too, and it is not the lobby's.
-ROOM_METRIC_OF_SENSOR_TYPE: dict[str, str] = {
-    "temperature": "temperature_c",
-    "humidity": "humidity_pct",
-    "co2": "co2_ppm",
-    "occupancy": "occupancy",
-}
 # Energy comes from 15-minute rollups of power: every time zone's midnight falls on a quarter hour,
 # so the site's local day is whole buckets (1 d rollups are UTC days), and netting each quarter hour
 # splits import from export and charge from discharge (a day's mean of net power could not).
@@ -84,6 +89,7 @@ class Stores:
     registry: RegistryStore
     telemetry: TelemetryStore
     latest: LatestReadings
+    tariffs: TariffStore | None = None  # None: the default tariff (DEFAULT_TARIFF)
 
 
 # ---------------------------------------------------------------- pure parts
@@ -147,30 +153,36 @@ def flow_kw_by_bucket(sensor_ids: list[str], rollups: dict[str, dict[int, Bucket
     return dict(out)
 
 
-def energy_today(
-    flows: dict[Flow, list[str]], rollups: dict[str, dict[int, Bucket]], start_ms: int, end_ms: int
-) -> EnergyToday:
-    """kWh of each flow in [start_ms, end_ms) from 15-minute buckets of power: a bucket's mean power
-    holds for the part of it inside the window (the current quarter hour counts up to `end_ms`).
-    Each quarter hour is netted first, then split by sign (import or export, charge or discharge).
-    A rollup does not keep its first reading's time, so a sensor that starts reporting within a quarter
-    hour is counted from that quarter hour's start: at most 15 minutes of its power too much, once."""
-    kw = {flow: flow_kw_by_bucket(ids, rollups) for flow, ids in flows.items()}
+def kwh(kw_by_bucket: dict[int, float], start_ms: int, end_ms: int, part: Callable[[float], float]) -> float:
+    """kWh in [start_ms, end_ms) of a power series in 15-minute buckets (kW, the bucket's mean): each
+    bucket's `part` of its mean (e.g. only import) holds for the part of the bucket inside the window."""
 
     def hours(start: int) -> float:
         return max(0, min(start + BUCKET_MS, end_ms) - max(start, start_ms)) / MS_PER_HOUR
 
+    return sum(part(v) * hours(b) for b, v in kw_by_bucket.items())
+
+
+def energy_today(
+    flows: dict[Flow, list[str]], rollups: dict[str, dict[int, Bucket]], start_ms: int, end_ms: int
+) -> EnergyToday:
+    """kWh of each flow in [start_ms, end_ms) from 15-minute buckets of power (`kwh`; the current
+    quarter hour counts up to `end_ms`). Each quarter hour is netted first, then split by sign
+    (import or export, charge or discharge). A rollup does not keep its first reading's time, so a
+    sensor that starts reporting within a quarter hour is counted from that quarter hour's start: at
+    most 15 minutes of its power too much, once."""
+    kw = {flow: flow_kw_by_bucket(ids, rollups) for flow, ids in flows.items()}
+
     def total(flow: Flow, part: Callable[[float], float]) -> float | None:
         if flow not in kw or not kw[flow]:
             return None
-        return sum(part(v) * hours(b) for b, v in kw[flow].items())
+        return kwh(kw[flow], start_ms, end_ms, part)
 
     consumption = None
     if kw.get("grid"):
         generation, battery = kw.get("generation", {}), kw.get("battery", {})
-        consumption = sum(
-            (v + _positive(generation.get(b, 0.0)) - battery.get(b, 0.0)) * hours(b) for b, v in kw["grid"].items()
-        )  # fmt: skip
+        net = {b: v + _positive(generation.get(b, 0.0)) - battery.get(b, 0.0) for b, v in kw["grid"].items()}
+        consumption = kwh(net, start_ms, end_ms, lambda v: v)
     return EnergyToday(
         start=iso_ms(start_ms), end=iso_ms(end_ms), consumption_kwh=_round(consumption),
         generation_kwh=_round(total("generation", _positive)),
@@ -226,46 +238,208 @@ def _every(read: Callable[[str | None], Page[T]]) -> list[T]:
             return items
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """What every read of this module starts from: the site, its rooms and sensors, their newest
+    readings and statuses, and what the caller may see of them live."""
+
+    site: Site
+    rooms: list[Room]
+    sensors: list[Sensor]
+    newest: dict[str, Heard]
+    statuses: dict[str, Status]
+    moment: datetime
+    # Live values (newest readings) need a token that may read raw readings with no embargo.
+    live: bool
+
+    @property
+    def online(self) -> dict[str, Heard]:
+        return {i: h for i, h in self.newest.items() if self.statuses.get(i) == "online"}
+
+    def sensor_counts(self) -> SensorCounts:
+        counts = SensorCounts(total=len(self.sensors))
+        for status in self.statuses.values():
+            setattr(counts, status, getattr(counts, status) + 1)
+        return counts
+
+    def by_room(self) -> dict[str, list[Sensor]]:
+        found: dict[str, list[Sensor]] = defaultdict(list)
+        for sensor in self.sensors:
+            if sensor.room is not None:
+                found[sensor.room].append(sensor)
+        return found
+
+
+def _snapshot(site_id: str, caller: Claims, s: Stores, moment: datetime) -> _Snapshot:
+    site = s.registry.get_site(site_id)
+    rooms = _every(lambda token: s.registry.list_rooms(site_id, MAX_LIMIT, token))
+    sensors = _every(lambda token: s.registry.list_sensors(site_id, None, None, MAX_LIMIT, token))
+    newest = s.latest.get(site_id, [x.sensor_id for x in sensors]) if sensors else {}
+    statuses = {x.sensor_id: status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) for x in sensors}  # fmt: skip
+    live = caller.time_aggregation == "raw" and caller.embargo_minutes == 0
+    return _Snapshot(site, rooms, sensors, newest, statuses, moment, live)
+
+
+def _today(site: Site, caller: Claims, moment: datetime) -> tuple[int, int]:
+    """[local midnight, now) in epoch ms; under an embargo it ends at the last whole quarter hour
+    before the cut, so no bucket carries an embargoed reading."""
+    start_ms = int(local_midnight(moment, site.timezone).timestamp() * 1000)
+    end_ms = int(moment.timestamp() * 1000)
+    cutoff = sharing.cutoff_ms(caller, moment)
+    if cutoff is not None:
+        end_ms = min(end_ms, cutoff - cutoff % BUCKET_MS)
+    return start_ms, max(start_ms, end_ms)
+
+
+def _power_rollups(
+    site_id: str, sensor_ids: list[str], start_ms: int, end_ms: int, s: Stores
+) -> dict[str, dict[int, Bucket]]:
+    if not sensor_ids or end_ms <= start_ms:
+        return {}
+    return s.telemetry.read_rollups(site_id, sensor_ids, POWER_METRIC, ENERGY_RESOLUTION, start_ms, end_ms)
+
+
 def site_overview(site_id: str, caller: Claims, s: Stores, now: Clock = utc_now) -> Overview:
     """The snapshot of API.md's GET /api/v1/overview, within the caller's data-sharing limits: live
     values (power now, rooms' newest readings) need a token that may read raw readings with no
     embargo, rooms' values one that may see rooms; energy today counts only quarter hours that end
     before an embargo's cut."""
+    snap = _snapshot(site_id, caller, s, now())
+    flows = flows_of(snap.sensors)
+    start_ms, end_ms = _today(snap.site, caller, snap.moment)
+    rollups = _power_rollups(site_id, [i for ids in flows.values() for i in ids], start_ms, end_ms, s)
+    by_room = snap.by_room()
+    room_values = snap.online if snap.live and caller.data_aggregation != "site" else None
+    return Overview(
+        site_id=snap.site.site_id, name=snap.site.name, timezone=snap.site.timezone,
+        generated_at=to_iso(snap.moment),
+        power=power_now(flows, snap.online) if snap.live else PowerNow(sensors={f: list(i) for f, i in flows.items()}),
+        energy_today=energy_today(flows, rollups, start_ms, end_ms),
+        rooms=[room_now(room, by_room.get(room.name, []), room_values) for room in snap.rooms],
+        sensors=snap.sensor_counts(),
+    )  # fmt: skip
+
+
+def room_detail(site_id: str, name: str, caller: Claims, s: Stores, now: Clock = utc_now) -> RoomDetail:
+    """API.md's GET /api/v1/rooms/{name}: the room with its live metrics. Live values follow the
+    overview's rules; a token that sees only the whole site gets the room without numbers."""
+    moment = now()
+    room = s.registry.get_room(site_id, name)
+    site = s.registry.get_site(site_id)
+    sensors = _every(lambda token: s.registry.list_sensors(site_id, name, None, MAX_LIMIT, token))
+    ids = [x.sensor_id for x in sensors]
+    newest = s.latest.get(site_id, ids) if ids else {}
+    online = {
+        x.sensor_id: newest[x.sensor_id] for x in sensors
+        if status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) == "online"
+    }  # fmt: skip
+    sees_rooms = caller.data_aggregation != "site"
+    live = sees_rooms and caller.time_aggregation == "raw" and caller.embargo_minutes == 0
+    now_values = room_now(room, sensors, online if live else None)
+    powers = [h.metrics[POWER_METRIC] / 1000 for h in online.values() if POWER_METRIC in h.metrics]
+    energy = None
+    if sees_rooms:
+        start_ms, end_ms = _today(site, caller, moment)
+        rollups = _power_rollups(site_id, ids, start_ms, end_ms, s)
+        by_bucket = flow_kw_by_bucket(ids, rollups)
+        energy = kwh(by_bucket, start_ms, end_ms, lambda v: v) if by_bucket else None
+    return RoomDetail(
+        site_id=site_id, name=room.name, floor=room.floor, capacity=room.capacity, area_m2=room.area_m2,
+        description=room.description, created_at=to_iso(room.created_at), updated_at=to_iso(room.updated_at),
+        temperature_c=now_values.temperature_c, humidity_pct=now_values.humidity_pct,
+        co2_ppm=now_values.co2_ppm, occupancy=now_values.occupancy,
+        power_kw=_round(sum(powers)) if live and powers else None,
+        energy_today_kwh=_round(energy), sensor_count=len(sensors),
+        device_count=len({x.device_id for x in sensors if x.device_id}),
+        live_at=now_values.updated_at,
+    )  # fmt: skip
+
+
+def summary(site_id: str, caller: Claims, s: Stores, now: Clock = utc_now) -> Summary:
+    """API.md's GET /api/v1/analytics/summary. The newest reading of each sensor type is one sensor's
+    reading, so it needs a token that sees per-sensor data live."""
+    snap = _snapshot(site_id, caller, s, now())
+    by_type: dict[str, int] = defaultdict(int)
+    latest: dict[str, tuple[str, Heard]] = {}
+    for sensor in snap.sensors:
+        by_type[sensor.sensor_type] += 1
+        heard = snap.newest.get(sensor.sensor_id)
+        held = latest.get(sensor.sensor_type)
+        if heard is not None and (held is None or heard.ts_ms > held[1].ts_ms):
+            latest[sensor.sensor_type] = (sensor.sensor_id, heard)
+    per_sensor = snap.live and caller.data_aggregation == "raw"
+    by_room = snap.by_room()
+    room_values = snap.online if snap.live and caller.data_aggregation != "site" else None
+    return Summary(
+        site_id=site_id, generated_at=to_iso(snap.moment), room_count=len(snap.rooms),
+        sensors=snap.sensor_counts(), sensors_by_type=dict(sorted(by_type.items())),
+        latest_by_type={
+            kind: LatestOfType(sensor_id=sensor_id, ts=iso_ms(heard.ts_ms), metrics=dict(heard.metrics))
+            for kind, (sensor_id, heard) in sorted(latest.items())
+        } if per_sensor else None,
+        rooms=[room_now(room, by_room.get(room.name, []), room_values) for room in snap.rooms],
+    )  # fmt: skip
+
+
+# A year of quarter hours per power sensor is at most 35,136 rollup items: the longest period asked.
+MAX_ENERGY_DAYS = 366
+
+
+def energy_report(
+    site_id: str, q: EnergyQuery, caller: Claims, s: Stores, now: Clock = utc_now
+) -> EnergyReport:
+    """API.md's GET /api/v1/analytics/energy (formulas on EnergyReport). Whole-site figures, so any
+    data aggregation may read them; an embargo ends the period at the last whole quarter hour before
+    its cut."""
     moment = now()
     site = s.registry.get_site(site_id)
-    rooms = _every(lambda token: s.registry.list_rooms(site_id, MAX_LIMIT, token))
-    sensors = _every(lambda token: s.registry.list_sensors(site_id, None, None, MAX_LIMIT, token))
-    newest = s.latest.get(site_id, [x.sensor_id for x in sensors]) if sensors else {}
-
-    statuses = {x.sensor_id: status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) for x in sensors}  # fmt: skip
-    online = {i: h for i, h in newest.items() if statuses.get(i) == "online"}
-    live = caller.time_aggregation == "raw" and caller.embargo_minutes == 0
-    flows = flows_of(sensors)
-
-    start_ms = int(local_midnight(moment, site.timezone).timestamp() * 1000)
-    end_ms = int(moment.timestamp() * 1000)
+    start_ms, end_ms = _today(site, caller, moment)
+    if q.start_time is not None:
+        start_ms = int(parse_time(q.start_time, "start_time").timestamp() * 1000)
+    if q.end_time is not None:
+        end_ms = int(parse_time(q.end_time, "end_time").timestamp() * 1000)
+    if end_ms <= start_ms:
+        raise Invalid("must be after start_time", "end_time")
+    if end_ms - start_ms > MAX_ENERGY_DAYS * 86_400_000:
+        raise BadRequest(f"at most {MAX_ENERGY_DAYS} days at a time", "end_time")
     cutoff = sharing.cutoff_ms(caller, moment)
-    if cutoff is not None:  # whole quarter hours only, so no bucket carries an embargoed reading
-        end_ms = min(end_ms, cutoff - cutoff % BUCKET_MS)
-    power_ids = [i for ids in flows.values() for i in ids]
-    rollups = (
-        s.telemetry.read_rollups(site_id, power_ids, POWER_METRIC, ENERGY_RESOLUTION, start_ms, end_ms)
-        if power_ids and end_ms > start_ms
-        else {}
-    )
+    if cutoff is not None:
+        end_ms = max(start_ms, min(end_ms, cutoff - cutoff % BUCKET_MS))
 
-    by_room: dict[str, list[Sensor]] = defaultdict(list)
-    for sensor in sensors:
-        if sensor.room is not None:
-            by_room[sensor.room].append(sensor)
-    room_values = online if live and caller.data_aggregation != "site" else None
-    counts = SensorCounts(total=len(sensors))
-    for status in statuses.values():
-        setattr(counts, status, getattr(counts, status) + 1)
-    return Overview(
-        site_id=site.site_id, name=site.name, timezone=site.timezone, generated_at=to_iso(moment),
-        power=power_now(flows, online) if live else PowerNow(sensors={f: list(i) for f, i in flows.items()}),
-        energy_today=energy_today(flows, rollups, start_ms, max(start_ms, end_ms)),
-        rooms=[room_now(room, by_room.get(room.name, []), room_values) for room in rooms],
-        sensors=counts,
+    sensors = _every(lambda token: s.registry.list_sensors(site_id, None, None, MAX_LIMIT, token))
+    flows = flows_of(sensors)
+    first_bucket = start_ms - start_ms % BUCKET_MS
+    rollups = _power_rollups(site_id, [i for ids in flows.values() for i in ids], first_bucket, end_ms, s)
+    totals = energy_today(flows, rollups, start_ms, end_ms)
+    stored = s.tariffs.get(site_id) if s.tariffs is not None else None
+    tariff = stored or DEFAULT_TARIFF
+    report = EnergyReport(
+        **totals.model_dump(), currency=tariff.currency or site.currency, tariff_is_default=stored is None
+    )
+    grid = flow_kw_by_bucket(flows.get("grid", []), rollups)
+    if not grid:
+        return report
+
+    def hours(start: int) -> float:
+        return max(0, min(start + BUCKET_MS, end_ms) - max(start, start_ms)) / MS_PER_HOUR
+
+    energy_cost, peak_kw, peak_at = 0.0, 0.0, None
+    for bucket, kw in sorted(grid.items()):
+        at = datetime.fromtimestamp(bucket / 1000, UTC)
+        energy_cost += _positive(kw) * hours(bucket) * price_at(tariff.import_price, at, site.timezone)
+        energy_cost -= _positive(-kw) * hours(bucket) * price_at(tariff.export_price, at, site.timezone)
+        if kw > peak_kw:
+            peak_kw, peak_at = kw, bucket
+    demand_cost = peak_kw * (tariff.demand_charge_per_kw or 0.0)
+    imported, exported = totals.grid_import_kwh or 0.0, totals.grid_export_kwh or 0.0
+    generation, consumption = totals.generation_kwh, totals.consumption_kwh
+    return report.model_copy(
+        update={
+            "self_consumption_pct": _round(100 * _positive(generation - exported) / generation) if generation else None,
+            "self_sufficiency_pct": _round(100 * _positive(consumption - imported) / consumption) if consumption else None,
+            "co2_kg": _round(imported * tariff.co2_kg_per_kwh) if tariff.co2_kg_per_kwh is not None else None,
+            "energy_cost": _round(energy_cost), "demand_cost": _round(demand_cost),
+            "cost": _round(energy_cost + demand_cost), "peak_demand_kw": _round(peak_kw),
+            "peak_demand_at": iso_ms(peak_at) if peak_at is not None else None,
+        }
     )  # fmt: skip

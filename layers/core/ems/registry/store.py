@@ -33,6 +33,8 @@ from ems.core.tables import EnvRegion, EnvTableName
 from ems.registry.models import Room, Sensor, Site, Threshold
 
 SITE_SK = "SITE"
+# The site's tariff (ems.tariffs): configuration of the site, deleted with it.
+TARIFF_SK = "TARIFF"
 ROOM = "ROOM#"
 SENSOR = "SENSOR#"
 ALL_SITES = "SITES"
@@ -189,7 +191,7 @@ class RegistryStore:
         counts = {"rooms": 0, "sensors": 0, "other": 0}
         # A key condition cannot say "sk <> SITE" (DynamoDB has no <> on keys): skip it here.
         for item in RegistryItem.query(site_id, attributes_to_get=["sk"]):
-            if item.sk == SITE_SK:
+            if item.sk in (SITE_SK, TARIFF_SK):
                 continue
             kind = (
                 "rooms" if item.sk.startswith(ROOM) else "sensors" if item.sk.startswith(SENSOR) else "other"
@@ -210,6 +212,8 @@ class RegistryStore:
                 for item in RegistryItem.query(site_id, attributes_to_get=["pk", "sk"]):
                     if item.sk != SITE_SK:
                         batch.delete(item)
+        else:
+            RegistryItem(pk=site_id, sk=TARIFF_SK).delete()  # deleting what is not there is no error
         try:
             RegistryItem(pk=site_id, sk=SITE_SK).delete(condition=RegistryItem.pk.exists())
         except DeleteError as exc:

@@ -14,6 +14,17 @@ Resolution = Literal["raw", "15m", "1h", "1d"]
 Aggregate = Literal["mean", "sum", "min", "max", "last"]
 GroupBy = Literal["sensor", "room", "site"]
 TimeInput = str | int | float
+
+# A room's climate and occupancy by sensor_type, and the metric each gives. A sensor of the type
+# that reports one `value` (the original dashboard's sensors) counts too. Several sensors of one
+# type in a room are averaged. By type, not metric: a water heater in the lobby has a
+# temperature_c too, and it is not the lobby's.
+ROOM_METRIC_OF_SENSOR_TYPE: dict[str, str] = {
+    "temperature": "temperature_c",
+    "humidity": "humidity_pct",
+    "co2": "co2_ppm",
+    "occupancy": "occupancy",
+}
 SensorId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 RoomName = Annotated[str, StringConstraints(pattern=ROOM_NAME_PATTERN)]
 SensorType = Annotated[str, StringConstraints(pattern=SENSOR_TYPE_PATTERN)]

@@ -1,0 +1,1 @@
+"""Tariffs: the prices, CO2 factor and grid limits of a site."""
