@@ -1,5 +1,5 @@
 """A room with its live metrics, a room's history, the analytics summary, energy and cost with the
-site's tariff, all through the HTTP API against moto, on test_overview's building (its docstring
+site's tariff, all through the HTTP API against moto, on the building of tests/support/building.py (its docstring
 has the numbers: import 1.25 kWh, export 0.375, generation 1.5, consumption 2.5 over [T0, T0+30m),
 the first quarter hour at 5 kW of import).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.integration.test_overview import ROOM, SITE, building, iso  # noqa: F401 (fixture)
+from tests.support.building import ROOM, SITE, iso
 from tests.support.events import replay
 from tests.support.inprocess import InProcessApi, ok, refused
 from tests.support.tokens import issue
@@ -23,7 +23,7 @@ TARIFF = {"import_price": 0.40, "export_price": 0.20, "demand_charge_per_kw": 10
 HQ = {"x-site": SITE}
 
 
-def test_a_room_with_its_live_metrics(api: InProcessApi, admin_token: str, building: int) -> None:  # noqa: F811
+def test_a_room_with_its_live_metrics(api: InProcessApi, admin_token: str, building: int) -> None:
     t0 = building
     body = ok(api.request("GET", f"/api/v1/rooms/{ROOM}", token=admin_token, headers=HQ))
     live = {k: body[k] for k in ("temperature_c", "humidity_pct", "co2_ppm", "occupancy", "power_kw")}
@@ -48,7 +48,7 @@ def test_a_room_with_its_live_metrics(api: InProcessApi, admin_token: str, build
     refused(api.request("GET", "/api/v1/rooms/Attic", token=admin_token, headers=HQ), 404, "name")
 
 
-def test_a_rooms_history_within_the_tokens_limits(api: InProcessApi, admin_token: str, building: int) -> None:  # noqa: F811
+def test_a_rooms_history_within_the_tokens_limits(api: InProcessApi, admin_token: str, building: int) -> None:
     t0 = building
     window = {"metric": "temperature_c", "start_time": str(t0 // 1000), "end_time": str(t0 // 1000 + 3600)}
     body = ok(api.request("GET", f"/api/v1/rooms/{ROOM}/data", token=admin_token, headers=HQ,
@@ -71,7 +71,7 @@ def test_a_rooms_history_within_the_tokens_limits(api: InProcessApi, admin_token
     refused(api.request("GET", "/api/v1/rooms/Attic/data", token=admin_token, headers=HQ), 404, "name")
 
 
-def test_the_summary(api: InProcessApi, admin_token: str, building: int) -> None:  # noqa: F811
+def test_the_summary(api: InProcessApi, admin_token: str, building: int) -> None:
     body = ok(api.request("GET", "/api/v1/analytics/summary", token=admin_token, headers=HQ))
     assert body["room_count"] == 2
     assert body["sensors"] == {"total": 8, "online": 7, "offline": 0, "unknown": 1}
@@ -91,7 +91,7 @@ def test_the_summary(api: InProcessApi, admin_token: str, building: int) -> None
 def test_energy_and_cost_of_a_period_with_the_sites_tariff(
     api: InProcessApi,
     admin_token: str,
-    building: int,  # noqa: F811
+    building: int,
 ) -> None:
     t0 = building
     period = {"start_time": str(t0 // 1000), "end_time": str(t0 // 1000 + 1800)}
@@ -126,7 +126,7 @@ def test_energy_and_cost_of_a_period_with_the_sites_tariff(
 def test_a_time_of_use_tariff_prices_each_quarter_hour_at_its_hour(
     api: InProcessApi,
     admin_token: str,
-    building: int,  # noqa: F811
+    building: int,
 ) -> None:
     """Import costs 1.00 in T0's hour and 0 in every other: only the first quarter hour's import,
     5 kW for 15 min = 1.25 kWh, is paid (T0's quarter hours share their hour: see test_overview)."""
@@ -144,7 +144,7 @@ def test_a_time_of_use_tariff_prices_each_quarter_hour_at_its_hour(
     assert body["currency"] == "EUR"
 
 
-def test_a_bad_tariff_is_refused_naming_the_field(api: InProcessApi, admin_token: str, building: int) -> None:  # noqa: F811
+def test_a_bad_tariff_is_refused_naming_the_field(api: InProcessApi, admin_token: str, building: int) -> None:
     gap = [{"hour_from": 0, "hour_to": 7, "price": 0.1}, {"hour_from": 8, "hour_to": 24, "price": 0.3}]
     message = refused(api.request("PUT", "/api/v1/tariffs", token=admin_token, headers=HQ,
                                   body={"import_price": gap, "export_price": 0}), 422, "import_price")  # fmt: skip
@@ -161,7 +161,7 @@ def test_a_bad_tariff_is_refused_naming_the_field(api: InProcessApi, admin_token
     )
 
 
-def test_samples(api: InProcessApi, admin_token: str, building: int) -> None:  # noqa: F811
+def test_samples(api: InProcessApi, admin_token: str, building: int) -> None:
     assert replay(api, "tariffs-put", admin_token).status == 200
     assert replay(api, "tariffs-get", admin_token).json["demand_charge_per_kw"] == 9.5
     assert replay(api, "analytics-summary", admin_token).json["room_count"] == 2

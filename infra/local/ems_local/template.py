@@ -222,6 +222,8 @@ class Stack:
         for name, resource in self.of_type("AWS::Serverless::Function").items():
             props = dict(resource.get("Properties", {}))
             out = {**{k: v for k, v in globals_.items() if k != "Environment"}, **props}
+            # SAM adds a function's layers to the global ones rather than replacing them.
+            out["Layers"] = [*globals_.get("Layers", []), *props.get("Layers", [])]
             variables = {
                 **globals_.get("Environment", {}).get("Variables", {}),
                 **props.get("Environment", {}).get("Variables", {}),
@@ -271,6 +273,8 @@ class Stack:
             self.create_table(clients("dynamodb"), self.resolve(resource["Properties"]))
         for logical_id in self.of_type("AWS::Events::EventBus"):
             clients("events").create_event_bus(Name=str(self.ref(logical_id)))
+        for logical_id in self.of_type("AWS::S3::Bucket"):
+            clients("s3").create_bucket(Bucket=str(self.ref(logical_id)))
 
     @staticmethod
     def create_table(dynamodb: Any, props: dict[str, Any]) -> None:

@@ -40,7 +40,13 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
             service,
             region_name=settings().region,
             endpoint_url=endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5),
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=2,
+                read_timeout=5,
+                # Presigned S3 links with SigV4 (botocore may still pick SigV2 for them otherwise).
+                signature_version="s3v4" if service == "s3" else None,
+            ),
         )
 
 

@@ -30,6 +30,10 @@ class Settings:
     websocket_endpoint: str = ""
     # The domain events' EventBridge bus (ems.core.events); empty: events are not sent (logged).
     event_bus_name: str = ""
+    # Exports: the bucket of large files, and the largest file returned in the response itself
+    # (Lambda answers at most 6 MB; 5 MB leaves room for headers).
+    export_bucket: str = ""
+    export_inline_max_bytes: int = 5_000_000
     version: str = "0.1.0"
 
     @property
@@ -59,5 +63,7 @@ def settings() -> Settings:
         default_site_id=env.get("DEFAULT_SITE_ID", "default"),
         websocket_endpoint=env.get("WEBSOCKET_ENDPOINT", ""),
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
+        export_bucket=env.get("EXPORT_BUCKET", ""),
+        export_inline_max_bytes=int(env.get("EXPORT_INLINE_MAX_BYTES") or 5_000_000),
         version=__version__,
     )

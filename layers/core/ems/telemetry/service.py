@@ -283,16 +283,17 @@ def _read(
     aggregate: Aggregate,
     window: Window,
     store: TelemetryStore,
+    max_raw_points: int = MAX_RAW_POINTS,
 ) -> dict[str, list[Point]]:
     """Points of each group (key -> its sensors), the sensors' buckets merged per group."""
     sensor_ids = sorted({sensor for members in groups.values() for sensor in members})
     if not sensor_ids or window.end_ms <= window.start_ms:
         return {key: [] for key in groups}
     if window.resolution == "raw":
-        raw = store.read_raw(site_id, sensor_ids, metric, window.start_ms, window.end_ms, MAX_RAW_POINTS)
-        if sum(len(points) for points in raw.values()) > MAX_RAW_POINTS:
+        raw = store.read_raw(site_id, sensor_ids, metric, window.start_ms, window.end_ms, max_raw_points)
+        if sum(len(points) for points in raw.values()) > max_raw_points:
             raise BadRequest(
-                f"more than {MAX_RAW_POINTS} raw readings in this range; narrow start_time..end_time "
+                f"more than {max_raw_points} raw readings in this range; narrow start_time..end_time "
                 "or choose a coarser resolution",
                 "end_time",
             )
@@ -312,7 +313,7 @@ def _read(
     for key, members in groups.items():
         merged = merge_series(buckets.get(sensor, {}) for sensor in members)
         out[key] = _points(merged, aggregate, window)
-    if window.resolution == "raw" and sum(len(p) for p in out.values()) > MAX_POINTS:
+    if window.resolution == "raw" and sum(len(p) for p in out.values()) > max(MAX_POINTS, max_raw_points):
         raise BadRequest(f"more than {MAX_POINTS} points; narrow the range", "end_time")
     return out
 
@@ -352,20 +353,28 @@ def room_data(
     )
 
 
-def query(site_id: str, q: DataQuery, caller: Claims, s: Stores, now: Clock = utc_now) -> SeriesSet:
+def query(
+    site_id: str,
+    q: DataQuery,
+    caller: Claims,
+    s: Stores,
+    now: Clock = utc_now,
+    max_raw_points: int = MAX_RAW_POINTS,
+) -> SeriesSet:
+    """`max_raw_points`: the export reads more raw readings than a response may carry."""
     resolution = sharing.resolution(q.resolution, caller)
     grouping = sharing.group_by(q.group_by, caller)
     sharing.check_filters(caller, q.sensor_ids, q.rooms)
     window = _window(q.start_time, q.end_time, resolution, caller, now())
-    groups = _groups(site_id, _select(site_id, q, s.registry), grouping)
-    points = _read(site_id, groups, q.metric, q.aggregate, window, s.telemetry)
+    groups = _groups(site_id, select_sensors(site_id, q, s.registry), grouping)
+    points = _read(site_id, groups, q.metric, q.aggregate, window, s.telemetry, max_raw_points)
     return SeriesSet(
         metric=q.metric, resolution=resolution, aggregate=q.aggregate, group_by=grouping,
         series=[KeyedPoints(key=key, points=points[key]) for key in sorted(points)],
     )  # fmt: skip
 
 
-def _select(site_id: str, q: DataQuery, registry: RegistryStore) -> list[Sensor]:
+def select_sensors(site_id: str, q: DataQuery, registry: RegistryStore) -> list[Sensor]:
     """The sensors a query's filters name (all filters must hold)."""
     if q.sensor_ids:
         found = registry.get_sensors(site_id, q.sensor_ids)

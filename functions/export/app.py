@@ -1,0 +1,39 @@
+"""GET /api/v1/export: readings as CSV, JSON or Parquet, inline or through a presigned link."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from ems.core.http import claims, http_app, lambda_handler, request_site
+from ems.registry.store import RegistryStore
+from ems.telemetry import export
+from ems.telemetry import service as telemetry
+from ems.telemetry.files import S3ExportFiles
+from ems.telemetry.store import SensorStatusStore, telemetry_store
+
+app = http_app("export")
+
+
+@cache
+def stores() -> telemetry.Stores:
+    return telemetry.Stores(registry=RegistryStore(), telemetry=telemetry_store(), status=SensorStatusStore())
+
+
+@app.get("/api/v1/export")
+def get_export() -> Any:
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
+    query = export.ExportQuery.model_validate(params)
+    result = export.export(request_site(app), query, claims(app), stores(), S3ExportFiles())
+    if isinstance(result, export.ExportLink):
+        return result
+    return Response(
+        status_code=200, content_type=result.content_type,
+        # Text as text (a JSON body given as bytes would be serialised again); Parquet goes base64.
+        body=result.body if query.format == "parquet" else result.body.decode(),
+        headers={"Content-Disposition": f'attachment; filename="{result.filename}"',
+                 "X-Export-Rows": str(result.rows)},
+    )  # fmt: skip
+
+
+handler = lambda_handler(app)
