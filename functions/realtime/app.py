@@ -1,5 +1,5 @@
 """Real-time: the WebSocket routes ($connect with the token check, $disconnect, subscribe,
-unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`) to subscribers.
+unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`) to subscribers.
 
 One function serves both, as the template's EventBridgeRule and the WebSocket integration invoke it:
 they share its tables and its @connections permission. `handler` tells them apart by the event's shape.
@@ -52,10 +52,13 @@ def unknown(request: WebSocketRequest):  # type: ignore[no-untyped-def]
     return realtime.unknown_action(request.body)
 
 
-def on_event(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
-    if detail_type != TELEMETRY_RECEIVED:  # the rule's pattern lets no other through
+def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str, Any]:
+    if detail_type in realtime.ALERT_MESSAGE_TYPES:
+        report = realtime.push_alert(detail_type, detail, store, poster)
+    elif detail_type == TELEMETRY_RECEIVED:
+        report = realtime.push_telemetry(TelemetryReceived.model_validate(detail), store, poster)
+    else:  # the rules' patterns let no other through
         raise ValueError(f"no fan-out for {detail_type!r}")
-    report = realtime.push_telemetry(TelemetryReceived.model_validate(detail), store, poster)
     return {"connections": report.connections, "posts": report.posts, "failed": report.failed}
 
 

@@ -121,3 +121,46 @@ def test_a_device_reading_reaches_websocket_subscribers_and_the_api(local_stack:
         assert sensor["last_reading"]["metrics"] == {"temperature_c": VALUE}
         online = http.get("/api/v1/sensors", params={"status": "online"}).json()["items"]
         assert [s["sensor_id"] for s in online] == [SENSOR]
+
+
+def test_a_reading_above_a_threshold_is_pushed_as_an_alert_and_listed(local_stack: RunningStack) -> None:
+    """TelemetryReceived reaches AlertsFunction through the bus's rule; its AlertRaised reaches the
+    realtime function through another rule, and from there the `alerts` subscriber."""
+    admin = {"authorization": f"Bearer {local_stack.admin_token}", "x-site": SITE}
+    sensor = "LIVE_HOT"
+    with httpx.Client(base_url=local_stack.http, headers=admin, timeout=30) as http:
+        created = http.post(
+            "/api/v1/sensors",
+            json={"sensor_id": sensor, "name": "Server room", "sensor_type": "temperature",
+                  "thresholds": {"temperature_c": {"max": 27, "severity": "critical"}}},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+
+        async def live() -> dict[str, Any]:
+            url = f"{local_stack.description['ws']}?token={local_stack.admin_token}&site={SITE}"
+            async with connect(url) as ws:
+                await ws.send(json.dumps({"action": "subscribe", "topics": ["alerts"]}))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT_SECONDS))
+                assert reply["type"] == "subscribed" and reply["data"]["accepted"] == ["alerts"], reply
+                reading = {
+                    "sensor_id": sensor,
+                    "ts": int(time.time()) - 1,
+                    "metrics": {"temperature_c": 31.0},
+                }
+                answer = await asyncio.to_thread(
+                    http.post, "/api/v1/data/ingest", json={"readings": [reading]}
+                )
+                assert answer.json()["accepted"] == 1, answer.text
+                return (await until_both(ws, {"alerts"}))["alerts"]
+
+        pushed = asyncio.run(live())
+        assert pushed["type"] == "alert_raised"
+        alert = pushed["data"]
+        assert (alert["sensor_id"], alert["value"], alert["severity"], alert["status"]) == (
+            sensor,
+            31.0,
+            "critical",
+            "open",
+        )
+        listed = http.get("/api/v1/events", params={"severity": "critical"}).json()["items"]
+        assert [a["alert_id"] for a in listed] == [alert["alert_id"]]

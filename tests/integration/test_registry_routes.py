@@ -279,7 +279,10 @@ def test_sensor_lifecycle_from_the_samples(api: InProcessApi, admin_token: str, 
         "Conference Room A",
         "hq",
     )
-    assert created["thresholds"] == {"temperature_c": {"min": 18.0, "max": 26.0}}
+    # The sample names min and max; a threshold also says how long and how severe (defaults shown).
+    assert created["thresholds"] == {
+        "temperature_c": {"min": 18.0, "max": 26.0, "for_minutes": 0, "severity": "warning"}
+    }
     assert sensor_count(api, admin_token, "Conference Room A") == 1
 
     assert "exists already" in refused(replay(api, "sensors-create", admin_token), 409, "sensor_id")
@@ -292,7 +295,7 @@ def test_sensor_lifecycle_from_the_samples(api: InProcessApi, admin_token: str, 
         "thermostat-2a",
     )
     assert got["metadata"] == {"vendor": "Acme", "model": "T-100"}
-    assert got["thresholds"] == {"temperature_c": {"min": 18.0, "max": 26.0}}
+    assert got["thresholds"] == created["thresholds"]
 
     listed = ok(replay(api, "sensors-list", admin_token))  # the sample filters on room and type
     assert [s["sensor_id"] for s in listed["items"]] == ["TEMP_001"]

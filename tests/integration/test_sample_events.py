@@ -1,4 +1,4 @@
-"""events/http: one sample per route of the token, registry, system and overview functions, each shaped as
+"""events/http: one sample per route of the token, registry, system, overview, alerts and export functions, each shaped as
 API Gateway (HTTP API, payload 2.0) sends it; and the system routes replayed from theirs."""
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from ems_local.template import Stack
 from tests.support.events import replay
 from tests.support.inprocess import EVENTS, InProcessApi
 
-SAMPLED_FUNCTIONS = ("TokensFunction", "RegistryFunction", "SystemFunction", "OverviewFunction")
+SAMPLED_FUNCTIONS = (
+    "TokensFunction",
+    "RegistryFunction",
+    "SystemFunction",
+    "OverviewFunction",
+    "AlertsFunction",
+    "ExportFunction",
+)
 HTTP = EVENTS / "http"
 
 
@@ -32,7 +39,7 @@ def _samples() -> dict[str, dict[str, Any]]:
 
 def test_every_route_of_these_functions_has_exactly_one_sample() -> None:
     wanted = sorted(r.key for r in _routes() if r.function in SAMPLED_FUNCTIONS)
-    assert len(wanted) == 27
+    assert len(wanted) == 30
     keys = [e["routeKey"] for e in _samples().values()]
     assert [k for k in wanted if keys.count(k) != 1] == []
 

@@ -150,9 +150,9 @@ def is_eventbridge_event(event: Any) -> bool:
 
 
 def event_handler(
-    domain: str, handle: Callable[[str, dict[str, Any]], Any]
+    domain: str, handle: Callable[[str, dict[str, Any], str], Any]
 ) -> Callable[[dict[str, Any], Any], Any]:
-    """A Lambda handler for EventBridge events: `handle(detail_type, detail)` with the event's id and
+    """A Lambda handler for EventBridge events: `handle(detail_type, detail, source)` with the event's id and
     type in every log line, one `Events` count, and its result returned (for the logs of asynchronous
     invocations). Errors propagate, so Lambda's asynchronous retries apply."""
 
@@ -162,6 +162,6 @@ def event_handler(
         logger.append_keys(event_id=event.get("id"), detail_type=detail_type, source=event.get("source"))
         metrics.add_metric(name="Events", unit=MetricUnit.Count, value=1)
         detail = event.get("detail")
-        return handle(detail_type, detail if isinstance(detail, dict) else {})
+        return handle(detail_type, detail if isinstance(detail, dict) else {}, str(event.get("source", "")))
 
     return handler

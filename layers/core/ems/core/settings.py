@@ -33,6 +33,7 @@ class Settings:
     # Exports: the bucket of large files, and the largest file returned in the response itself
     # (Lambda answers at most 6 MB; 5 MB leaves room for headers).
     export_bucket: str = ""
+    alerts_table: str = "ems-dev-alerts"
     export_inline_max_bytes: int = 5_000_000
     version: str = "0.1.0"
 
@@ -64,6 +65,7 @@ def settings() -> Settings:
         websocket_endpoint=env.get("WEBSOCKET_ENDPOINT", ""),
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
         export_bucket=env.get("EXPORT_BUCKET", ""),
+        alerts_table=env.get("ALERTS_TABLE", "ems-dev-alerts"),
         export_inline_max_bytes=int(env.get("EXPORT_INLINE_MAX_BYTES") or 5_000_000),
         version=__version__,
     )

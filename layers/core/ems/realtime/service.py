@@ -422,3 +422,20 @@ def push_telemetry(
     if report.failed:
         metrics.add_metric(name="PushFailures", unit="Count", value=report.failed)
     return report
+
+
+# What an alert event becomes on the `alerts` topic (ems.alerts: AlertRaised, AlertCleared).
+ALERT_MESSAGE_TYPES = {"AlertRaised": "alert_raised", "AlertCleared": "alert_cleared"}
+
+
+def push_alert(
+    detail_type: str, detail: dict[str, Any], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """An alert raised or cleared, to the site's `alerts` subscribers: `data` is the alert as
+    GET /api/v1/events lists it. Alerts are events, not readings: no data-sharing grain applies."""
+    site = str(detail.get("site", ""))
+    report = publish(
+        site, "alerts", ALERT_MESSAGE_TYPES[detail_type], detail.get("alert"), store, poster, now
+    )
+    logger.info("alert pushed", extra={"site": site, "type": detail_type, "connections": report.connections})
+    return report

@@ -17,10 +17,15 @@ SENSOR_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 class Threshold(BaseModel):
+    """An alert rule on one metric of a sensor (ems.alerts): a value outside [min, max] for at least
+    `for_minutes` (judged by the readings' times) raises an alert of `severity`; back inside clears it."""
+
     model_config = ConfigDict(extra="forbid")
 
     min: float | None = None
     max: float | None = None
+    for_minutes: int = Field(default=0, ge=0, le=7 * 24 * 60)
+    severity: Literal["info", "warning", "critical"] = "warning"
 
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:

@@ -1,0 +1,65 @@
+"""Alerts: the routes (GET /api/v1/events, POST /api/v1/events/{id}/acknowledge), and the consumers that
+raise and clear them: TelemetryReceived (thresholds), other domains' SystemEvent, and the schedule
+that checks for sensors gone offline. `handler` tells the invocations apart by the event's shape."""
+
+from functools import cache
+from typing import Any
+
+from ems.alerts import service as alerts
+from ems.alerts.models import SYSTEM_EVENT, EventsQuery, SystemEvent
+from ems.alerts.store import AlertStore
+from ems.core.events import EventBridgePublisher, event_handler, is_eventbridge_event
+from ems.core.http import claims, http_app, lambda_handler, request_site
+from ems.core.observability import instrumented
+from ems.registry.store import RegistryStore
+from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
+from ems.telemetry.store import SensorStatusStore
+
+app = http_app("alerts")
+OFFLINE_CHECK = {"check": "offline"}  # the schedule's input (template.yaml)
+
+
+@cache
+def stores() -> alerts.Stores:
+    return alerts.Stores(
+        alerts=AlertStore(),
+        registry=RegistryStore(),
+        events=EventBridgePublisher(),
+        latest=SensorStatusStore(),
+    )
+
+
+@app.get("/api/v1/events")
+def list_events():  # type: ignore[no-untyped-def]
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
+    return alerts.list_events(request_site(app), EventsQuery.model_validate(params), stores().alerts)
+
+
+@app.post("/api/v1/events/<alert_id>/acknowledge")
+def acknowledge(alert_id: str):  # type: ignore[no-untyped-def]
+    return alerts.acknowledge(request_site(app), alert_id, claims(app), stores().alerts)
+
+
+def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str, Any]:
+    if detail_type == TELEMETRY_RECEIVED:
+        return alerts.evaluate_readings(TelemetryReceived.model_validate(detail), stores()).model_dump()
+    if detail_type == SYSTEM_EVENT:
+        return alerts.system_event(source, SystemEvent.model_validate(detail), stores()).model_dump()
+    raise ValueError(f"no alerts from {detail_type!r}")  # the rules' patterns let no other through
+
+
+events_handler = event_handler("alerts", on_event)
+http_handler = lambda_handler(app)
+
+
+@instrumented("alerts")
+def offline_handler(event: Any, context: Any) -> dict[str, Any]:
+    return alerts.check_offline(stores()).model_dump()
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    if is_eventbridge_event(event):
+        return events_handler(event, context)
+    if event == OFFLINE_CHECK:
+        return offline_handler(event, context)
+    return http_handler(event, context)

@@ -1,0 +1,1 @@
+"""Alerts: threshold breaches, sensors gone offline and system events of other domains."""
