@@ -235,6 +235,8 @@ def publish_many(
         moment = now()
         due: dict[str, list[str]] = defaultdict(list)
         seen: dict[str, set[str]] = defaultdict(set)  # topics found per connection, to clean up if gone
+        # One lookup per topic: a batch of readings has many messages for few topics.
+        holders: dict[str, list[Subscriber]] = {}
         for outgoing in messages:
             try:
                 topic = Topic.parse(outgoing.topic)
@@ -246,7 +248,9 @@ def publish_many(
                 topic=str(topic), type=outgoing.type, ts=to_iso(moment), data=outgoing.data
             ).model_dump_json()
             delivered_to: set[str] = set()
-            for subscriber in store.subscribers(site, topic.matching(), int(moment.timestamp())):
+            if str(topic) not in holders:
+                holders[str(topic)] = store.subscribers(site, topic.matching(), int(moment.timestamp()))
+            for subscriber in holders[str(topic)]:
                 seen[subscriber.connection_id].add(subscriber.topic)
                 if subscriber.connection_id in delivered_to:
                     continue  # subscribed to the topic and to its kind's `*`: once is enough

@@ -127,7 +127,9 @@ def ingest_readings(
         extra={"site": site_id, "source": source, "device_id": device_id, "received": len(raw_readings),
                "accepted": result.accepted, "duplicates": duplicates, "rejected": len(rejected),
                "stored_new": outcome.created if outcome else 0,
-               "first_rejections": [r.model_dump() for r in rejected[:5]]},
+               # Every rejection, with its index and reason: over MQTT the device gets no answer, so
+               # this line is where a rejected reading is reported (at most 1,000 per batch).
+               "rejections": [r.model_dump() for r in rejected]},
     )  # fmt: skip
     metrics.add_metric(name="ReadingsAccepted", unit="Count", value=result.accepted)
     metrics.add_metric(name="ReadingsRejected", unit="Count", value=len(rejected))
