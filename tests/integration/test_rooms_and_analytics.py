@@ -11,6 +11,7 @@ CO2 1.25 x 0.2 = 0.25 kg; self-consumption (1.5 - 0.375) / 1.5 = 75 %; self-suff
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,3 +170,30 @@ def test_samples(api: InProcessApi, admin_token: str, building: int) -> None:
     # The samples' room is not in this building.
     assert replay(api, "rooms-get", admin_token).json["error"]["field"] == "name"
     assert replay(api, "rooms-data", admin_token).json["error"]["field"] == "name"
+
+
+def test_a_room_hourly_token_with_an_embargo_on_the_room_paths(
+    api: InProcessApi, admin_token: str, building: int
+) -> None:
+    """data_aggregation room, time_aggregation 1h, 60-minute embargo: the room's history holds only
+    whole hours that ended before the cut; its live numbers and the summary's are hidden."""
+    old_hour = int(time.time() // 3600 - 3) * 3600
+    older = [{"sensor_id": "office-temperature", "ts": old_hour + m * 60, "metrics": {"temperature_c": v}}
+             for m, v in ((5, 20.0), (35, 22.0))]  # fmt: skip
+    assert ok(api.request("POST", "/api/v1/data/ingest", token=admin_token, headers=HQ, body={"readings": older}))["accepted"] == 2  # fmt: skip
+    limited = issue(["rooms", "analytics"], sites=[SITE], data_aggregation="room", time_aggregation="1h", embargo_minutes=60)  # fmt: skip
+    period = {
+        "metric": "temperature_c",
+        "start_time": str(old_hour - 3600),
+        "end_time": str(int(time.time())),
+    }
+
+    history = ok(api.request("GET", f"/api/v1/rooms/{ROOM}/data", token=limited, query=period))
+    assert history["resolution"] == "1h"
+    assert history["points"] == [
+        {"ts": iso(old_hour * 1000), "value": 21.0, "count": 2}
+    ]  # the building's hour is embargoed
+    room = ok(api.request("GET", f"/api/v1/rooms/{ROOM}", token=limited))
+    assert (room["temperature_c"], room["power_kw"], room["sensor_count"]) == (None, None, 5)
+    summary = ok(api.request("GET", "/api/v1/analytics/summary", token=limited))
+    assert summary["latest_by_type"] is None and summary["rooms"][0]["temperature_c"] is None

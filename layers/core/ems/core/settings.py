@@ -34,6 +34,11 @@ class Settings:
     # (Lambda answers at most 6 MB; 5 MB leaves room for headers).
     export_bucket: str = ""
     alerts_table: str = "ems-dev-alerts"
+    # TelemetryBackend=timestream: where readings go (ems.telemetry.timestream).
+    timestream_database: str = ""
+    timestream_table: str = "readings"
+    # How long an AWS call may wait for its answer: sized for AWS; a local moto under load is slower.
+    aws_read_timeout_s: float = 5.0
     export_inline_max_bytes: int = 5_000_000
     version: str = "0.1.0"
 
@@ -66,6 +71,9 @@ def settings() -> Settings:
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
         export_bucket=env.get("EXPORT_BUCKET", ""),
         alerts_table=env.get("ALERTS_TABLE", "ems-dev-alerts"),
+        timestream_database=env.get("TIMESTREAM_DATABASE", ""),
+        timestream_table=env.get("TIMESTREAM_TABLE") or "readings",
+        aws_read_timeout_s=float(env.get("EMS_AWS_READ_TIMEOUT_SECONDS") or 5.0),
         export_inline_max_bytes=int(env.get("EXPORT_INLINE_MAX_BYTES") or 5_000_000),
         version=__version__,
     )

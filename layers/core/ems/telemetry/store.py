@@ -68,7 +68,7 @@ class WriteOutcome:
 
 
 class TelemetryStore(Protocol):
-    """Storage of readings and their rollups. Adapters: DynamoDB (here); Timestream later."""
+    """Storage of readings and their rollups. Adapters: DynamoDB (here), Timestream (ems.telemetry.timestream)."""
 
     def write(self, readings: Sequence[Reading]) -> WriteOutcome:
         """Store readings (distinct by sensor, metric, ts) idempotently, with their rollups."""
@@ -96,8 +96,12 @@ class TelemetryStore(Protocol):
 def telemetry_store() -> TelemetryStore:
     """The adapter the deployment's TELEMETRY_BACKEND chooses."""
     backend = settings().telemetry_backend
+    if backend == "timestream":
+        from ems.telemetry.timestream import TimestreamTelemetryStore  # only that deployment loads it
+
+        return TimestreamTelemetryStore()
     if backend != "dynamodb":
-        raise RuntimeError(f"TELEMETRY_BACKEND={backend!r} has no adapter yet; use dynamodb")
+        raise RuntimeError(f"TELEMETRY_BACKEND={backend!r}: choose dynamodb or timestream")
     return DynamoTelemetryStore()
 
 
