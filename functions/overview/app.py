@@ -3,6 +3,7 @@
 
 from functools import cache
 
+from ems.alerts.store import AlertStore
 from ems.core.http import claims, http_app, lambda_handler, request_site
 from ems.overview import service as overview
 from ems.overview.models import EnergyQuery
@@ -21,6 +22,7 @@ def stores() -> overview.Stores:
         telemetry=telemetry_store(),
         latest=SensorStatusStore(),
         tariffs=TariffStore(),
+        alerts=AlertStore(),
     )
 
 

@@ -111,6 +111,8 @@ def test_a_breach_raises_one_alert_until_it_clears(
     assert (first["alert_id"], first["status"]) == (alert["alert_id"], "cleared")
     assert (newest["status"], newest["value"]) == ("open", 35.0)
     assert published["alerts"].kinds() == ["AlertRaised", "AlertCleared", "AlertRaised"]
+    summary = ok(api.request("GET", "/api/v1/analytics/summary", token=admin_token, headers=HQ))
+    assert summary["open_alerts"] == 1  # the first cleared, the second open
     assert published["alerts"].events[0].detail["alert"]["alert_id"] == alert["alert_id"]
 
 

@@ -210,3 +210,19 @@ class AlertStore:
         return AlertPage(
             items=items, count=len(items), next_token=encode_token(answer.get("LastEvaluatedKey"))
         )
+
+    def count_open(self, site_id: str) -> int:
+        """The site's open alerts (a count query: no item leaves DynamoDB)."""
+        request: dict[str, Any] = {
+            "TableName": self._table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :alert)",
+            "FilterExpression": "#status = :open", "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":pk": {"S": site_id}, ":alert": {"S": ALERT}, ":open": {"S": "open"}},
+            "Select": "COUNT",
+        }  # fmt: skip
+        total = 0
+        while True:
+            answer = client("dynamodb").query(**request)
+            total += int(answer.get("Count", 0))
+            if not answer.get("LastEvaluatedKey"):
+                return total
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -106,8 +106,7 @@ class LatestOfType(BaseModel):
 
 class Summary(BaseModel):
     """GET /api/v1/analytics/summary. Live parts (latest per type, rooms' values) follow the same
-    data-sharing rules as the overview; counts are always shown. Alerts are absent until that domain
-    exists (null, not 0)."""
+    data-sharing rules as the overview; counts are always shown, open alerts included."""
 
     site_id: str
     generated_at: str

@@ -84,12 +84,19 @@ class LatestReadings(Protocol):
     def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]: ...
 
 
+class OpenAlerts(Protocol):
+    """How many alerts a site has open (ems.alerts.store.AlertStore)."""
+
+    def count_open(self, site_id: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class Stores:
     registry: RegistryStore
     telemetry: TelemetryStore
     latest: LatestReadings
     tariffs: TariffStore | None = None  # None: the default tariff (DEFAULT_TARIFF)
+    alerts: OpenAlerts | None = None  # None: alerts are not counted
 
 
 # ---------------------------------------------------------------- pure parts
@@ -378,6 +385,7 @@ def summary(site_id: str, caller: Claims, s: Stores, now: Clock = utc_now) -> Su
             for kind, (sensor_id, heard) in sorted(latest.items())
         } if per_sensor else None,
         rooms=[room_now(room, by_room.get(room.name, []), room_values) for room in snap.rooms],
+        open_alerts=s.alerts.count_open(site_id) if s.alerts is not None else None,
     )  # fmt: skip
 
 
