@@ -17,26 +17,14 @@ from typing import Any
 import pytest
 
 from ems.alerts.models import SystemEvent
-from ems.core.events import DomainEvent, PublishOutcome
 from ems.telemetry.models import TelemetryReceived
+from tests.support.fakes import ListPublisher
 from tests.support.inprocess import InProcessApi, load_function, ok, refused
 from tests.support.tokens import issue
 
 SITE = "hq"
 HQ = {"x-site": SITE}
 T0_S = int(time.time()) // 60 * 60 - 3600  # an hour ago, on a minute
-
-
-class ListPublisher:
-    def __init__(self) -> None:
-        self.events: list[DomainEvent] = []
-
-    def publish(self, events: Any) -> PublishOutcome:
-        self.events.extend(events)
-        return PublishOutcome(sent=len(events))
-
-    def kinds(self) -> list[str]:
-        return [e.detail_type for e in self.events]
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from ems.core.events import DomainEvent, PublishOutcome
+from ems.core.events import PublishOutcome
 from ems.realtime.models import ConnectionGone
 from tests.integration.test_realtime import connect, mint, send
+from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function
 
 SITE = "default"  # the deployment's default site, as the WebSocket samples assume
@@ -32,15 +33,6 @@ def iot_event(name: str, ts_ms: int | None = None) -> dict[str, Any]:
 
 def now_ms() -> int:
     return int(time.time()) * 1000
-
-
-class ListPublisher:
-    def __init__(self) -> None:
-        self.events: list[DomainEvent] = []
-
-    def publish(self, events: Any) -> PublishOutcome:
-        self.events.extend(events)
-        return PublishOutcome(sent=len(events))
 
 
 class FakePoster:
