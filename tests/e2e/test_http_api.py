@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningStack, local_up
+from tests.e2e.conftest import RunningStack, local_up, running_local_cloud
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +141,35 @@ def test_a_taken_port_is_refused_clearly(local_stack: RunningStack, tmp_path: Pa
     output = (tmp_path / "local.log").read_text()
     assert f"port {taken} on 127.0.0.1 (http) is already in use" in output
     assert not (tmp_path / ".local" / "stack.json").exists()
+
+
+def test_the_state_dir_keeps_data_and_tokens_across_a_restart_and_reset_clears_it(tmp_path: Path) -> None:
+    """Started, given a room and a reading, stopped by its PID; started again on the same directory:
+    the room, the reading and the first admin token are there. With --reset: none of them."""
+    window = {"metric": "temperature_c", "resolution": "raw"}
+    with running_local_cloud(tmp_path, "--no-building", "--empty") as first:
+        admin = {"authorization": f"Bearer {first['admin_token']}", "x-site": "kept"}
+        with httpx.Client(base_url=first["http"], headers=admin, timeout=30) as http:
+            assert http.post("/api/v1/sites", json={"site_id": "kept", "name": "Kept"}).status_code == 201
+            assert http.post("/api/v1/rooms", json={"name": "Vault"}).status_code == 201
+            sensor = {"sensor_id": "KEPT_T", "name": "t", "sensor_type": "temperature", "room": "Vault"}
+            assert http.post("/api/v1/sensors", json=sensor).status_code == 201
+            ts = int(time.time()) - 60
+            reading = {"sensor_id": "KEPT_T", "ts": ts, "metrics": {"temperature_c": 19.5}}
+            assert http.post("/api/v1/data/ingest", json={"readings": [reading]}).json()["accepted"] == 1
+    assert (tmp_path / ".local" / "aws-state.json").exists()
+
+    query = {**window, "start_time": ts - 60, "end_time": ts + 60}
+    with (
+        running_local_cloud(tmp_path, "--no-building", "--empty") as second,
+        httpx.Client(base_url=second["http"], headers=admin, timeout=30) as http,
+    ):  # the first run's token
+        assert http.get("/api/v1/rooms/Vault").json()["sensor_count"] == 1
+        points = http.get("/api/v1/sensors/KEPT_T/data", params=query).json()["points"]
+        assert [(p["value"], p["count"]) for p in points] == [(19.5, 1)]
+
+    with running_local_cloud(tmp_path, "--no-building", "--empty", "--reset") as third:
+        fresh = {"authorization": f"Bearer {third['admin_token']}", "x-site": "kept"}
+        with httpx.Client(base_url=third["http"], timeout=30) as http:
+            assert http.get("/api/v1/rooms", headers=admin).status_code == 401  # its key is gone
+            assert http.get("/api/v1/sites/kept", headers=fresh).status_code == 404

@@ -12,6 +12,7 @@ from typing import Any
 from ems_local import console
 from ems_local.cloud import LocalCloud, Options
 from ems_local.ports import PortTaken
+from ems_local.state import IncompatibleState
 from ems_local.template import TEMPLATE
 
 
@@ -40,11 +41,14 @@ def _parser() -> argparse.ArgumentParser:
         "--clock", type=float, default=1.0, metavar="RATE",
         help="run the schedules' time RATE times faster, e.g. 60: rate(1 minute) fires every second",
     )  # fmt: skip
-    parser.add_argument("--state-dir", type=Path, default=Path(".local"), help="where stack.json goes")
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path(".local"),
+        help="where stack.json and the AWS state kept across restarts (aws-state.json) go",
+    )  # fmt: skip
     parser.add_argument(
         "--reset",
         action="store_true",
-        help="clear the state directory first (AWS state is in memory: every start is fresh)",
+        help="clear the state directory first: tables, buckets and keys start empty",
     )
     parser.add_argument("--empty", action="store_true", help="no demo site (and so no demo building)")
     parser.add_argument(
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping.wait(0.5):
             pass
         console.line("local", "stopping")
-    except PortTaken as exc:
+    except (PortTaken, IncompatibleState) as exc:
         print(f"ems local up: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ems_local import console
+from ems_local import console, state
 from ems_local.async_invoke import AsyncInvoker
 from ems_local.aws_endpoint import REGION, AwsEndpoint
 from ems_local.aws_services import AwsServices
@@ -84,7 +84,16 @@ class LocalCloud:
         defaults = {"DefaultSiteId": DEMO_SITE["site_id"]} if options.demo else {}
         parameters: dict[str, Any] = {**defaults, **options.parameters}
         stack = Stack.from_file(options.template, REGION, **parameters)
+        saved = state.load(options.state_dir)  # refuses a snapshot of another version (--reset)
+        if saved is not None:
+            state.restore_keys(saved, stack)
         aws.create_resources(stack)
+        if saved is not None:
+            counts = state.restore_data(saved, aws.client)
+            console.line("state", f"restored {counts['items']} items and {counts['objects']} objects")
+        keeper = state.StateKeeper(options.state_dir, stack, aws.client)
+        keeper.start()
+        self._running.append(keeper)
 
         services = AwsServices(options.aws_services_port)
         services.start()
@@ -184,8 +193,8 @@ class LocalCloud:
     def _prepare_state_dir(self) -> None:
         state = self.options.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        # moto keeps its state in memory only, so every start is a fresh stack; --reset clears
-        # what an earlier run left in the state directory.
+        # moto keeps its state in memory; ems_local.state keeps a snapshot here. --reset clears what
+        # an earlier run left in the state directory, the snapshot included.
         if self.options.reset:
             for leftover in state.iterdir():
                 if leftover.is_file():

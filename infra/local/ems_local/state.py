@@ -1,0 +1,171 @@
+"""`--state-dir`: the local cloud's AWS state kept across restarts (`--reset` starts clean).
+
+moto keeps everything in memory, so this module keeps a snapshot in `<state dir>/aws-state.json`:
+every item of the template's DynamoDB tables, every object of its S3 buckets, and the private half
+of its KMS keys with their ids (so a token signed before a restart still verifies after it, and
+`SIGNING_KEY_ID` stays the same). It is written whole and renamed into place, on a clean stop and
+every SAVE_EVERY_S while running, so a crash loses at most that much. Not kept: IoT shadows, run-time
+schedules and WebSocket connections (clients reconnect; devices report their state again).
+
+A snapshot names its format and moto's version; one written by another is refused with a clear
+message rather than half-restored (`--reset` starts over).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import moto
+
+from ems_local import console
+from ems_local.template import Stack
+
+STATE_FILE = "aws-state.json"
+FORMAT = 1
+SAVE_EVERY_S = 60.0
+ACCOUNT = "123456789012"  # moto's default account: the one the local cloud's requests land in
+
+
+class IncompatibleState(Exception):
+    pass
+
+
+def _kms_backend(region: str) -> Any:
+    from moto.kms.models import kms_backends
+
+    return kms_backends[ACCOUNT][region]
+
+
+def snapshot(stack: Stack, client: Callable[[str], Any]) -> dict[str, Any]:
+    """The state worth keeping, as JSON-ready data."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = {}
+    backend = _kms_backend(stack.region)
+    for logical_id in stack.of_type("AWS::KMS::Key"):
+        key_id = stack.physical.get(logical_id)
+        key = backend.keys.get(key_id) if key_id else None
+        material = getattr(getattr(key, "private_key", None), "private_key", None)
+        if key is None or material is None:
+            continue
+        pem = material.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        keys[logical_id] = {
+            "id": key_id,
+            "key_spec": key.key_spec,
+            "key_usage": key.key_usage,
+            "pem": pem.decode(),
+        }
+    tables: dict[str, list[Any]] = {}
+    dynamodb = client("dynamodb")
+    for resource in stack.of_type("AWS::DynamoDB::Table").values():
+        name = str(stack.resolve(resource["Properties"]["TableName"]))
+        items: list[Any] = []
+        for page in dynamodb.get_paginator("scan").paginate(TableName=name):
+            items.extend(page["Items"])
+        tables[name] = items
+    buckets: dict[str, list[Any]] = {}
+    s3 = client("s3")
+    for logical_id in stack.of_type("AWS::S3::Bucket"):
+        bucket = str(stack.ref(logical_id))
+        objects = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for entry in page.get("Contents", []):
+                got = s3.get_object(Bucket=bucket, Key=entry["Key"])
+                objects.append({"key": entry["Key"], "content_type": got.get("ContentType", ""),
+                                "body": base64.b64encode(got["Body"].read()).decode()})  # fmt: skip
+        buckets[bucket] = objects
+    return {"format": FORMAT, "moto": moto.__version__, "kms": keys, "dynamodb": tables, "s3": buckets}
+
+
+def load(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    state: dict[str, Any] = json.loads(path.read_text())
+    if state.get("format") != FORMAT or state.get("moto") != moto.__version__:
+        raise IncompatibleState(
+            f"{path} was written by another version of the local cloud (format {state.get('format')}, "
+            f"moto {state.get('moto')}; this one: {FORMAT}, moto {moto.__version__}): start with --reset"
+        )
+    return state
+
+
+def restore_keys(state: dict[str, Any], stack: Stack) -> None:
+    """Before the template's resources are made: its KMS keys as they were (same ids, same material)."""
+    from cryptography.hazmat.primitives import serialization
+
+    backend = _kms_backend(stack.region)
+    for logical_id, saved in state.get("kms", {}).items():
+        key = backend.create_key(
+            policy=None, key_usage=saved["key_usage"], key_spec=saved["key_spec"],
+            description=f"{logical_id} (restored)", tags=None,
+        )  # fmt: skip
+        del backend.keys[key.id]
+        key.id = saved["id"]
+        key.arn = key.arn.rsplit("/", 1)[0] + "/" + saved["id"]
+        key.private_key.private_key = serialization.load_pem_private_key(saved["pem"].encode(), password=None)
+        backend.keys[key.id] = key
+        stack.physical[logical_id] = key.id
+
+
+def restore_data(state: dict[str, Any], client: Callable[[str], Any]) -> dict[str, int]:
+    """After the resources are made: the tables' items and the buckets' objects."""
+    dynamodb, s3 = client("dynamodb"), client("s3")
+    counts = {"items": 0, "objects": 0}
+    for table, items in state.get("dynamodb", {}).items():
+        for start in range(0, len(items), 25):
+            request: dict[str, Any] = {
+                table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]
+            }
+            while request:
+                request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        counts["items"] += len(items)
+    for bucket, objects in state.get("s3", {}).items():
+        for entry in objects:
+            s3.put_object(Bucket=bucket, Key=entry["key"], Body=base64.b64decode(entry["body"]),
+                          ContentType=entry["content_type"] or "binary/octet-stream")  # fmt: skip
+        counts["objects"] += len(objects)
+    return counts
+
+
+class StateKeeper:
+    """Saves the snapshot every SAVE_EVERY_S and once more when stopped (before moto stops)."""
+
+    def __init__(
+        self, state_dir: Path, stack: Stack, client: Callable[[str], Any], every_s: float = SAVE_EVERY_S
+    ):
+        self.path = state_dir / STATE_FILE
+        self._stack, self._client, self._every_s = stack, client, every_s
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="state", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def save(self) -> None:
+        with self._lock:
+            state = snapshot(self._stack, self._client)
+            partial = self.path.with_suffix(".json.partial")
+            partial.write_text(json.dumps(state))
+            partial.replace(self.path)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._every_s):
+            try:
+                self.save()
+            except Exception as exc:  # the next round tries again; the stop saves for sure
+                console.line("state", f"saving the state failed: {exc!r}")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self.save()
+        console.line("state", f"saved to {self.path}")
