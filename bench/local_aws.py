@@ -54,6 +54,9 @@ class LocalAws:
         import boto3
         from moto.server import ThreadedMotoServer
 
+        from ems_local import moto_dynamodb
+
+        moto_dynamodb.install()  # the local cloud's DynamoDB (its transactions and partition queries)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
