@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,16 +52,16 @@ class LocalAws:
 
     def __enter__(self) -> LocalAws:
         import boto3
-        from moto.server import ThreadedMotoServer
 
-        from ems_local import moto_dynamodb
-
-        moto_dynamodb.install()  # the local cloud's DynamoDB (its transactions and partition queries)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "bench.moto_process"], cwd=ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
+        )  # fmt: skip
+        line = self._server.stdout.readline() if self._server.stdout else ""
+        if not line.startswith("port "):
+            self.__exit__()
+            raise RuntimeError(f"the moto server did not start (it said {line!r})")
+        self.endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
         session = boto3.session.Session(
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -77,9 +77,16 @@ class LocalAws:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if server.stdin:
+            server.stdin.close()  # its signal to stop
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()  # by its own PID
+            server.wait()
 
     # ------------------------------------------------------------ what a function process gets
 
@@ -203,6 +210,12 @@ class LocalAws:
             spec.loader.exec_module(module)
             self._modules[name] = module
         return self._modules[name]
+
+
+def _pythonpath() -> str:
+    """The moto process imports bench and ems_local from the checkout, wherever it is started."""
+    paths = [str(ROOT), str(ROOT / "infra" / "local"), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in paths if p)
 
 
 def _forget_ems_caches() -> None:

@@ -1,12 +1,16 @@
-"""The DynamoDB telemetry store against moto: idempotency when a write races another."""
+"""The DynamoDB telemetry store against moto: idempotency when a write races another, and the
+transactions it commits side by side."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import bucket_start
-from ems.telemetry.store import DynamoTelemetryStore
+from ems.telemetry.store import DynamoTelemetryStore, _lanes, _rollup_keys
 
 NOW = int(datetime.now(UTC).timestamp() * 1000)
 HOUR = NOW - NOW % 3_600_000 - 3_600_000
@@ -60,3 +64,55 @@ def test_a_stale_rollup_is_read_again_not_overwritten(stack, monkeypatch) -> Non
     assert late.write(readings([3.0], offset_ms=30_000)).created == 1
     assert len(calls) == 2
     assert totals(store) == (2, 7.0, 3.0, 4.0, 3.0)
+
+
+def fleet(sensors: int, minutes: int, value: float, prefix: str = "S") -> list[Reading]:
+    return [
+        Reading("hq", f"{prefix}{s}", "power_w", HOUR + m * 60_000, value + s)
+        for s in range(sensors)
+        for m in range(minutes)
+    ]
+
+
+def test_writers_racing_on_the_same_series_count_each_reading_once(stack, monkeypatch) -> None:
+    """Four writers at once, with overlapping readings of 6 sensors over an hour (long series take
+    several transactions in turn, short ones share one), all looking before any writes (a barrier):
+    every reading is stored once and every rollup counts it once, whoever won each race."""
+    batches = [fleet(6, 60, 1.0)[i::2] + fleet(6, 60, 1.0)[: 40 * (i + 1)] for i in range(4)]
+    distinct = {(r.sensor_id, r.ts_ms) for batch in batches for r in batch}
+    all_looked = threading.Barrier(4, timeout=60)
+    read_states = DynamoTelemetryStore._rollup_states
+
+    def look_then_wait(self, keys):
+        states = read_states(self, keys)
+        if not all_looked.broken and threading.current_thread().name.startswith("racer"):
+            all_looked.wait()
+        return states
+
+    monkeypatch.setattr(DynamoTelemetryStore, "_rollup_states", look_then_wait)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="racer") as pool:
+        outcomes = list(pool.map(lambda b: DynamoTelemetryStore().write(list(dict.fromkeys(b))), batches))
+    assert sum(o.created for o in outcomes) == len(distinct) == 360
+    store = DynamoTelemetryStore()
+    sensors = [f"S{s}" for s in range(6)]
+    hours = store.read_rollups("hq", sensors, "power_w", "1h", HOUR, HOUR + 1)
+    quarters = store.read_rollups("hq", sensors, "power_w", "15m", HOUR, HOUR + 3_600_000)
+    for s, sensor in enumerate(sensors):
+        assert (hours[sensor][HOUR].count, hours[sensor][HOUR].sum) == (60, 60 * (1.0 + s))
+        assert [b.count for _, b in sorted(quarters[sensor].items())] == [15, 15, 15, 15]
+
+
+def test_series_that_fill_transactions_commit_in_lanes_that_share_no_item() -> None:
+    readings = sorted(fleet(3, 150, 1.0, "L") + fleet(40, 1, 2.0, "S"), key=lambda r: (r.sensor_id, r.ts_ms))
+    lanes = _lanes(readings)
+    groups = [group for lane in lanes for group in lane]
+    assert Counter(r for g in groups for r in g) == Counter(readings)  # each reading once
+    for group in groups:  # each fits one transaction: its raw puts and its distinct rollup items
+        assert len(group) + len({k for r in group for k in _rollup_keys(r)}) <= 100
+    items_of_lane = [{k for g in lane for r in g for k in _rollup_keys(r)} for lane in lanes]
+    for i, mine in enumerate(items_of_lane):
+        assert all(not mine & other for other in items_of_lane[i + 1 :])
+    # L0..L2 need two transactions each (150 readings): a lane each; S0..S39 (one reading, three
+    # rollup items each) share one-transaction lanes of 25 series (100 items): 25 and 15.
+    assert sorted(len(lane) for lane in lanes) == [1, 1, 2, 2, 2]
+    assert sorted(len(lane[0]) for lane in lanes if lane[0][0].sensor_id.startswith("S")) == [15, 25]

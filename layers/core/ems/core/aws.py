@@ -43,6 +43,8 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
             config=Config(
                 retries={"mode": "standard", "max_attempts": 3},
                 connect_timeout=2,
+                # Stores read and write in up to 16 threads (ems.telemetry.store); botocore keeps 10.
+                max_pool_connections=32,
                 read_timeout=settings().aws_read_timeout_s,
                 # Presigned S3 links with SigV4 (botocore may still pick SigV2 for them otherwise).
                 signature_version="s3v4" if service == "s3" else None,

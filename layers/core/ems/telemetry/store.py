@@ -23,6 +23,7 @@ rollups moved (read again), and the transaction is rebuilt and retried with back
 BatchWriteItem cannot carry a condition, so it could not tell creating a raw item from overwriting
 it; the batching unit of writes is therefore the transaction (up to 100 items), and BatchGetItem
 (100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written.
+Transactions that share no item (other series) commit side by side (`_lanes`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from itertools import groupby
+from typing import Any, Protocol, TypeVar
 
 from ems.core.aws import client, error_code
 from ems.core.errors import TooManyRequests
@@ -48,6 +50,7 @@ MAX_ATTEMPTS = 10
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
 READ_WORKERS = 16
+WRITE_WORKERS = 8
 RETRYABLE = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
      "InternalServerError", "TransactionConflictException", "TransactionInProgressException"}
@@ -166,7 +169,12 @@ class DynamoTelemetryStore:
 
     def write(self, readings: Sequence[Reading]) -> WriteOutcome:
         outcome = WriteOutcome()
-        stored = self._existing_raw(readings)
+        # The two lookups are independent: the rollups of every reading are read, duplicates' too,
+        # rather than waiting for the raw lookup to say which are new.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            looked_up = pool.submit(self._existing_raw, readings)
+            states = self._rollup_states({k for r in readings for k in _rollup_keys(r)})
+            stored = looked_up.result()
         new: list[Reading] = []
         for reading in readings:
             if raw_key(reading) in stored:
@@ -174,10 +182,14 @@ class DynamoTelemetryStore:
             else:
                 new.append(reading)
         new.sort(key=lambda r: (r.site_id, r.sensor_id, r.metric, r.ts_ms))
-        groups = _pack(new)
-        states = self._rollup_states({k for r in new for k in _rollup_keys(r)})
-        for group in groups:
-            outcome.created += self._commit(group, states, outcome.duplicates)
+        lanes = _lanes(new)
+
+        def run(lane: list[list[Reading]]) -> int:
+            return sum(self._commit(group, states, outcome.duplicates) for group in lane)
+
+        # Lanes share no item, raw or rollup, so they commit side by side; each touches only its own
+        # keys of `states` and only adds to `duplicates`.
+        outcome.created = sum(_in_parallel(run, lanes, WRITE_WORKERS))
         return outcome
 
     def _commit(
@@ -280,23 +292,25 @@ class DynamoTelemetryStore:
         return states
 
     def _batch_get(self, table: str, keys: list[dict[str, Any]], projection: str) -> list[dict[str, Any]]:
-        """Consistent BatchGetItem of any number of keys, 100 a call, unprocessed keys retried."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), BATCH_GET_KEYS):
+        """Consistent BatchGetItem of any number of keys, 100 a call (side by side), unprocessed keys
+        retried with backoff."""
+
+        def chunk(wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             request: dict[str, Any] = {
-                table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True,
-                        "ProjectionExpression": projection}
-            }  # fmt: skip
+                table: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": projection}
+            }
             for attempt in range(MAX_ATTEMPTS):
                 answer = client("dynamodb").batch_get_item(RequestItems=request)
                 found.extend(answer.get("Responses", {}).get(table, []))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
-                    break
+                    return found
                 self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
-            else:
-                raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
-        return found
+            raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
+
+        chunks = [keys[start : start + BATCH_GET_KEYS] for start in range(0, len(keys), BATCH_GET_KEYS)]
+        return [item for found in _in_parallel(chunk, chunks, READ_WORKERS) for item in found]
 
     # ------------------------------------------------------------ reads
 
@@ -319,7 +333,7 @@ class DynamoTelemetryStore:
                     break
             return points
 
-        return self._per_sensor(sensor_ids, one)
+        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids, READ_WORKERS), strict=True))
 
     def read_rollups(
         self,
@@ -342,14 +356,7 @@ class DynamoTelemetryStore:
             )
             return {int(item["sk"]["N"]): _bucket(item) for item in items}
 
-        return self._per_sensor(sensor_ids, one)
-
-    @staticmethod
-    def _per_sensor(sensor_ids: Sequence[str], read: Callable[[str], Any]) -> dict[str, Any]:
-        if len(sensor_ids) <= 1:
-            return {s: read(s) for s in sensor_ids}
-        with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(sensor_ids))) as pool:
-            return dict(zip(sensor_ids, pool.map(read, sensor_ids), strict=True))
+        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids, READ_WORKERS), strict=True))
 
     @staticmethod
     def _query(
@@ -392,6 +399,45 @@ def _pack(readings: list[Reading]) -> list[list[Reading]]:
     return groups
 
 
+def _lanes(readings: list[Reading]) -> list[list[list[Reading]]]:
+    """Transactions in lanes that share no item, so lanes can commit side by side.
+
+    Rollup items belong to one series (site, sensor, metric), so series never share an item: a
+    series that needs several transactions is a lane of its own (its transactions share rollup
+    items and go in turn), and series that fit one transaction are packed together into
+    one-transaction lanes."""
+    lanes: list[list[list[Reading]]] = []
+    shared: list[Reading] = []
+    shared_items = 0
+    for _, run in groupby(readings, key=lambda r: (r.site_id, r.sensor_id, r.metric)):
+        series = list(run)
+        groups = _pack(series)
+        if len(groups) > 1:
+            lanes.append(groups)
+            continue
+        items = len(series) + len({k for r in series for k in _rollup_keys(r)})
+        if shared and shared_items + items > MAX_TRANSACTION_ITEMS:
+            lanes.append([shared])
+            shared, shared_items = [], 0
+        shared.extend(series)
+        shared_items += items
+    if shared:
+        lanes.append([shared])
+    return lanes
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _in_parallel(work: Callable[[T], R], inputs: Sequence[T], workers: int) -> list[R]:
+    """work(x) for each input, in order; in threads when there is more than one (I/O-bound calls)."""
+    if len(inputs) <= 1:
+        return [work(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=min(workers, len(inputs))) as pool:
+        return list(pool.map(work, inputs))
+
+
 # ---------------------------------------------------------------- sensor status
 
 
@@ -432,10 +478,7 @@ class SensorStatusStore:
                 raise
             return 1
 
-        if len(heard) <= 1:
-            return sum(one(h) for h in heard)
-        with ThreadPoolExecutor(max_workers=min(STATUS_WORKERS, len(heard))) as pool:
-            return sum(pool.map(one, heard))
+        return sum(_in_parallel(one, heard, STATUS_WORKERS))
 
     def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]:
         """The newest reading of each sensor among `sensor_ids` that has reported."""
