@@ -58,7 +58,11 @@ def test_energy_at_a_fixed_time_from_the_service(stack: object, building: int) -
          "resources": ["*"]}
     )  # fmt: skip
     at = datetime.fromtimestamp(t0 / 1000, UTC)
-    later = service.site_overview(SITE, caller, stores, now=lambda: at + timedelta(minutes=30))
+    # At 00:30 UTC T0 + 30 min is the next day's first moment, a day with no energy yet: read 1 ms
+    # before it (the second quarter hour then counts 899.999 of its 900 s, the same to 3 decimals).
+    end_of_day = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), UTC)
+    moment = min(at + timedelta(minutes=30), end_of_day - timedelta(milliseconds=1))
+    later = service.site_overview(SITE, caller, stores, now=lambda: moment)
     assert later.energy_today.model_dump(include=set(ENERGY)) == ENERGY
     assert later.power.model_dump(include=set(POWER_NOW)) == POWER_NOW
     # At T0 + 10 min the first quarter hour's rollup already holds both of its readings (5 kW): 10 of

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import bucket_start
-from ems.telemetry.store import DynamoTelemetryStore, _lanes, _rollup_keys
+from ems.telemetry.status import Heard
+from ems.telemetry.store import DynamoTelemetryStore, SensorStatusStore, _lanes, _rollup_keys
 
 NOW = int(datetime.now(UTC).timestamp() * 1000)
 HOUR = NOW - NOW % 3_600_000 - 3_600_000
@@ -116,3 +117,24 @@ def test_series_that_fill_transactions_commit_in_lanes_that_share_no_item() -> N
     # rollup items each) share one-transaction lanes of 25 series (100 items): 25 and 15.
     assert sorted(len(lane) for lane in lanes) == [1, 1, 2, 2, 2]
     assert sorted(len(lane[0]) for lane in lanes if lane[0][0].sensor_id.startswith("S")) == [15, 25]
+
+
+def test_status_moves_forward_only_and_many_sensors_at_once(stack) -> None:
+    statuses = SensorStatusStore()
+    assert (
+        statuses.record("hq", [Heard("A", NOW - 60_000, {"power_w": 1.0}), Heard("B", NOW, {"power_w": 2.0})])
+        == 2
+    )
+    # One call: A moves to a newer reading, B is offered an older one and keeps its own.
+    late = [Heard("A", NOW, {"power_w": 3.0}), Heard("B", NOW - 120_000, {"power_w": 9.0})]
+    assert statuses.record("hq", late) == 1
+    found = statuses.get("hq", ["A", "B", "never"])
+    assert {s: (h.ts_ms, h.metrics) for s, h in found.items()} == {
+        "A": (NOW, {"power_w": 3.0}), "B": (NOW, {"power_w": 2.0}),
+    }  # fmt: skip
+    # 150 sensors: two transactions (100 updates each at most), every one applied.
+    many = [Heard(f"M{i}", NOW, {"value": float(i)}) for i in range(150)]
+    assert statuses.record("hq", many) == 150
+    assert {h.metrics["value"] for h in statuses.get("hq", [h.sensor_id for h in many]).values()} == {
+        float(i) for i in range(150)
+    }

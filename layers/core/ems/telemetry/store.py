@@ -24,6 +24,10 @@ BatchWriteItem cannot carry a condition, so it could not tell creating a raw ite
 it; the batching unit of writes is therefore the transaction (up to 100 items), and BatchGetItem
 (100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written.
 Transactions that share no item (other series) commit side by side (`_lanes`).
+
+Reads name no ProjectionExpression: DynamoDB charges the whole item whatever a read returns, and
+these items are a few attributes each (moto, for its part, spends more on a projection than on the
+item).
 """
 
 from __future__ import annotations
@@ -280,26 +284,24 @@ class DynamoTelemetryStore:
 
     def _existing_raw(self, readings: Sequence[Reading]) -> set[tuple[str, str]]:
         keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in {raw_key(r) for r in readings}]
-        found = self._batch_get(self._raw_table, keys, "pk, sk")
+        found = self._batch_get(self._raw_table, keys)
         return {(item["pk"]["S"], item["sk"]["S"]) for item in found}
 
     def _rollup_states(self, keys: Iterable[RollupKey]) -> dict[RollupKey, RollupState | None]:
         wanted = list(keys)
         states: dict[RollupKey, RollupState | None] = dict.fromkeys(wanted)
         request = [{"pk": {"S": pk}, "sk": _number(sk)} for pk, sk in wanted]
-        for item in self._batch_get(self._rollups_table, request, "pk, sk, c, s, mn, mx, l, lt"):
+        for item in self._batch_get(self._rollups_table, request):
             states[(item["pk"]["S"], int(item["sk"]["N"]))] = (_bucket(item), Decimal(item["s"]["N"]))
         return states
 
-    def _batch_get(self, table: str, keys: list[dict[str, Any]], projection: str) -> list[dict[str, Any]]:
+    def _batch_get(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Consistent BatchGetItem of any number of keys, 100 a call (side by side), unprocessed keys
         retried with backoff."""
 
         def chunk(wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found: list[dict[str, Any]] = []
-            request: dict[str, Any] = {
-                table: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": projection}
-            }
+            request: dict[str, Any] = {table: {"Keys": wanted, "ConsistentRead": True}}
             for attempt in range(MAX_ATTEMPTS):
                 answer = client("dynamodb").batch_get_item(RequestItems=request)
                 found.extend(answer.get("Responses", {}).get(table, []))
@@ -325,7 +327,7 @@ class DynamoTelemetryStore:
                 pk = f"{site_id}#{sensor_id}#{_day(day_ms)}"
                 low, high = max(start_ms, day_ms), min(end_ms, day_ms + DAY_MS) - 1
                 for item in self._query(
-                    self._raw_table, pk, {"S": f"{metric}#{low:013d}"}, {"S": f"{metric}#{high:013d}"}, "sk, v",
+                    self._raw_table, pk, {"S": f"{metric}#{low:013d}"}, {"S": f"{metric}#{high:013d}"},
                     limit + 1 - len(points),
                 ):  # fmt: skip
                     points.append((int(item["sk"]["S"].rsplit("#", 1)[1]), float(item["v"]["N"])))
@@ -351,7 +353,6 @@ class DynamoTelemetryStore:
                 pk,
                 _number(start_ms),
                 _number(end_ms - 1),
-                "sk, c, s, mn, mx, l, lt",
                 None,
             )
             return {int(item["sk"]["N"]): _bucket(item) for item in items}
@@ -360,14 +361,13 @@ class DynamoTelemetryStore:
 
     @staticmethod
     def _query(
-        table: str, pk: str, low: dict[str, str], high: dict[str, str], projection: str, limit: int | None
+        table: str, pk: str, low: dict[str, str], high: dict[str, str], limit: int | None
     ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         request: dict[str, Any] = {
             "TableName": table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": low, ":high": high},
-            "ProjectionExpression": projection,
         }
         while True:
             if limit is not None:
@@ -453,32 +453,68 @@ def status_pk(site_id: str) -> str:
 class SensorStatusStore:
     """Each sensor's newest reading (ts and metrics), one item per sensor, moved only forward in time."""
 
+    def __init__(self, sleep: Sleep = time.sleep) -> None:
+        self._sleep = sleep
+
     @property
     def _table(self) -> str:
         return settings().telemetry_table
 
     def record(self, site_id: str, heard: Sequence[Heard]) -> int:
-        """One conditional update per sensor: it applies only when the reading is not older than what
-        the item holds, so late or replayed readings never move status back. How many moved."""
+        """Move each sensor's item to its newest reading, unless the item holds a newer one (late or
+        replayed readings never move status back). How many moved.
 
-        def one(h: Heard) -> int:
+        Updates go 100 to a transaction (one alone as a plain update), so a batch of 50 sensors is one
+        call, not 50: each update is conditioned on the item's ts, a cancellation names the updates
+        refused (those sensors hold a newer reading: left as they are) and the others go again; a
+        conflict with another writer of the same items is retried with backoff."""
+        chunks = [
+            list(heard[i : i + MAX_TRANSACTION_ITEMS]) for i in range(0, len(heard), MAX_TRANSACTION_ITEMS)
+        ]
+        return sum(_in_parallel(lambda chunk: self._record(site_id, chunk), chunks, STATUS_WORKERS))
+
+    def _record(self, site_id: str, heard: list[Heard]) -> int:
+        if len(heard) == 1:  # a device's message: a plain update costs half a transaction's writes
             try:
-                client("dynamodb").update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": status_pk(site_id)}, "sk": {"S": h.sensor_id}},
-                    UpdateExpression="SET ts = :ts, m = :m",
-                    ConditionExpression="attribute_not_exists(ts) OR ts <= :ts",
-                    ExpressionAttributeValues={
-                        ":ts": _number(h.ts_ms), ":m": {"M": {k: _number(v) for k, v in h.metrics.items()}},
-                    },
-                )  # fmt: skip
+                client("dynamodb").update_item(**self._update(site_id, heard[0])["Update"])
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
                     return 0  # it holds a newer reading
                 raise
             return 1
+        pending = heard
+        for attempt in range(MAX_ATTEMPTS):
+            if not pending:
+                return 0
+            try:
+                client("dynamodb").transact_write_items(
+                    TransactItems=[self._update(site_id, h) for h in pending]
+                )
+            except Exception as exc:
+                code = error_code(exc)
+                if code not in RETRYABLE and code != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                newer = {i for i, c in enumerate(reasons) if c == "ConditionalCheckFailed"}
+                pending = [h for i, h in enumerate(pending) if i not in newer]
+                if not newer:
+                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                continue
+            return len(pending)
+        raise TooManyRequests("sensor status is busy; retry the batch (it is safe to send again)")
 
-        return sum(_in_parallel(one, heard, STATUS_WORKERS))
+    def _update(self, site_id: str, h: Heard) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": status_pk(site_id)}, "sk": {"S": h.sensor_id}},
+                "UpdateExpression": "SET ts = :ts, m = :m",
+                "ConditionExpression": "attribute_not_exists(ts) OR ts <= :ts",
+                "ExpressionAttributeValues": {
+                    ":ts": _number(h.ts_ms), ":m": {"M": {k: _number(v) for k, v in h.metrics.items()}},
+                },
+            }
+        }  # fmt: skip
 
     def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]:
         """The newest reading of each sensor among `sensor_ids` that has reported."""

@@ -1,0 +1,108 @@
+"""The local cloud's moto writes data-plane answers with json.dumps (ems_local.moto_dynamodb): every
+operation the stores use answers exactly as through moto's own serializer, errors included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ems_local import moto_dynamodb
+
+ITEM = {
+    "pk": {"S": "a"}, "sk": {"N": "1"}, "n": {"N": "1.25"}, "b": {"B": b"\x00\xffbytes"}, "t": {"BOOL": True},
+    "z": {"NULL": True}, "l": {"L": [{"S": "x"}, {"N": "2"}]}, "m": {"M": {"k": {"S": "v"}, "n": {"N": "-3"}}},
+    "ss": {"SS": ["p", "q"]}, "ns": {"NS": ["1", "2.5"]},
+}  # fmt: skip
+
+
+def conversation(dynamodb: Any) -> list[Any]:
+    """Every data-plane operation the stores use (and a few more), with what each answered."""
+    dynamodb.create_table(
+        TableName="t", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )  # fmt: skip
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    answers: list[Any] = []
+
+    def call(operation: str, **kwargs: Any) -> None:
+        try:
+            answer = getattr(dynamodb, operation)(**kwargs)
+            answer.pop("ResponseMetadata", None)
+            answers.append((operation, answer))
+        except dynamodb.exceptions.ClientError as exc:
+            answers.append((operation, exc.response["Error"], exc.response.get("CancellationReasons")))
+
+    call("put_item", TableName="t", Item=ITEM, ReturnConsumedCapacity="TOTAL")
+    call("put_item", TableName="t", Item=ITEM, ConditionExpression="attribute_not_exists(pk)")
+    call("get_item", TableName="t", Key=key, ConsistentRead=True)
+    call("get_item", TableName="t", Key={"pk": {"S": "none"}, "sk": {"N": "0"}})
+    call("batch_write_item", RequestItems={"t": [
+        {"PutRequest": {"Item": {"pk": {"S": "a"}, "sk": {"N": str(n)}, "v": {"N": str(n * 1.5)}}}} for n in range(2, 30)
+    ]})  # fmt: skip
+    call(
+        "query",
+        TableName="t",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "a"}},
+        Limit=7,
+    )
+    call("query", TableName="t", KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+         ExpressionAttributeValues={":pk": {"S": "a"}, ":lo": {"N": "1"}, ":hi": {"N": "4"}},
+         ProjectionExpression="sk, b, m.k", ScanIndexForward=False)  # fmt: skip
+    call("scan", TableName="t", Limit=5)
+    call(
+        "batch_get_item",
+        RequestItems={"t": {"Keys": [key, {"pk": {"S": "a"}, "sk": {"N": "3"}}], "ConsistentRead": True}},
+    )
+    call("update_item", TableName="t", Key=key, UpdateExpression="SET n = n + :one, s = :s",
+         ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": "new"}}, ReturnValues="ALL_NEW")  # fmt: skip
+    call("update_item", TableName="t", Key=key, UpdateExpression="SET n = :x", ConditionExpression="n = :y",
+         ExpressionAttributeValues={":x": {"N": "0"}, ":y": {"N": "99"}})  # fmt: skip
+    call("transact_get_items", TransactItems=[{"Get": {"TableName": "t", "Key": key}}])
+    call("transact_write_items", TransactItems=[
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "sk": {"N": "1"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Update": {"TableName": "t", "Key": key, "UpdateExpression": "SET c = :c", "ExpressionAttributeValues": {":c": {"N": "1"}}}},
+    ])  # fmt: skip
+    call("transact_write_items", TransactItems=[
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "sk": {"N": "1"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+    ])  # fmt: skip
+    call("delete_item", TableName="t", Key=key, ReturnValues="ALL_OLD")
+    call(
+        "query",
+        TableName="t",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "nobody"}},
+    )
+    return answers
+
+
+@pytest.fixture
+def serializers() -> Iterator[None]:
+    moto_dynamodb.install()
+    yield
+    moto_dynamodb.install()
+
+
+def run_with(fast: bool) -> list[Any]:
+    moto_dynamodb.install()
+    if not fast:
+        moto_dynamodb.uninstall_serializer()
+    with mock_aws():
+        return conversation(boto3.client("dynamodb", region_name="us-east-1"))
+
+
+def test_answers_are_the_same_as_through_motos_serializer(serializers: None) -> None:
+    fast, slow = run_with(fast=True), run_with(fast=False)
+    assert [a[0] for a in fast] == [a[0] for a in slow]
+    for mine, theirs in zip(fast, slow, strict=True):
+        assert mine == theirs, mine[0]
+    # The conversation did what it says: items with every type came back, and the errors are errors.
+    assert fast[2][1]["Item"] == {**ITEM, "b": {"B": b"\x00\xffbytes"}}
+    assert fast[1][1]["Code"] == "ConditionalCheckFailedException"
+    assert len(fast[5][1]["Items"]) == 7 and "LastEvaluatedKey" in fast[5][1]
