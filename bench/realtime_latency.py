@@ -28,7 +28,8 @@ from bench.report import machine, median, percentile, table
 
 NAME = "realtime_latency"
 DEVICES = 20
-RATES = (50, 100, 200)  # readings per second, all devices together
+RATES = (10, 25, 50, 100, 200)  # readings per second, all devices together
+WARMUP_RATE, WARMUP_SECONDS = 25, 2  # enough concurrent invocations to start every function's workers
 SECONDS = 15
 DRAIN_SECONDS = 10
 START_SECONDS = 120
@@ -169,25 +170,79 @@ def _publish(
     return sent
 
 
+CLOUD_PROCESS = "the local cloud's process: moto, MQTT broker, HTTP and WebSocket APIs, EventBridge"
+
+
+def _cpu_seconds(root: int) -> dict[str, float]:
+    """CPU time (user + system) so far of the local cloud's process and of its function workers (its
+    children, named by their code folder), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, used = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+            if int(entry.name) == root:
+                name = CLOUD_PROCESS
+            elif parent == root:
+                name = f"{Path(os.readlink(entry / 'cwd')).name} function's workers"
+            else:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+        found[name] = found.get(name, 0.0) + used
+    return found
+
+
+def _warm_up(stack: dict[str, Any], sensors: list[str], url: str) -> None:
+    """A burst that starts the functions' workers (each cold start costs a core for a second or two),
+    then waits until it has arrived: the figures are of warm workers."""
+    subscriber = Subscriber(url)
+    subscriber.thread.start()
+    if not subscriber.ready.wait(30):
+        raise RuntimeError("the WebSocket subscriber did not connect")
+    time.sleep(1)
+    sent = _publish(stack, sensors, WARMUP_RATE, WARMUP_SECONDS, base=0)
+    give_up = time.monotonic() + 60
+    while len(subscriber.received.keys() & sent.keys()) < len(sent) and time.monotonic() < give_up:
+        time.sleep(0.2)
+    subscriber.stop.set()
+    subscriber.thread.join(10)
+
+
 def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
     seconds = samples or SECONDS
     home = scratch / "realtime"
     home.mkdir(parents=True, exist_ok=True)
     process, stack = _start_cloud(home)
-    rows = []
+    rows: list[list[str]] = []
+    cpu_rows: list[list[str]] = []
+    cpu_total = 0.0
     try:
         sensors = _register(stack)
         url = f"{stack['ws']}?token={stack['admin_token']}&site={SITE}"
+        _warm_up(stack, sensors, url)
         for run_index, rate in enumerate(RATES):
             subscriber = Subscriber(url)
             subscriber.thread.start()
             if not subscriber.ready.wait(30):
                 raise RuntimeError("the WebSocket subscriber did not connect")
             time.sleep(1)  # let the subscription land before the first reading
+            cpu_before = _cpu_seconds(process.pid)
             sent = _publish(stack, sensors, rate, seconds, base=(run_index + 1) * 1_000_000)
             give_up = time.monotonic() + DRAIN_SECONDS
             while len(subscriber.received.keys() & sent.keys()) < len(sent) and time.monotonic() < give_up:
                 time.sleep(0.2)
+            if run_index == 0:
+                cpu_after = _cpu_seconds(process.pid)
+                cpu_rows = [
+                    [name, f"{(used - cpu_before.get(name, 0.0)) * 1000 / len(sent):.1f}"]
+                    for name, used in sorted(cpu_after.items(), key=lambda kv: -(kv[1] - cpu_before.get(kv[0], 0.0)))
+                    if used > cpu_before.get(name, 0.0)
+                ]  # fmt: skip
+                cpu_total = sum(float(r[1]) for r in cpu_rows)
             subscriber.stop.set()
             subscriber.thread.join(10)
             latencies = [
@@ -217,10 +272,27 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
 the telemetry and realtime functions in their warm workers, EventBridge, the WebSocket API), then
 {DEVICES} sensors registered through the HTTP API, one WebSocket client (`websockets`) subscribed
 to `sensors/*`, and {DEVICES} paho devices publishing one reading per message, QoS 1, spread evenly
-over the devices, for {seconds} s at each offered rate. Latency = receive time at the subscriber
+over the devices, for {seconds} s at each offered rate, after a warm-up burst ({WARMUP_RATE}/s for
+{WARMUP_SECONDS} s, drained) that starts the functions' workers. Latency = receive time at the subscriber
 minus publish time at the device, per reading (matched by sensor and a unique value); readings not
 received {DRAIN_SECONDS} s after the last publish count as lost. Received/s is the subscriber's rate
 between its first and last reading. The issue's target: p99 under 100 ms at 200 readings/s.
 
 {table(headers, rows)}
+
+CPU time per reading at {RATES[0]} readings/s (from /proc, while those readings were sent and
+received): each reading is an IoT rule invocation of the telemetry function, a TelemetryReceived
+event to the realtime and alerts functions, about fifteen calls to moto, and a WebSocket post.
+{cpu_total:.0f} ms a reading on {os.cpu_count()} cores bounds this machine near
+{(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; the local cloud's own process, one
+interpreter, near {_bound(cpu_rows)} readings/s.
+
+{table(["process", "CPU ms per reading"], cpu_rows)}
 """
+
+
+def _bound(cpu_rows: list[list[str]]) -> str:
+    for name, ms in cpu_rows:
+        if name == CLOUD_PROCESS and float(ms) > 0:
+            return f"{1000 / float(ms):.0f}"
+    return "-"

@@ -22,7 +22,8 @@ rollups moved (read again), and the transaction is rebuilt and retried with back
 
 BatchWriteItem cannot carry a condition, so it could not tell creating a raw item from overwriting
 it; the batching unit of writes is therefore the transaction (up to 100 items), and BatchGetItem
-(100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written.
+(100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written,
+unless the whole write fits one transaction: then its cancellation reasons name them.
 Transactions that share no item (other series) commit side by side (`_lanes`).
 
 Reads name no ProjectionExpression: DynamoDB charges the whole item whatever a read returns, and
@@ -173,12 +174,20 @@ class DynamoTelemetryStore:
 
     def write(self, readings: Sequence[Reading]) -> WriteOutcome:
         outcome = WriteOutcome()
-        # The two lookups are independent: the rollups of every reading are read, duplicates' too,
-        # rather than waiting for the raw lookup to say which are new.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            looked_up = pool.submit(self._existing_raw, readings)
-            states = self._rollup_states({k for r in readings for k in _rollup_keys(r)})
-            stored = looked_up.result()
+        keys = {k for r in readings for k in _rollup_keys(r)}
+        if len(readings) + len(keys) <= MAX_TRANSACTION_ITEMS:
+            # One transaction holds them all (a device's message): it finds the duplicates itself,
+            # as cancellation reasons, for no more calls than a lookup first, and one fewer when
+            # there are none, the usual case.
+            stored: set[tuple[str, str]] = set()
+            states = self._rollup_states(keys)
+        else:
+            # The two lookups are independent: the rollups of every reading are read, duplicates'
+            # too, rather than waiting for the raw lookup to say which are new.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                looked_up = pool.submit(self._existing_raw, readings)
+                states = self._rollup_states(keys)
+                stored = looked_up.result()
         new: list[Reading] = []
         for reading in readings:
             if raw_key(reading) in stored:
