@@ -282,7 +282,7 @@ between its first and last reading. The issue's target: p99 under 100 ms at 200 
 
 CPU time per reading at {RATES[0]} readings/s (from /proc, while those readings were sent and
 received): each reading is an IoT rule invocation of the telemetry function, a TelemetryReceived
-event to the realtime and alerts functions, about fifteen calls to moto, and a WebSocket post.
+event to the realtime and alerts functions, each function's calls to moto, and a WebSocket post.
 {cpu_total:.0f} ms a reading on {os.cpu_count()} cores bounds this machine near
 {(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; the local cloud's own process, one
 interpreter, near {_bound(cpu_rows)} readings/s.
