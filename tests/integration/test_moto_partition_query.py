@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from ems_local import moto_dynamodb
+from tests.support.dynamodb import create_pk_sk_table
 
 
 @pytest.fixture
@@ -18,12 +19,7 @@ def table() -> Iterator[Any]:
     moto_dynamodb.install()
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="t", BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "N"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )  # fmt: skip
+        create_pk_sk_table(dynamodb)
         for pk in ("a", "b", "c"):
             for sk in range(10):
                 item = {"pk": {"S": pk}, "sk": {"N": str(sk)}, "even": {"BOOL": sk % 2 == 0}}

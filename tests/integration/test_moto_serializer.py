@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from ems_local import moto_dynamodb
+from tests.support.dynamodb import create_pk_sk_table
 
 ITEM = {
     "pk": {"S": "a"}, "sk": {"N": "1"}, "n": {"N": "1.25"}, "b": {"B": b"\x00\xffbytes"}, "t": {"BOOL": True},
@@ -21,12 +22,7 @@ ITEM = {
 
 def conversation(dynamodb: Any) -> list[Any]:
     """Every data-plane operation the stores use (and a few more), with what each answered."""
-    dynamodb.create_table(
-        TableName="t", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "N"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )  # fmt: skip
+    create_pk_sk_table(dynamodb)
     key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
     answers: list[Any] = []
 
