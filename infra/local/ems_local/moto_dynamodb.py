@@ -20,6 +20,10 @@ operations' answers (items, keys, counts) are already DynamoDB JSON, so `_serial
 with json.dumps (bytes as base64, as on the wire); anything else, errors and answers holding another
 value JSON cannot carry still go through moto's serializer.
 
+Two costs of moto's server on every request, whatever the service, are paid once instead:
+listing moto's package folder to route a request (`list_of_moto_modules`) and listing a response
+class's methods to find the action (`method_names_from_class`): about a fifth of a small call.
+
 Transactions run one at a time (a lock): the moto server answers requests on several threads, and
 a transaction's checks and writes must not interleave with another's, or two concurrent writers of
 the same rollup could both pass their condition. `install()` patches moto's backend class in this
@@ -35,6 +39,8 @@ import json
 import threading
 from typing import Any
 
+import moto.backends as moto_backends
+import moto.core.responses as moto_responses
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     MultipleTransactionsException,
@@ -196,11 +202,21 @@ def _serialized(self: DynamoHandler, action_result: Any) -> Any:
     return _original_serialized(self, action_result)
 
 
+_MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())  # folders of the installed moto package
+
+
+def _moto_modules() -> tuple[str, ...]:
+    return _MOTO_MODULES
+
+
 def install() -> None:
     """Use these in every moto DynamoDB backend of the process (idempotent)."""
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Table.query = _query_partition  # type: ignore[method-assign]
     DynamoHandler.serialized = _serialized  # type: ignore[method-assign]
+    moto_backends.list_of_moto_modules = _moto_modules  # type: ignore[assignment]
+    if not hasattr(moto_responses.method_names_from_class, "cache_info"):
+        moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
 
 
 def uninstall_serializer() -> None:
