@@ -14,15 +14,16 @@ version checks every condition against the state before the transaction (as Dyna
 TransactionCanceledException with per-item reasons when one fails, and otherwise applies the items,
 keeping only the touched items' previous images to roll back if applying fails.
 
-moto 5 writes every answer through a serializer driven by the service model, member by member: about
-1.7 ms an item, so a Query of 8,760 rollup items spent 36 of its 40 seconds there. The data-plane
+moto 5 writes every answer through a serializer driven by the service model, member by member: most
+of the time of a large Query went there (`python -m bench telemetry`: a sensor-year of hourly rollups
+took 7.3 s with it, 2.0 s without; bench/RESULTS.md has the current figure). The data-plane
 operations' answers (items, keys, counts) are already DynamoDB JSON, so `_serialized` writes them
 with json.dumps (bytes as base64, as on the wire); anything else, errors and answers holding another
 value JSON cannot carry still go through moto's serializer.
 
 Two costs of moto's server on every request, whatever the service, are paid once instead:
 listing moto's package folder to route a request (`list_of_moto_modules`) and listing a response
-class's methods to find the action (`method_names_from_class`): about a fifth of a small call.
+class's methods to find the action (`method_names_from_class`): a good part of a small call's time.
 
 Transactions run one at a time (a lock): the moto server answers requests on several threads, and
 a transaction's checks and writes must not interleave with another's, or two concurrent writers of
