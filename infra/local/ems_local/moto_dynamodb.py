@@ -16,7 +16,8 @@ keeping only the touched items' previous images to roll back if applying fails.
 
 moto 5 writes every answer through a serializer driven by the service model, member by member: most
 of the time of a large Query went there (`python -m bench telemetry`: a sensor-year of hourly rollups
-took 7.3 s with it, 2.0 s without; bench/RESULTS.md has the current figure). The data-plane
+took 7.3 s before this and reads without projections, 2.0 s after; bench/RESULTS.md has the current
+figure). The data-plane
 operations' answers (items, keys, counts) are already DynamoDB JSON, so `_serialized` writes them
 with json.dumps (bytes as base64, as on the wire); anything else, errors and answers holding another
 value JSON cannot carry still go through moto's serializer.
