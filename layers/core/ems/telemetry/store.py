@@ -244,8 +244,15 @@ class DynamoTelemetryStore:
                     duplicates.add((pending[i].sensor_id, pending[i].metric, pending[i].ts_ms))
                 pending = [r for i, r in enumerate(pending) if i not in raced]
                 if moved:
+                    # Other writers are moving these rollups (say a device's messages of the same
+                    # sensors): read them again, wait a little, and let each series go on in its own
+                    # transaction, so one busy series cannot keep failing the others' writes.
                     states.update(self._rollup_states(set(moved)))
-                if not raced and not moved:
+                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                    series = [list(run) for _, run in groupby(pending, key=_series)]
+                    if len(series) > 1:
+                        return sum(self._commit(one, states, duplicates) for one in series)
+                elif not raced:
                     self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
                 continue
             for key in rollup_keys:
@@ -408,6 +415,11 @@ def _pack(readings: list[Reading]) -> list[list[Reading]]:
     return groups
 
 
+def _series(reading: Reading) -> tuple[str, str, str]:
+    """What a rollup item belongs to: readings of two series never share one."""
+    return reading.site_id, reading.sensor_id, reading.metric
+
+
 def _lanes(readings: list[Reading]) -> list[list[list[Reading]]]:
     """Transactions in lanes that share no item, so lanes can commit side by side.
 
@@ -418,7 +430,7 @@ def _lanes(readings: list[Reading]) -> list[list[list[Reading]]]:
     lanes: list[list[list[Reading]]] = []
     shared: list[Reading] = []
     shared_items = 0
-    for _, run in groupby(readings, key=lambda r: (r.site_id, r.sensor_id, r.metric)):
+    for _, run in groupby(readings, key=_series):
         series = list(run)
         groups = _pack(series)
         if len(groups) > 1:
