@@ -248,12 +248,12 @@ class DynamoTelemetryStore:
                     # sensors): read them again, wait a little, and let each series go on in its own
                     # transaction, so one busy series cannot keep failing the others' writes.
                     states.update(self._rollup_states(set(moved)))
-                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                    self._sleep(_backoff(attempt))
                     series = [list(run) for _, run in groupby(pending, key=_series)]
                     if len(series) > 1:
                         return sum(self._commit(one, states, duplicates) for one in series)
                 elif not raced:
-                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                    self._sleep(_backoff(attempt))
                 continue
             for key in rollup_keys:
                 old = states.get(key)
@@ -324,7 +324,7 @@ class DynamoTelemetryStore:
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     return found
-                self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                self._sleep(_backoff(attempt))
             raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
 
         chunks = [keys[start : start + BATCH_GET_KEYS] for start in range(0, len(keys), BATCH_GET_KEYS)]
@@ -413,6 +413,11 @@ def _pack(readings: list[Reading]) -> list[list[Reading]]:
     if group:
         groups.append(group)
     return groups
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1`: exponential, capped, with jitter."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 def _series(reading: Reading) -> tuple[str, str, str]:
@@ -519,7 +524,7 @@ class SensorStatusStore:
                 newer = {i for i, c in enumerate(reasons) if c == "ConditionalCheckFailed"}
                 pending = [h for i, h in enumerate(pending) if i not in newer]
                 if not newer:
-                    self._sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0))
+                    self._sleep(_backoff(attempt))
                 continue
             return len(pending)
         raise TooManyRequests("sensor status is busy; retry the batch (it is safe to send again)")
