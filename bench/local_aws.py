@@ -57,11 +57,15 @@ class LocalAws:
             [sys.executable, "-m", "bench.moto_process"], cwd=ROOT, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
         )  # fmt: skip
-        line = self._server.stdout.readline() if self._server.stdout else ""
-        if not line.startswith("port "):
+        said = []
+        for line in self._server.stdout or ():  # the endpoint's log lines, then its port
+            said.append(line)
+            if line.startswith("port "):
+                self.endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
+                break
+        else:
             self.__exit__()
-            raise RuntimeError(f"the moto server did not start (it said {line!r})")
-        self.endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
+            raise RuntimeError(f"the moto server did not start; it said: {''.join(said)!r}")
         session = boto3.session.Session(
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -166,8 +168,6 @@ def _time_query(
         timings.append((time.perf_counter() - started) * 1000)
         if reply["statusCode"] != 200:
             raise RuntimeError(f"query failed: {reply}")
-        import json
-
         points = sum(len(s["points"]) for s in json.loads(reply["body"])["series"])
         if points != expect_points:
             raise RuntimeError(f"query answered {points} points, expected {expect_points}")
@@ -175,8 +175,6 @@ def _time_query(
 
 
 def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
-    import os
-
     from ems.core import aws as ems_aws
     from ems.core import settings
 

@@ -17,10 +17,9 @@ keeping only the touched items' previous images to roll back if applying fails.
 moto 5 writes every answer through a serializer driven by the service model, member by member: most
 of the time of a large Query went there (`python -m bench telemetry`: a sensor-year of hourly rollups
 took 7.3 s before this and reads without projections, 2.0 s after; bench/RESULTS.md has the current
-figure). The data-plane
-operations' answers (items, keys, counts) are already DynamoDB JSON, so `_serialized` writes them
-with json.dumps (bytes as base64, as on the wire); anything else, errors and answers holding another
-value JSON cannot carry still go through moto's serializer.
+figure). The data-plane operations' answers (items, keys, counts) are already DynamoDB JSON, so
+`_serialized` writes them with json.dumps (bytes as base64, as on the wire); anything else, errors
+and answers holding another value JSON cannot carry still go through moto's serializer.
 
 Two costs of moto's server on every request, whatever the service, are paid once instead:
 listing moto's package folder to route a request (`list_of_moto_modules`) and listing a response
