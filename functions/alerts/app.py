@@ -6,10 +6,11 @@ from functools import cache
 from typing import Any
 
 from ems.alerts import service as alerts
-from ems.alerts.models import SYSTEM_EVENT, EventsQuery, SystemEvent
+from ems.alerts.models import SYSTEM_EVENT, Alert, AlertPage, EventsQuery, SystemEvent
 from ems.alerts.store import AlertStore
+from ems.auth.http import claims, request_site
 from ems.core.events import EventBridgePublisher, event_handler, is_eventbridge_event
-from ems.core.http import claims, http_app, lambda_handler, request_site
+from ems.core.http import http_app, lambda_handler, query_model
 from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
 from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
@@ -30,13 +31,12 @@ def stores() -> alerts.Stores:
 
 
 @app.get("/api/v1/events")
-def list_events():  # type: ignore[no-untyped-def]
-    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
-    return alerts.list_events(request_site(app), EventsQuery.model_validate(params), stores().alerts)
+def list_events() -> AlertPage:
+    return alerts.list_events(request_site(app), query_model(app, EventsQuery), stores().alerts)
 
 
 @app.post("/api/v1/events/<alert_id>/acknowledge")
-def acknowledge(alert_id: str):  # type: ignore[no-untyped-def]
+def acknowledge(alert_id: str) -> Alert:
     return alerts.acknowledge(request_site(app), alert_id, claims(app), stores().alerts)
 
 

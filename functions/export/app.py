@@ -1,16 +1,17 @@
 """GET /api/v1/export: readings as CSV, JSON or Parquet, inline or through a presigned link."""
 
 from functools import cache
-from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from ems.core.http import claims, http_app, lambda_handler, request_site
+from ems.auth.http import claims, request_site
+from ems.core.http import http_app, lambda_handler, query_model
 from ems.registry.store import RegistryStore
 from ems.telemetry import export
 from ems.telemetry import service as telemetry
+from ems.telemetry.backends import telemetry_store
 from ems.telemetry.files import S3ExportFiles
-from ems.telemetry.store import SensorStatusStore, telemetry_store
+from ems.telemetry.store import SensorStatusStore
 
 app = http_app("export")
 
@@ -21,9 +22,8 @@ def stores() -> telemetry.Stores:
 
 
 @app.get("/api/v1/export")
-def get_export() -> Any:
-    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
-    query = export.ExportQuery.model_validate(params)
+def get_export() -> export.ExportLink | Response[str | bytes]:
+    query = query_model(app, export.ExportQuery)
     result = export.export(request_site(app), query, claims(app), stores(), S3ExportFiles())
     if isinstance(result, export.ExportLink):
         return result

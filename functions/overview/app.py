@@ -4,12 +4,13 @@
 from functools import cache
 
 from ems.alerts.store import AlertStore
-from ems.core.http import claims, http_app, lambda_handler, request_site
+from ems.auth.http import claims, request_site
+from ems.core.http import http_app, lambda_handler, query_model
 from ems.overview import service as overview
-from ems.overview.models import EnergyQuery
+from ems.overview.models import EnergyQuery, EnergyReport, Overview, RoomDetail, Summary
 from ems.registry.store import RegistryStore
-from ems.tariffs.store import TariffStore
-from ems.telemetry.store import SensorStatusStore, telemetry_store
+from ems.telemetry.backends import telemetry_store
+from ems.telemetry.store import SensorStatusStore
 
 app = http_app("overview")
 
@@ -21,32 +22,29 @@ def stores() -> overview.Stores:
         registry=RegistryStore(),
         telemetry=telemetry_store(),
         latest=SensorStatusStore(),
-        tariffs=TariffStore(),
+        tariffs=RegistryStore(),
         alerts=AlertStore(),
     )
 
 
 @app.get("/api/v1/overview")
-def get_overview():  # type: ignore[no-untyped-def]
+def get_overview() -> Overview:
     return overview.site_overview(request_site(app), claims(app), stores())
 
 
 @app.get("/api/v1/rooms/<name>")
-def get_room(name: str):  # type: ignore[no-untyped-def]
+def get_room(name: str) -> RoomDetail:
     return overview.room_detail(request_site(app), name, claims(app), stores())
 
 
 @app.get("/api/v1/analytics/summary")
-def get_summary():  # type: ignore[no-untyped-def]
+def get_summary() -> Summary:
     return overview.summary(request_site(app), claims(app), stores())
 
 
 @app.get("/api/v1/analytics/energy")
-def get_energy():  # type: ignore[no-untyped-def]
-    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
-    return overview.energy_report(
-        request_site(app), EnergyQuery.model_validate(params), claims(app), stores()
-    )
+def get_energy() -> EnergyReport:
+    return overview.energy_report(request_site(app), query_model(app, EnergyQuery), claims(app), stores())
 
 
 handler = lambda_handler(app)

@@ -7,18 +7,20 @@ they share its tables and its @connections permission. `handler` tells them apar
 
 from typing import Any
 
+from ems.auth.service import TokenVerifier
 from ems.auth.store import TokenStore
 from ems.core.events import event_handler, is_eventbridge_event
 from ems.core.websocket import WebSocketRequest, websocket_app
 from ems.realtime import service as realtime
-from ems.realtime.models import TopicsRequest
-from ems.realtime.store import ManagementApiPoster, RealtimeStore, RegistryLookup
+from ems.realtime.models import ServerMessage, TopicsRequest
+from ems.realtime.store import ManagementApiPoster, RealtimeStore
+from ems.registry.store import RegistryStore
 from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
 
 app = websocket_app("realtime")
 store = RealtimeStore()
-tokens = TokenStore()
-registry = RegistryLookup()
+tokens = TokenVerifier(TokenStore())
+registry = RegistryStore()
 poster = ManagementApiPoster()
 
 
@@ -33,22 +35,22 @@ def disconnect(request: WebSocketRequest) -> None:
 
 
 @app.route("subscribe")
-def subscribe(request: WebSocketRequest):  # type: ignore[no-untyped-def]
+def subscribe(request: WebSocketRequest) -> ServerMessage:
     return realtime.subscribe(request.connection_id, request.parse(TopicsRequest).topics, store, registry)
 
 
 @app.route("unsubscribe")
-def unsubscribe(request: WebSocketRequest):  # type: ignore[no-untyped-def]
+def unsubscribe(request: WebSocketRequest) -> ServerMessage:
     return realtime.unsubscribe(request.connection_id, request.parse(TopicsRequest).topics, store)
 
 
 @app.route("ping")
-def ping(request: WebSocketRequest):  # type: ignore[no-untyped-def]
+def ping(request: WebSocketRequest) -> ServerMessage:
     return realtime.pong()
 
 
 @app.route("$default")
-def unknown(request: WebSocketRequest):  # type: ignore[no-untyped-def]
+def unknown(request: WebSocketRequest) -> ServerMessage:
     return realtime.unknown_action(request.body)
 
 

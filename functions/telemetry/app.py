@@ -4,13 +4,15 @@ TelemetryIngestFunction, the IoT rule's handler for devices' messages (`iot_hand
 from functools import cache
 from typing import Any
 
+from ems.auth.http import claims, request_site
 from ems.core.events import EventBridgePublisher
-from ems.core.http import body, claims, http_app, lambda_handler, request_site
+from ems.core.http import body, http_app, lambda_handler, query_model
 from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
 from ems.telemetry import service as telemetry
-from ems.telemetry.models import DataQuery, IngestRequest, SensorDataQuery
-from ems.telemetry.store import SensorStatusStore, telemetry_store
+from ems.telemetry.backends import telemetry_store
+from ems.telemetry.models import DataQuery, IngestRequest, IngestResult, SensorDataQuery, Series, SeriesSet
+from ems.telemetry.store import SensorStatusStore
 
 app = http_app("telemetry")
 
@@ -25,27 +27,26 @@ def stores() -> telemetry.Stores:
 
 
 @app.post("/api/v1/data/ingest")
-def ingest():  # type: ignore[no-untyped-def]
+def ingest() -> IngestResult:
     return telemetry.ingest(request_site(app), body(app, IngestRequest), stores())
 
 
 @app.get("/api/v1/sensors/<sensor_id>/data")
-def sensor_data(sensor_id: str):  # type: ignore[no-untyped-def]
-    return telemetry.sensor_data(request_site(app), sensor_id, _series_query(), claims(app), stores())
-
-
-def _series_query() -> SensorDataQuery:
-    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
-    return SensorDataQuery.model_validate(params)
+def sensor_data(sensor_id: str) -> Series:
+    return telemetry.sensor_data(
+        request_site(app), sensor_id, query_model(app, SensorDataQuery), claims(app), stores()
+    )
 
 
 @app.get("/api/v1/rooms/<name>/data")
-def room_data(name: str):  # type: ignore[no-untyped-def]
-    return telemetry.room_data(request_site(app), name, _series_query(), claims(app), stores())
+def room_data(name: str) -> Series:
+    return telemetry.room_data(
+        request_site(app), name, query_model(app, SensorDataQuery), claims(app), stores()
+    )
 
 
 @app.post("/api/v1/data/query")
-def query():  # type: ignore[no-untyped-def]
+def query() -> SeriesSet:
     return telemetry.query(request_site(app), body(app, DataQuery), claims(app), stores())
 
 

@@ -8,9 +8,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from ems.registry.status import Heard
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import bucket_start
-from ems.telemetry.status import Heard
 from ems.telemetry.store import DynamoTelemetryStore, SensorStatusStore, _lanes, _rollup_keys
 
 NOW = int(datetime.now(UTC).timestamp() * 1000)

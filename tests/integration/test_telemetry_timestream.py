@@ -14,9 +14,10 @@ from moto import mock_aws
 
 from ems.core import aws, settings
 from ems.core.errors import BadRequest
+from ems.telemetry.backends import telemetry_store
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import Bucket
-from ems.telemetry.store import DynamoTelemetryStore, telemetry_store
+from ems.telemetry.store import DynamoTelemetryStore
 from ems.telemetry.timestream import StorageRejected, TimestreamTelemetryStore, raw_sql, rollup_sql
 from ems_local.template import Stack
 

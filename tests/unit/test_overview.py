@@ -16,8 +16,8 @@ from ems.overview.service import (
     room_now,
 )
 from ems.registry.models import Room, Sensor
+from ems.registry.status import Heard
 from ems.telemetry.rollup import Bucket
-from ems.telemetry.status import Heard
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 Q = 15 * 60_000

@@ -1,7 +1,7 @@
 """Alerts (API.md `GET /api/v1/events`, `POST /api/v1/events/{id}/acknowledge`) and their rules (no I/O).
 
 Every alert comes from a rule, named by its key: `threshold#<sensor>#<metric>` (the sensor's
-thresholds), `offline#<sensor>` (ems.telemetry.status), `system#<source>#<key>` (another domain's
+thresholds), `offline#<sensor>` (ems.registry.status), `system#<source>#<key>` (another domain's
 `SystemEvent`). A rule has at most one open alert: a breach that goes on raises nothing more, and the
 alert clears when the rule is satisfied again; the next breach opens a new one.
 """

@@ -5,7 +5,7 @@ Three paths raise alerts, each a consumer of its own (never in the ingest's way)
   [min, max] starts a breach; the breach becomes an alert once it has lasted `for_minutes` by the
   readings' own times (a late batch is judged as it happened, not as it arrived); a value back inside
   ends the breach and clears the alert.
-- `check_offline`: every minute, each site's sensors' status (ems.telemetry.status: offline after 3
+- `check_offline`: every minute, each site's sensors' status (ems.registry.status: offline after 3
   missed intervals). Going offline raises a `sensor_offline` alert, coming back clears it; each change
   is also a `SensorStatusChanged` event. Sensors that never reported are left alone.
 - `system_event`: another domain's `SystemEvent` (a battery fault, a DR event that failed, ...).
@@ -16,9 +16,8 @@ to push on the `alerts` topic.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
 
 from ems.alerts.models import (
     ALERT_CLEARED,
@@ -31,28 +30,22 @@ from ems.alerts.models import (
     EventsQuery,
     SystemEvent,
 )
+from ems.alerts.ports import SensorDirectory
 from ems.alerts.store import AlertStore, RuleState
 from ems.auth.models import Claims
-from ems.core.clock import Clock, parse_time, to_iso, utc_now
+from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.observability import logger
-from ems.core.pagination import MAX_LIMIT
+from ems.core.pagination import MAX_LIMIT, every
 from ems.registry.models import Sensor, Threshold
-from ems.registry.store import RegistryStore
+from ems.registry.status import LatestReadings, status_of
 from ems.telemetry.models import TelemetryReceived
-from ems.telemetry.status import Heard, iso_ms, status_of
-
-
-class LatestReadings(Protocol):
-    """Each sensor's newest reading (ems.telemetry.store.SensorStatusStore)."""
-
-    def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]: ...
 
 
 @dataclass(frozen=True)
 class Stores:
     alerts: AlertStore
-    registry: RegistryStore
+    registry: SensorDirectory
     events: EventPublisher
     latest: LatestReadings | None = None  # for the offline check
 
@@ -144,34 +137,12 @@ def evaluate_readings(event: TelemetryReceived, s: Stores, now: Clock = utc_now)
 # ---------------------------------------------------------------- offline sensors
 
 
-def _every_sensor(site_id: str, registry: RegistryStore) -> list[Sensor]:
-    sensors: list[Sensor] = []
-    token: str | None = None
-    while True:
-        page = registry.list_sensors(site_id, None, None, MAX_LIMIT, token)
-        sensors.extend(page.items)
-        token = page.next_token
-        if not token:
-            return sensors
-
-
-def _every_site(registry: RegistryStore) -> list[str]:
-    sites: list[str] = []
-    token: str | None = None
-    while True:
-        page = registry.list_sites(None, MAX_LIMIT, token)
-        sites.extend(site.site_id for site in page.items)
-        token = page.next_token
-        if not token:
-            return sites
-
-
 def check_offline(s: Stores, now: Clock = utc_now) -> EvaluationReport:
     """Every site's sensors: offline ones get an open `sensor_offline` alert, online ones none."""
     report = EvaluationReport()
     moment = now()
-    for site in _every_site(s.registry):
-        sensors = _every_sensor(site, s.registry)
+    for site in [x.site_id for x in every(partial(s.registry.list_sites, None, MAX_LIMIT))]:
+        sensors = list(every(partial(s.registry.list_sensors, site, None, None, MAX_LIMIT)))
         if not sensors or s.latest is None:
             continue
         newest = s.latest.get(site, [x.sensor_id for x in sensors])

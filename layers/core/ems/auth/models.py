@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ems.core.errors import BadRequest, Forbidden
 from ems.core.ids import USER_ID
 
 # The seed's list_of_resources, plus the new domains. `*` is every resource.
@@ -63,6 +64,25 @@ class Claims(BaseModel):
     def only_site(self) -> str | None:
         """The site a request means when it names none: the token's single site, if it has one."""
         return self.sites[0] if len(self.sites) == 1 and self.sites[0] != "*" else None
+
+    def site_for(self, named: str | None, default_site_id: str | None) -> str:
+        """The site a request acts on, for HTTP and WebSocket alike: the one it names (`?site=` or
+        `X-Site`), else the token's only site, else the deployment's default site.
+
+        The authorizer checks the site too; HTTP handlers and $connect check again, so that a cached
+        authorizer decision can never carry a token across to a site it was not granted.
+        """
+        if named:
+            if not self.may_access_site(named):
+                raise Forbidden(f"this token is not granted site {named!r}", "site")
+            return named
+        only = self.only_site()
+        if only is not None:
+            return only
+        # The original dashboard knew one building: its calls name no site and go to the default one.
+        if default_site_id and self.may_access_site(default_site_id):
+            return default_site_id
+        raise BadRequest("name the site with ?site= or the X-Site header", "site")
 
 
 class TokenRequest(BaseModel):

@@ -156,6 +156,17 @@ def verify(token: str, store: TokenStore, now: Clock = utc_now, config: Settings
     return claims
 
 
+@dataclass(frozen=True)
+class TokenVerifier:
+    """`verify` as a port for other domains (realtime's $connect): the same checks as the authorizer."""
+
+    store: TokenStore
+    now: Clock = utc_now
+
+    def verify(self, token: str) -> Claims:
+        return verify(token, self.store, self.now)
+
+
 def validate(token: str, store: TokenStore, now: Clock = utc_now) -> Validation:
     try:
         return Validation(valid=True, claims=verify(token, store, now))

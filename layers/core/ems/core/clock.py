@@ -36,3 +36,8 @@ def parse_time(value: str | int | float, field: str) -> datetime:
     except ValueError as exc:
         raise Invalid(f"not an ISO 8601 time: {value!r}", field) from exc
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso_ms(ts_ms: int) -> str:
+    """Epoch milliseconds as API.md writes times."""
+    return to_iso(datetime.fromtimestamp(ts_ms / 1000, UTC))

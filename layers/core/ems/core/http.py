@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -18,12 +18,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 
-from ems.core.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound, Unauthorized
+from ems.core.errors import BadRequest, DomainError, Invalid, NotFound
 from ems.core.observability import logger, metrics
-from ems.core.settings import settings
-
-if TYPE_CHECKING:
-    from ems.auth.models import Claims
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -139,44 +135,18 @@ def query(app: APIGatewayHttpResolver, name: str, default: str | None = None) ->
     return default if value is None else value
 
 
+def query_model(app: APIGatewayHttpResolver, model: type[M]) -> M:
+    """The query string as `model`, without `site` (it names the site, it is no filter); 422 naming
+    the parameter that breaks a rule."""
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if k != "site"}
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise invalid_from(exc) from exc
+
+
 def flag(app: APIGatewayHttpResolver, name: str) -> bool:
     value = (query(app, name) or "false").lower()
     if value not in ("true", "false", "1", "0"):
         raise BadRequest("must be true or false", name)
     return value in ("true", "1")
-
-
-def claims(app: APIGatewayHttpResolver) -> Claims:
-    """The claims the authorizer verified and passed on; 401 when the route ran without them."""
-    # Imported here: open functions (system) never read claims and skip building the auth models.
-    from ems.auth.models import Claims
-
-    authorizer = app.current_event.request_context.authorizer
-    context = (authorizer.get_lambda or {}) if authorizer else {}
-    raw = context.get("claims")
-    if not raw:
-        raise Unauthorized("this route needs a token")
-    return Claims.model_validate_json(raw) if isinstance(raw, str) else Claims.model_validate(raw)
-
-
-def request_site(app: APIGatewayHttpResolver, site_id: str | None = None) -> str:
-    """The site a request acts on: named by `site_id` (a path), `?site=` or `X-Site`, else the token's
-    only site, else the deployment's default site (DEFAULT_SITE_ID).
-
-    The authorizer checks this too; checking again here means a cached authorizer decision can
-    never carry a token across to a site it was not granted.
-    """
-    held = claims(app)
-    named = site_id or query(app, "site") or app.current_event.headers.get("x-site")
-    if named:
-        if not held.may_access_site(named):
-            raise Forbidden(f"this token is not granted site {named!r}", "site")
-        return named
-    only = held.only_site()
-    if only is not None:
-        return only
-    # The original dashboard knew one building: its calls name no site and go to the default one.
-    default = settings().default_site_id
-    if default and held.may_access_site(default):
-        return default
-    raise BadRequest("name the site with ?site= or the X-Site header", "site")

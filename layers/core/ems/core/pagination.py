@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -22,6 +22,17 @@ class Page(BaseModel, Generic[T]):
     items: list[T]
     count: int
     next_token: str | None = None
+
+
+def every(read: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every item of a paged list: `read(next_token)` page after page until a page has no next_token."""
+    token: str | None = None
+    while True:
+        page = read(token)
+        yield from page.items
+        token = page.next_token
+        if not token:
+            return
 
 
 def encode_token(last_key: dict[str, Any] | None) -> str | None:

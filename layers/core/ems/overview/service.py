@@ -17,13 +17,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol, TypeVar
+from functools import partial
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
-from ems.core.clock import Clock, parse_time, to_iso, utc_now
+from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import BadRequest, Invalid
-from ems.core.pagination import MAX_LIMIT, Page
+from ems.core.pagination import MAX_LIMIT, every
 from ems.overview.models import (
     EnergyQuery,
     EnergyReport,
@@ -36,15 +37,13 @@ from ems.overview.models import (
     SensorCounts,
     Summary,
 )
+from ems.overview.ports import OpenAlerts, Rollups, SiteDirectory, TariffSource
 from ems.registry.models import Room, Sensor, Site
-from ems.registry.store import RegistryStore
+from ems.registry.status import Heard, LatestReadings, Status, status_of
 from ems.tariffs.models import DEFAULT_TARIFF, price_at
-from ems.tariffs.store import TariffStore
 from ems.telemetry import sharing
 from ems.telemetry.models import ROOM_METRIC_OF_SENSOR_TYPE
 from ems.telemetry.rollup import WIDTH_MS, Bucket
-from ems.telemetry.status import Heard, Status, iso_ms, status_of
-from ems.telemetry.store import TelemetryStore
 
 Flow = Literal["grid", "generation", "battery"]
 FLOWS: tuple[Flow, ...] = ("grid", "generation", "battery")
@@ -78,24 +77,12 @@ MS_PER_HOUR = 3_600_000
 DIGITS = 3
 
 
-class LatestReadings(Protocol):
-    """Each sensor's newest reading (ems.telemetry.store.SensorStatusStore)."""
-
-    def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]: ...
-
-
-class OpenAlerts(Protocol):
-    """How many alerts a site has open (ems.alerts.store.AlertStore)."""
-
-    def count_open(self, site_id: str) -> int: ...
-
-
 @dataclass(frozen=True)
 class Stores:
-    registry: RegistryStore
-    telemetry: TelemetryStore
+    registry: SiteDirectory
+    telemetry: Rollups
     latest: LatestReadings
-    tariffs: TariffStore | None = None  # None: the default tariff (DEFAULT_TARIFF)
+    tariffs: TariffSource | None = None  # None: the default tariff (DEFAULT_TARIFF)
     alerts: OpenAlerts | None = None  # None: alerts are not counted
 
 
@@ -231,19 +218,6 @@ def local_midnight(now: datetime, timezone: str) -> datetime:
 
 # ---------------------------------------------------------------- the snapshot
 
-T = TypeVar("T")
-
-
-def _every(read: Callable[[str | None], Page[T]]) -> list[T]:
-    items: list[T] = []
-    token: str | None = None
-    while True:
-        page = read(token)
-        items.extend(page.items)
-        token = page.next_token
-        if not token:
-            return items
-
 
 @dataclass(frozen=True)
 class _Snapshot:
@@ -279,8 +253,8 @@ class _Snapshot:
 
 def _snapshot(site_id: str, caller: Claims, s: Stores, moment: datetime) -> _Snapshot:
     site = s.registry.get_site(site_id)
-    rooms = _every(lambda token: s.registry.list_rooms(site_id, MAX_LIMIT, token))
-    sensors = _every(lambda token: s.registry.list_sensors(site_id, None, None, MAX_LIMIT, token))
+    rooms = list(every(partial(s.registry.list_rooms, site_id, MAX_LIMIT)))
+    sensors = list(every(partial(s.registry.list_sensors, site_id, None, None, MAX_LIMIT)))
     newest = s.latest.get(site_id, [x.sensor_id for x in sensors]) if sensors else {}
     statuses = {x.sensor_id: status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) for x in sensors}  # fmt: skip
     live = caller.time_aggregation == "raw" and caller.embargo_minutes == 0
@@ -333,7 +307,7 @@ def room_detail(site_id: str, name: str, caller: Claims, s: Stores, now: Clock =
     moment = now()
     room = s.registry.get_room(site_id, name)
     site = s.registry.get_site(site_id)
-    sensors = _every(lambda token: s.registry.list_sensors(site_id, name, None, MAX_LIMIT, token))
+    sensors = list(every(partial(s.registry.list_sensors, site_id, name, None, MAX_LIMIT)))
     ids = [x.sensor_id for x in sensors]
     newest = s.latest.get(site_id, ids) if ids else {}
     online = {
@@ -414,12 +388,12 @@ def energy_report(
     if cutoff is not None:
         end_ms = max(start_ms, min(end_ms, cutoff - cutoff % BUCKET_MS))
 
-    sensors = _every(lambda token: s.registry.list_sensors(site_id, None, None, MAX_LIMIT, token))
+    sensors = list(every(partial(s.registry.list_sensors, site_id, None, None, MAX_LIMIT)))
     flows = flows_of(sensors)
     first_bucket = start_ms - start_ms % BUCKET_MS
     rollups = _power_rollups(site_id, [i for ids in flows.values() for i in ids], first_bucket, end_ms, s)
     totals = energy_today(flows, rollups, start_ms, end_ms)
-    stored = s.tariffs.get(site_id) if s.tariffs is not None else None
+    stored = s.tariffs.get_tariff(site_id) if s.tariffs is not None else None
     tariff = stored or DEFAULT_TARIFF
     report = EnergyReport(
         **totals.model_dump(), currency=tariff.currency or site.currency, tariff_is_default=stored is None

@@ -9,10 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ems.auth.models import Claims
 from ems.auth.policy import TOPIC_RESOURCES, topic_resources
-from ems.auth.service import verify
-from ems.auth.store import TokenStore
 from ems.core.clock import Clock, to_iso, utc_now
 from ems.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from ems.core.observability import logger, metrics
@@ -32,6 +29,7 @@ from ems.realtime.models import (
     SubscriptionChange,
     Topic,
 )
+from ems.realtime.ports import SiteDirectory, TokenVerifier
 from ems.telemetry.models import ReceivedReading, TelemetryReceived
 
 # API Gateway closes a WebSocket after 2 hours; the record outlives that by a margin, then TTL
@@ -53,10 +51,6 @@ class ConnectionStore(Protocol):
     def subscribers(self, site: str, topics: Iterable[Topic], now_epoch: int) -> list[Subscriber]: ...
 
 
-class Registry(Protocol):
-    def exists(self, site: str, kind: str, key: str) -> bool: ...
-
-
 class Poster(Protocol):
     """Sends bytes to one connection; raises ConnectionGone when it is closed (410)."""
 
@@ -75,7 +69,7 @@ def connect(
     query: dict[str, str],
     headers: dict[str, str],
     source_ip: str | None,
-    tokens: TokenStore,
+    tokens: TokenVerifier,
     store: ConnectionStore,
     now: Clock = utc_now,
 ) -> Connection:
@@ -84,10 +78,10 @@ def connect(
     token = query.get("token")
     if not token:
         raise Unauthorized("no token: connect with ?token=<jwt>")
-    claims = verify(token, tokens, now)
+    claims = tokens.verify(token)
     if not any(claims.has_resource(r) for kinds in TOPIC_RESOURCES.values() for r in kinds):
         raise Forbidden("this token may read no topic")
-    site = _site(claims, query.get("site") or headers.get("x-site"))
+    site = claims.site_for(query.get("site") or headers.get("x-site"), settings().default_site_id)
     connected = now()
     connection = Connection(
         connection_id=connection_id, site=site, claims=claims, connected_at=connected,
@@ -96,22 +90,6 @@ def connect(
     )  # fmt: skip
     store.save_connection(connection)
     return connection
-
-
-def _site(claims: Claims, named: str | None) -> str:
-    """As for HTTP requests (ems.core.http.request_site): named, else the token's only site, else the
-    deployment's default site."""
-    if named:
-        if not claims.may_access_site(named):
-            raise Forbidden(f"this token is not granted site {named!r}", "site")
-        return named
-    only = claims.only_site()
-    if only is not None:
-        return only
-    default = settings().default_site_id
-    if default and claims.may_access_site(default):
-        return default
-    raise BadRequest("name the site with ?site=", "site")
 
 
 def disconnect(connection_id: str, store: ConnectionStore) -> None:
@@ -128,7 +106,7 @@ def _known(connection_id: str, store: ConnectionStore) -> Connection:
     return connection
 
 
-def _refusal(connection: Connection, topic: Topic, registry: Registry) -> str | None:
+def _refusal(connection: Connection, topic: Topic, registry: SiteDirectory) -> str | None:
     """Why `connection` may not hold `topic`, or None when it may."""
     claims = connection.claims
     needed = topic_resources(topic.kind) or ()
@@ -138,17 +116,26 @@ def _refusal(connection: Connection, topic: Topic, registry: Registry) -> str | 
         return f"this token sees data no finer than {claims.data_aggregation!r}, never single sensors"
     if topic.kind == "rooms" and claims.data_aggregation == "site":
         return "this token sees data no finer than 'site', never single rooms"
-    if (
-        topic.key is not None
-        and not topic.is_wildcard
-        and not registry.exists(connection.site, topic.kind, topic.key)
-    ):
+    if topic.key is not None and not topic.is_wildcard and not _exists(registry, connection.site, topic):
         return f"no {topic.kind[:-1]} {topic.key!r} in site {connection.site!r}"
     return None
 
 
+def _exists(registry: SiteDirectory, site: str, topic: Topic) -> bool:
+    """Whether the sensor or room a topic names exists; for other kinds only the topic's form is checked."""
+    if topic.kind == "sensors":
+        return registry.sensor_exists(site, str(topic.key))
+    if topic.kind == "rooms":
+        return registry.room_exists(site, str(topic.key))
+    return True
+
+
 def subscribe(
-    connection_id: str, topics: list[str], store: ConnectionStore, registry: Registry, now: Clock = utc_now
+    connection_id: str,
+    topics: list[str],
+    store: ConnectionStore,
+    registry: SiteDirectory,
+    now: Clock = utc_now,
 ) -> ServerMessage:
     """Hold every topic the token may read; the reply names the accepted and the refused, with reasons."""
     connection = _known(connection_id, store)

@@ -152,22 +152,6 @@ class RealtimeStore:
         return found
 
 
-class RegistryLookup:
-    """Whether the sensor or room a topic names exists in the site (the registry's table)."""
-
-    def exists(self, site: str, kind: str, key: str) -> bool:
-        from ems.registry.store import ROOM, SENSOR, RegistryItem
-
-        prefix = {"sensors": SENSOR, "rooms": ROOM}.get(kind)
-        if prefix is None:
-            return True  # kinds whose registries are not ours to read: the topic's form is checked
-        try:
-            RegistryItem.get(site, prefix + key, attributes_to_get=["pk"])
-        except DoesNotExist:
-            return False
-        return True
-
-
 class ManagementApiPoster:
     """Posts to a connection through the API Gateway management API (`@connections`).
 

@@ -127,7 +127,7 @@ class SensorIn(BaseModel):
     device_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     thresholds: dict[str, Threshold] | None = None
     metadata: dict[str, Any] | None = None
-    # How often it reports; offline after 3 missed intervals (ems.telemetry.status; default 300 s).
+    # How often it reports; offline after 3 missed intervals (ems.registry.status; default 300 s).
     expected_interval_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
     _metrics = field_validator("thresholds")(classmethod(lambda cls, v: _check_thresholds(v)))
@@ -143,7 +143,7 @@ class SensorUpdate(BaseModel):
     device_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
     thresholds: dict[str, Threshold] | None = None
     metadata: dict[str, Any] | None = None
-    # How often it reports; offline after 3 missed intervals (ems.telemetry.status; default 300 s).
+    # How often it reports; offline after 3 missed intervals (ems.registry.status; default 300 s).
     expected_interval_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
     _metrics = field_validator("thresholds")(classmethod(lambda cls, v: _check_thresholds(v)))

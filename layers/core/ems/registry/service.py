@@ -1,12 +1,11 @@
-"""Sites, rooms and sensors: the rules above the store (what may change, what must exist)."""
+"""Sites, rooms, sensors and each site's tariff: the rules above the store (what may change, what must
+exist). The tariff is site configuration, so it lives here and in the registry's table; its pricing
+rules are ems.tariffs.models."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
-
 from ems.auth.models import Claims
-from ems.core.clock import Clock, utc_now
+from ems.core.clock import Clock, iso_ms, to_iso, utc_now
 from ems.core.errors import Forbidden, Invalid
 from ems.core.pagination import Page
 from ems.registry.models import (
@@ -23,15 +22,9 @@ from ems.registry.models import (
     SiteIn,
     SiteUpdate,
 )
+from ems.registry.status import STATUSES, Heard, LatestReadings, Status, status_of
 from ems.registry.store import RegistryStore
-from ems.telemetry.status import STATUSES, Heard, Status, iso_ms, status_of
-
-
-class StatusReader(Protocol):
-    """Each sensor's newest reading (ems.telemetry.store.SensorStatusStore)."""
-
-    def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]: ...
-
+from ems.tariffs.models import DEFAULT_TARIFF, Tariff, TariffIn
 
 # ---------------------------------------------------------------- sites
 
@@ -105,7 +98,7 @@ def create_sensor(site_id: str, request: SensorIn, store: RegistryStore, now: Cl
 
 
 def get_sensor(
-    site_id: str, sensor_id: str, store: RegistryStore, statuses: StatusReader, now: Clock = utc_now
+    site_id: str, sensor_id: str, store: RegistryStore, statuses: LatestReadings, now: Clock = utc_now
 ) -> SensorWithStatus:
     sensor = store.get_sensor(site_id, sensor_id)
     return _with_status(sensor, statuses.get(site_id, [sensor_id]).get(sensor_id), now)
@@ -144,7 +137,7 @@ def list_sensors(
     sensor_type: str | None,
     status: Status | None,
     store: RegistryStore,
-    statuses: StatusReader,
+    statuses: LatestReadings,
     limit: int,
     next_token: str | None,
     now: Clock = utc_now,
@@ -162,3 +155,24 @@ def list_sensors(
 def delete_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Deleted:
     store.delete_sensor(site_id, sensor_id)
     return Deleted()
+
+
+# ---------------------------------------------------------------- tariffs
+
+
+def get_tariff(site_id: str, store: RegistryStore) -> Tariff:
+    """The site's tariff, or DEFAULT_TARIFF (marked `is_default`) when it has set none."""
+    store.get_site(site_id)  # 404 for a site that does not exist
+    found = store.get_tariff(site_id)
+    if found is not None:
+        return found
+    return Tariff(**DEFAULT_TARIFF.model_dump(), site_id=site_id, is_default=True)
+
+
+def put_tariff(site_id: str, tariff: TariffIn, store: RegistryStore, now: Clock = utc_now) -> Tariff:
+    """Replace the site's tariff (a PUT: the same body twice is the same tariff)."""
+    store.get_site(site_id)
+    moment = now()
+    stored = Tariff(**tariff.model_dump(), site_id=site_id, updated_at=to_iso(moment))
+    store.put_tariff(stored, moment)
+    return stored

@@ -1,6 +1,6 @@
-"""Sites, rooms and sensors in one DynamoDB table.
+"""Sites, rooms, sensors and each site's tariff in one DynamoDB table, written by this store only.
 
-Keys: pk = site id; sk = "SITE", "ROOM#<name>" or "SENSOR#<id>". Index gsi1 lists all sites
+Keys: pk = site id; sk = "SITE", "TARIFF", "ROOM#<name>" or "SENSOR#<id>". Index gsi1 lists all sites
 (gsi1pk "SITES") and a room's sensors (gsi1pk "<site>#ROOM#<name>"). A room keeps the count of its
 sensors, moved in the same transaction as the sensor, so "delete a room that has sensors" is one
 atomic condition rather than a query and a hope.
@@ -9,6 +9,7 @@ atomic condition rather than a query and a hope.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -31,9 +32,10 @@ from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.settings import settings
 from ems.core.tables import EnvRegion, EnvTableName
 from ems.registry.models import Room, Sensor, Site, Threshold
+from ems.tariffs.models import Tariff
 
 SITE_SK = "SITE"
-# The site's tariff (ems.tariffs): configuration of the site, deleted with it.
+# The site's tariff (its pricing rules: ems.tariffs.models): configuration of the site, deleted with it.
 TARIFF_SK = "TARIFF"
 ROOM = "ROOM#"
 SENSOR = "SENSOR#"
@@ -163,11 +165,7 @@ class RegistryStore:
         return _site(self._get(site_id, SITE_SK, f"no site {site_id!r}", "site_id"))
 
     def site_exists(self, site_id: str) -> bool:
-        try:
-            RegistryItem.get(site_id, SITE_SK, attributes_to_get=["pk"])
-        except DoesNotExist:
-            return False
-        return True
+        return self._exists(site_id, SITE_SK)
 
     def put_site(self, site: Site) -> Site:
         RegistryItem(
@@ -424,6 +422,36 @@ class RegistryStore:
             thresholds=_thresholds(sensor.thresholds), metadata=sensor.metadata, created_at=sensor.created_at,
             updated_at=sensor.updated_at, expected_interval_seconds=sensor.expected_interval_seconds,
         )  # fmt: skip
+
+    def sensor_exists(self, site_id: str, sensor_id: str) -> bool:
+        return self._exists(site_id, SENSOR + sensor_id)
+
+    def room_exists(self, site_id: str, name: str) -> bool:
+        return self._exists(site_id, ROOM + name)
+
+    # ------------------------------------------------------------ the site's tariff
+
+    def get_tariff(self, site_id: str) -> Tariff | None:
+        try:
+            item = RegistryItem.get(site_id, TARIFF_SK)
+        except DoesNotExist:
+            return None
+        data: dict[str, Any] = dict(item.metadata or {})
+        return Tariff.model_validate({**data, "site_id": site_id, "updated_at": item.updated_at.isoformat()})
+
+    def put_tariff(self, tariff: Tariff, created_at: datetime) -> None:
+        data = tariff.model_dump(exclude={"site_id", "updated_at", "is_default"})
+        RegistryItem(
+            pk=tariff.site_id, sk=TARIFF_SK, metadata=data, created_at=created_at, updated_at=created_at
+        ).save()
+
+    @staticmethod
+    def _exists(pk: str, sk: str) -> bool:
+        try:
+            RegistryItem.get(pk, sk, attributes_to_get=["pk"])
+        except DoesNotExist:
+            return False
+        return True
 
     @staticmethod
     def _get(pk: str, sk: str, message: str, field: str) -> RegistryItem:

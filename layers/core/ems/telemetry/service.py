@@ -8,9 +8,10 @@ the good ones idempotently, reports every bad one, then moves the sensors' statu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from ems.auth.models import Claims
@@ -19,9 +20,9 @@ from ems.core.errors import BadRequest, Invalid, NotFound, PayloadTooLarge
 from ems.core.events import DomainEvent, EventPublisher, split_detail
 from ems.core.ids import USER_ID
 from ems.core.observability import logger, metrics
+from ems.core.pagination import every
 from ems.core.settings import settings
 from ems.registry.models import Sensor
-from ems.registry.store import RegistryStore
 from ems.telemetry import sharing
 from ems.telemetry.models import (
     MAX_READINGS_PER_BATCH,
@@ -44,9 +45,9 @@ from ems.telemetry.models import (
     SeriesSet,
     TimeInput,
 )
+from ems.telemetry.ports import SensorDirectory, SensorStatus, TelemetryStore
 from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start, buckets_between, merge_series, rollup
 from ems.telemetry.status import newest
-from ems.telemetry.store import SensorStatusStore, TelemetryStore
 from ems.telemetry.validation import Rejected, parse_reading
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -61,9 +62,9 @@ LIST_PAGE = 200
 
 @dataclass(frozen=True)
 class Stores:
-    registry: RegistryStore
+    registry: SensorDirectory
     telemetry: TelemetryStore
-    status: SensorStatusStore | None = None  # None: sensor status is not kept (bench, some tests)
+    status: SensorStatus | None = None  # None: sensor status is not kept (bench, some tests)
     events: EventPublisher | None = None  # None: no TelemetryReceived is emitted
 
 
@@ -346,7 +347,7 @@ def room_data(
     climate = {kind for kind, metric in ROOM_METRIC_OF_SENSOR_TYPE.items() if metric == q.metric}
     members = [
         x.sensor_id
-        for x in _all_sensors(site_id, name, s.registry)
+        for x in every(partial(s.registry.list_sensors, site_id, name, None, LIST_PAGE))
         if not climate or x.sensor_type in climate
     ]
     points = _read(site_id, {name: members}, q.metric, q.aggregate, window, s.telemetry)
@@ -376,7 +377,7 @@ def query(
     )  # fmt: skip
 
 
-def select_sensors(site_id: str, q: DataQuery, registry: RegistryStore) -> list[Sensor]:
+def select_sensors(site_id: str, q: DataQuery, registry: SensorDirectory) -> list[Sensor]:
     """The sensors a query's filters name (all filters must hold)."""
     if q.sensor_ids:
         found = registry.get_sensors(site_id, q.sensor_ids)
@@ -391,9 +392,9 @@ def select_sensors(site_id: str, q: DataQuery, registry: RegistryStore) -> list[
                 registry.get_room(site_id, room)
             except NotFound as exc:
                 raise Invalid(f"no room {room!r} in this site", f"rooms.{index}") from exc
-            sensors.extend(_all_sensors(site_id, room, registry))
+            sensors.extend(every(partial(registry.list_sensors, site_id, room, None, LIST_PAGE)))
     else:
-        sensors = list(_all_sensors(site_id, None, registry))
+        sensors = list(every(partial(registry.list_sensors, site_id, None, None, LIST_PAGE)))
     if q.rooms:
         rooms = set(q.rooms)
         sensors = [x for x in sensors if x.room in rooms]
@@ -401,16 +402,6 @@ def select_sensors(site_id: str, q: DataQuery, registry: RegistryStore) -> list[
         types = set(q.sensor_types)
         sensors = [x for x in sensors if x.sensor_type in types]
     return sensors
-
-
-def _all_sensors(site_id: str, room: str | None, registry: RegistryStore) -> Iterable[Sensor]:
-    next_token: str | None = None
-    while True:
-        page = registry.list_sensors(site_id, room, None, LIST_PAGE, next_token)
-        yield from page.items
-        next_token = page.next_token
-        if not next_token:
-            return
 
 
 def _groups(site_id: str, sensors: list[Sensor], grouping: GroupBy) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""Where readings and rollups live: the `TelemetryStore` port and its DynamoDB adapter.
+"""Where readings and rollups live: the DynamoDB adapter of the `TelemetryStore` port (ems.telemetry.ports).
 
 Raw table: pk "<site>#<sensor>#<yyyy-mm-dd>" (UTC day), sk "<metric>#<ts ms, 13 digits>", v, and
 expires_at_epoch (ts + RAW_RETENTION_DAYS) for TTL. One sensor-day is one partition; reads name one
@@ -37,17 +37,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import groupby
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ems.core.aws import client, error_code
 from ems.core.errors import TooManyRequests
 from ems.core.settings import settings
+from ems.registry.status import Heard
 from ems.telemetry.models import Reading
+from ems.telemetry.ports import WriteOutcome
 from ems.telemetry.rollup import DAY_MS, ROLLUP_RESOLUTIONS, Bucket, bucket_start
-from ems.telemetry.status import Heard
 
 MAX_TRANSACTION_ITEMS = 100
 BATCH_GET_KEYS = 100
@@ -62,55 +62,6 @@ RETRYABLE = frozenset(
 )  # fmt: skip
 
 Sleep = Callable[[float], None]
-
-
-# ---------------------------------------------------------------- the port
-
-
-@dataclass
-class WriteOutcome:
-    """What a write did: how many readings it created, and which were stored already."""
-
-    created: int = 0
-    duplicates: set[tuple[str, str, int]] = field(default_factory=set)  # (sensor, metric, ts_ms)
-
-
-class TelemetryStore(Protocol):
-    """Storage of readings and their rollups. Adapters: DynamoDB (here), Timestream (ems.telemetry.timestream)."""
-
-    def write(self, readings: Sequence[Reading]) -> WriteOutcome:
-        """Store readings (distinct by sensor, metric, ts) idempotently, with their rollups."""
-        ...
-
-    def read_raw(
-        self, site_id: str, sensor_ids: Sequence[str], metric: str, start_ms: int, end_ms: int, limit: int
-    ) -> dict[str, list[tuple[int, float]]]:
-        """(ts_ms, value) of each sensor in [start_ms, end_ms), in time order; stops past `limit` in all."""
-        ...
-
-    def read_rollups(
-        self,
-        site_id: str,
-        sensor_ids: Sequence[str],
-        metric: str,
-        resolution: str,
-        start_ms: int,
-        end_ms: int,
-    ) -> dict[str, dict[int, Bucket]]:
-        """Buckets of each sensor whose start is in [start_ms, end_ms), by bucket start."""
-        ...
-
-
-def telemetry_store() -> TelemetryStore:
-    """The adapter the deployment's TELEMETRY_BACKEND chooses."""
-    backend = settings().telemetry_backend
-    if backend == "timestream":
-        from ems.telemetry.timestream import TimestreamTelemetryStore  # only that deployment loads it
-
-        return TimestreamTelemetryStore()
-    if backend != "dynamodb":
-        raise RuntimeError(f"TELEMETRY_BACKEND={backend!r}: choose dynamodb or timestream")
-    return DynamoTelemetryStore()
 
 
 # ---------------------------------------------------------------- keys

@@ -26,8 +26,8 @@ from ems.core.errors import BadRequest
 from ems.core.observability import logger
 from ems.core.settings import settings
 from ems.telemetry.models import Reading
+from ems.telemetry.ports import WriteOutcome
 from ems.telemetry.rollup import Bucket
-from ems.telemetry.store import WriteOutcome
 
 RECORDS_PER_CALL = 100
 MEASURE_NAME = "metrics"
