@@ -25,11 +25,15 @@ Two costs of moto's server on every request, whatever the service, are paid once
 listing moto's package folder to route a request (`list_of_moto_modules`) and listing a response
 class's methods to find the action (`method_names_from_class`): a good part of a small call's time.
 
-Transactions run one at a time (a lock): the moto server answers requests on several threads, and
-a transaction's checks and writes must not interleave with another's, or two concurrent writers of
-the same rollup could both pass their condition. `install()` patches moto's backend class in this
-process: the local cloud calls it before its moto server starts (ems_local.aws_endpoint), the tests
-before `mock_aws` (tests/conftest.py), so both run this same emulator.
+Writes run one at a time (a lock): the moto server answers requests on several threads, and moto
+checks a write's condition, then applies it, in Python. A transaction's checks and writes must not
+interleave with another's, nor a PutItem's, UpdateItem's or DeleteItem's with any other write, or two
+concurrent writers of the same rollup (or of the same "version = :seen" item) could both pass their
+condition; DynamoDB makes each of them atomic. Unconditional writes take the lock too: an UpdateItem
+is a read and a write of the item, and a write landing between a condition and its write would be
+lost. Reads do not take it. `install()` patches moto's backend class in this process: the local
+cloud calls it before its moto server starts (ems_local.aws_endpoint), the tests before `mock_aws`
+(tests/conftest.py), so both run this same emulator.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
 _original = DynamoDBBackend.transact_write_items
-_one_at_a_time = threading.Lock()
+# Re-entrant: a transaction applies its items through the (locked) single-item writes.
+_one_at_a_time = threading.RLock()
 
 
 def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +149,26 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
         raise
 
 
+_original_put_item = DynamoDBBackend.put_item
+_original_update_item = DynamoDBBackend.update_item
+_original_delete_item = DynamoDBBackend.delete_item
+
+
+def put_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+    with _one_at_a_time:
+        return _original_put_item(self, *args, **kwargs)
+
+
+def update_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+    with _one_at_a_time:
+        return _original_update_item(self, *args, **kwargs)
+
+
+def delete_item(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+    with _one_at_a_time:
+        return _original_delete_item(self, *args, **kwargs)
+
+
 class _Partition:
     """A table as moto's query sees it, with only one partition's items."""
 
@@ -213,6 +238,9 @@ def _moto_modules() -> tuple[str, ...]:
 def install() -> None:
     """Use these in every moto DynamoDB backend of the process (idempotent)."""
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoDBBackend.put_item = put_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    DynamoDBBackend.delete_item = delete_item  # type: ignore[method-assign]
     Table.query = _query_partition  # type: ignore[method-assign]
     DynamoHandler.serialized = _serialized  # type: ignore[method-assign]
     moto_backends.list_of_moto_modules = _moto_modules  # type: ignore[assignment]

@@ -1,0 +1,70 @@
+"""What the local cloud reaches into on moto's running objects is still there (pyproject.toml bounds
+moto for that reason; tests/unit/test_pinned_patches.py checks signatures and source): each failure
+names the patch and moto's version, so trying a new version says what to re-check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from ems_local import state
+from ems_local.aws_endpoint import AwsEndpoint
+from ems_local.ports import PortTaken, check_free
+from ems_local.template import Stack
+
+MOTO = f"moto {moto.__version__}"
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
+
+
+def test_state_keeps_and_restores_the_template_kms_keys_private_half(stack: Stack) -> None:
+    patch = "ems_local.state reads moto's KMS keys (kms_backends[account][region].keys[id].private_key)"
+    key_ids = {logical: stack.physical[logical] for logical in stack.of_type("AWS::KMS::Key")}
+    assert key_ids, "the template has a KMS key (the token signing key)"
+    saved = state.snapshot(stack, client)
+    assert set(saved["kms"]) == set(key_ids), (
+        f"{patch}; it found no private key material in {MOTO}'s KMS backend: re-check the patch"
+    )
+    for logical, key_id in key_ids.items():
+        assert saved["kms"][logical]["id"] == key_id
+        assert saved["kms"][logical]["key_spec"] == "ECC_NIST_P256"  # the template's KeySpec
+
+    patch = "ems_local.state restores moto's KMS keys (create_key, then the id, arn and private_key replaced)"
+    state.restore_keys(saved, stack)
+    kms = client("kms")
+    for logical, key_id in key_ids.items():
+        # The restored key signs with the saved private half: the saved key's public half verifies it.
+        signature = kms.sign(
+            KeyId=key_id, Message=b"token", SigningAlgorithm="ECDSA_SHA_256", MessageType="RAW"
+        )["Signature"]
+        private = load_pem_private_key(saved["kms"][logical]["pem"].encode(), password=None)
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        private.public_key().verify(signature, b"token", ec.ECDSA(hashes.SHA256()))
+        arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+        assert arn.endswith(f"key/{key_id}"), f"{patch}; {MOTO} gave the restored key the arn {arn}"
+
+
+def test_endpoint_stop_closes_motos_listening_socket() -> None:
+    patch = "ems_local.aws_endpoint closes ThreadedMotoServer._server's socket on stop"
+    endpoint = AwsEndpoint(port=0)
+    endpoint.start()
+    port = int(endpoint.url.rsplit(":", 1)[1])
+    werkzeug_server = getattr(endpoint._server, "_server", None)
+    try:
+        assert callable(getattr(werkzeug_server, "server_close", None)), (
+            f"{patch}; {MOTO}'s ThreadedMotoServer has no _server with server_close(): re-check the patch"
+        )
+        with pytest.raises(PortTaken):  # held while moto serves on it
+            check_free("aws", port)
+    finally:
+        endpoint.stop()
+    check_free("aws", port)  # raises PortTaken if the listening socket was left open
