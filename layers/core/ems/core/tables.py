@@ -1,5 +1,11 @@
 """Table names and region for PynamoDB models, read from the environment when first used.
 
+The persistence idiom: a store describes its items as PynamoDB models (Meta from these descriptors),
+writes conditionally with PynamoDB conditions, and maps a lost condition to the domain's exception
+by its error code (`cause_response_code`, cancellation reason codes), never by the message. The
+low-level client only on a measured hot path, with the reason and its figure at the top of the
+module: today the telemetry write path (ems.telemetry.store).
+
 PynamoDB reads `Meta.table_name` and `Meta.region` on every call; these descriptors make them
 environment lookups, so no model is bound to a table when its module is imported.
 
