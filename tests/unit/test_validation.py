@@ -14,10 +14,9 @@ import pytest
 
 from ems.core.errors import PayloadTooLarge
 from ems.registry.models import Sensor
-from ems.registry.store import RegistryStore
 from ems.telemetry.models import MAX_READINGS_PER_BATCH, Reading, Rejection
+from ems.telemetry.ports import SensorDirectory, TelemetryStore
 from ems.telemetry.service import Stores, ingest_readings
-from ems.telemetry.store import TelemetryStore
 from ems.telemetry.validation import Rejected, parse_reading
 
 SITE = "hq"
@@ -228,7 +227,7 @@ def test_what_is_stored_of_a_good_reading() -> None:
 def no_stores() -> Stores:
     """Stores that fail if touched: a batch whose readings all fail before naming a well-formed
     sensor id is answered without reading the registry or writing anything."""
-    return Stores(registry=cast(RegistryStore, None), telemetry=cast(TelemetryStore, None))
+    return Stores(registry=cast(SensorDirectory, None), telemetry=cast(TelemetryStore, None))
 
 
 def test_each_rejection_carries_its_index_in_the_batch() -> None:
