@@ -17,11 +17,11 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.local_aws import REGION, LocalAws
 from bench.report import machine, median, table
@@ -58,7 +58,7 @@ def _seed_site(aws: LocalAws, token: str, sensors: int, prefix: str) -> list[str
 
 
 @contextmanager
-def _time_spent_in(targets: dict[str, tuple[type, str]], spent: dict[str, float]) -> Iterator[None]:
+def _time_spent_in(targets: Mapping[str, tuple[type, str]], spent: dict[str, float]) -> Iterator[None]:
     """Wall time spent in each (class, method) while the block runs (calls from one thread)."""
     originals = {name: getattr(cls, method) for name, (cls, method) in targets.items()}
 
@@ -115,9 +115,10 @@ def _ingest(aws: LocalAws, token: str) -> tuple[int, float, float, dict[str, flo
     expires = settings().raw_retention_days * 86_400
     items = []
     for r in readings:
+        metrics = cast(dict[str, float], r["metrics"])
         reading = Reading(
-            SITE, str(r["sensor_id"]), "power_w", int(r["ts"]) * 1000, float(r["metrics"]["power_w"])
-        )  # type: ignore[index]
+            SITE, str(r["sensor_id"]), "power_w", int(cast(int, r["ts"])) * 1000, metrics["power_w"]
+        )
         pk, sk = raw_key(reading)
         items.append({"pk": {"S": pk}, "sk": {"S": sk}, "v": {"N": repr(reading.value)},
                       "expires_at_epoch": {"N": str(reading.ts_ms // 1000 + expires)}})  # fmt: skip

@@ -130,7 +130,11 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
         before.append((op["TableName"], key, None if current is None else current.to_json()["Attributes"]))
     try:
         for op_type, op, key in ops:
-            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            # moto's own handler passes {} for what a request leaves out.
+            names, values = (
+                op.get("ExpressionAttributeNames") or {},
+                op.get("ExpressionAttributeValues") or {},
+            )
             if op_type == "Put":
                 self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
                               expression_attribute_values=values)  # fmt: skip
@@ -242,8 +246,8 @@ def install() -> None:
     DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
     DynamoDBBackend.delete_item = delete_item  # type: ignore[method-assign]
     Table.query = _query_partition  # type: ignore[method-assign]
-    DynamoHandler.serialized = _serialized  # type: ignore[method-assign]
-    moto_backends.list_of_moto_modules = _moto_modules  # type: ignore[assignment]
+    DynamoHandler.serialized = _serialized  # type: ignore[assignment]
+    moto_backends.list_of_moto_modules = _moto_modules
     if not hasattr(moto_responses.method_names_from_class, "cache_info"):
         moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
 
@@ -254,4 +258,4 @@ def uninstall_serializer() -> None:
 
 
 def installed() -> bool:
-    return DynamoDBBackend.transact_write_items is transact_write_items  # type: ignore[comparison-overlap]
+    return DynamoDBBackend.transact_write_items is transact_write_items

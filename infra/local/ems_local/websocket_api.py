@@ -317,7 +317,7 @@ class WebSocketApi:
             ping_interval=None,  # API Gateway answers pings but never sends them
             close_timeout=5,
         ) as server:  # fmt: skip
-            self.port = server.sockets[0].getsockname()[1]
+            self.port = next(iter(server.sockets)).getsockname()[1]
             self._started.set()
             await self._stop.wait()
             server.close(close_connections=True)  # 1001 going away; $disconnect runs for each

@@ -46,7 +46,7 @@ class DeviceClient:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
         self.client.on_connect = self._connected
         self.client.on_message = lambda client, userdata, message: on_message(
-            device_id, message.topic, message.payload
+            device_id, message.topic, bytes(message.payload)
         )
         self.client.connect_async(host, port)
         self.client.loop_start()
