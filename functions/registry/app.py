@@ -90,7 +90,7 @@ def list_sensors() -> Page[SensorWithStatus]:
     site = request_site(app)
     status = registry.status_filter(query(app, "status"))
     return registry.list_sensors(
-        site, query(app, "room"), query(app, "sensor_type"), status, store(), latest(), *_page()
+        site, query(app, "room"), query(app, "sensor_type"), status, claims(app), store(), latest(), *_page()
     )
 
 
@@ -101,7 +101,7 @@ def create_sensor() -> tuple[Sensor, int]:
 
 @app.get("/api/v1/sensors/<sensor_id>")
 def get_sensor(sensor_id: str) -> SensorWithStatus:
-    return registry.get_sensor(request_site(app), sensor_id, store(), latest())
+    return registry.get_sensor(request_site(app), sensor_id, claims(app), store(), latest())
 
 
 @app.put("/api/v1/sensors/<sensor_id>")

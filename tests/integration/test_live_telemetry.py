@@ -17,6 +17,7 @@ from ems.realtime.models import ConnectionGone
 from tests.integration.test_realtime import connect, mint, send
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function
+from tests.support.tokens import issue
 
 SITE = "default"  # the deployment's default site, as the WebSocket samples assume
 ROOM = "Conference Room A"
@@ -278,3 +279,32 @@ def test_a_gone_connection_is_removed_and_fan_out_goes_on(
     poster.gone.add("ZmmEscGcIAMCJWg=")
     assert site.invoke("RealtimeFunction", received_event())["failed"] == 0
     assert ConnectionRecord.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "sees_values"),
+    [
+        ({}, True),
+        ({"data_aggregation": "site"}, False),  # no single sensor's value
+        ({"data_aggregation": "room"}, False),
+        ({"time_aggregation": "15m"}, False),  # a raw reading is finer than 15 minutes
+        ({"embargo_minutes": 60}, False),  # the reading is 2 minutes old
+        ({"embargo_minutes": 1}, True),  # ... and older than a 1-minute embargo
+    ],
+)
+def test_a_sensors_newest_reading_honours_the_tokens_limits(
+    site: InProcessApi, published: ListPublisher, limits: dict[str, Any], sees_values: bool
+) -> None:
+    """GET /sensors/{id} and GET /sensors show the newest reading's values only to a token that may see
+    one sensor's raw reading of that time; status and last_seen are the sensor's own and stay."""
+    ts = now_ms() - 120_000
+    ingest(site, iot_event("telemetry-batch", ts))
+    token = issue(["sensors"], [SITE], **limits)
+    one = site.request("GET", "/api/v1/sensors/TEMP_001", token=token).json
+    listed = {s["sensor_id"]: s for s in site.request("GET", "/api/v1/sensors", token=token).json["items"]}
+    for sensor in (one, listed["TEMP_001"]):
+        assert sensor["status"] == "online" and sensor["last_seen"] is not None
+        if sees_values:
+            assert sensor["last_reading"]["metrics"] == {"temperature_c": 21.5}
+        else:
+            assert sensor["last_reading"] is None

@@ -65,6 +65,25 @@ class Claims(BaseModel):
         """The site a request means when it names none: the token's single site, if it has one."""
         return self.sites[0] if len(self.sites) == 1 and self.sites[0] != "*" else None
 
+    def embargo_cutoff_ms(self, now: datetime) -> int | None:
+        """The newest reading time (epoch ms) this token may see, or None without an embargo."""
+        if self.embargo_minutes <= 0:
+            return None
+        return int(now.timestamp() * 1000) - self.embargo_minutes * 60_000
+
+    def sees_live(self) -> bool:
+        """Whether readings as they arrive are within this token's limits: raw resolution, no embargo."""
+        return self.time_aggregation == "raw" and self.embargo_minutes == 0
+
+    def may_see_reading(self, ts_ms: int, now: datetime) -> bool:
+        """Whether one sensor's raw reading taken at `ts_ms` is within this token's limits."""
+        cutoff = self.embargo_cutoff_ms(now)
+        return (
+            self.data_aggregation == "raw"
+            and self.time_aggregation == "raw"
+            and (cutoff is None or ts_ms <= cutoff)
+        )
+
     def site_for(self, named: str | None, default_site_id: str | None) -> str:
         """The site a request acts on, for HTTP and WebSocket alike: the one it names (`?site=` or
         `X-Site`), else the token's only site, else the deployment's default site.

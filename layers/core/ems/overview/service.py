@@ -257,7 +257,7 @@ def _snapshot(site_id: str, caller: Claims, s: Stores, moment: datetime) -> _Sna
     sensors = list(every(partial(s.registry.list_sensors, site_id, None, None, MAX_LIMIT)))
     newest = s.latest.get(site_id, [x.sensor_id for x in sensors]) if sensors else {}
     statuses = {x.sensor_id: status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) for x in sensors}  # fmt: skip
-    live = caller.time_aggregation == "raw" and caller.embargo_minutes == 0
+    live = caller.sees_live()
     return _Snapshot(site, rooms, sensors, newest, statuses, moment, live)
 
 
@@ -315,7 +315,7 @@ def room_detail(site_id: str, name: str, caller: Claims, s: Stores, now: Clock =
         if status_of(newest.get(x.sensor_id), x.expected_interval_seconds, moment) == "online"
     }  # fmt: skip
     sees_rooms = caller.data_aggregation != "site"
-    live = sees_rooms and caller.time_aggregation == "raw" and caller.embargo_minutes == 0
+    live = sees_rooms and caller.sees_live()
     now_values = room_now(room, sensors, online if live else None)
     powers = [h.metrics[POWER_METRIC] / 1000 for h in online.values() if POWER_METRIC in h.metrics]
     energy = None

@@ -4,6 +4,8 @@ rules are ems.tariffs.models."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, to_iso, utc_now
 from ems.core.errors import Forbidden, Invalid
@@ -98,17 +100,25 @@ def create_sensor(site_id: str, request: SensorIn, store: RegistryStore, now: Cl
 
 
 def get_sensor(
-    site_id: str, sensor_id: str, store: RegistryStore, statuses: LatestReadings, now: Clock = utc_now
+    site_id: str,
+    sensor_id: str,
+    caller: Claims,
+    store: RegistryStore,
+    statuses: LatestReadings,
+    now: Clock = utc_now,
 ) -> SensorWithStatus:
     sensor = store.get_sensor(site_id, sensor_id)
-    return _with_status(sensor, statuses.get(site_id, [sensor_id]).get(sensor_id), now)
+    return _with_status(sensor, statuses.get(site_id, [sensor_id]).get(sensor_id), caller, now())
 
 
-def _with_status(sensor: Sensor, heard: Heard | None, now: Clock) -> SensorWithStatus:
+def _with_status(sensor: Sensor, heard: Heard | None, caller: Claims, moment: datetime) -> SensorWithStatus:
+    """The sensor with its status; its newest reading's values only where the token's data-sharing
+    limits allow one sensor's raw reading of that time (status and last_seen are the sensor's own)."""
+    shown = heard is not None and caller.may_see_reading(heard.ts_ms, moment)
     return SensorWithStatus(
-        **sensor.model_dump(), status=status_of(heard, sensor.expected_interval_seconds, now()),
+        **sensor.model_dump(), status=status_of(heard, sensor.expected_interval_seconds, moment),
         last_seen=iso_ms(heard.ts_ms) if heard else None,
-        last_reading=LastReading(ts=iso_ms(heard.ts_ms), metrics=heard.metrics) if heard else None,
+        last_reading=LastReading(ts=iso_ms(heard.ts_ms), metrics=heard.metrics) if heard and shown else None,
     )  # fmt: skip
 
 
@@ -136,6 +146,7 @@ def list_sensors(
     room: str | None,
     sensor_type: str | None,
     status: Status | None,
+    caller: Claims,
     store: RegistryStore,
     statuses: LatestReadings,
     limit: int,
@@ -146,7 +157,8 @@ def list_sensors(
     page may hold fewer than `limit`; follow next_token)."""
     page = store.list_sensors(site_id, room, sensor_type, limit, next_token)
     heard = statuses.get(site_id, [s.sensor_id for s in page.items]) if page.items else {}
-    items = [_with_status(s, heard.get(s.sensor_id), now) for s in page.items]
+    moment = now()
+    items = [_with_status(s, heard.get(s.sensor_id), caller, moment) for s in page.items]
     if status is not None:
         items = [s for s in items if s.status == status]
     return Page[SensorWithStatus](items=items, count=len(items), next_token=page.next_token)

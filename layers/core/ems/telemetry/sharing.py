@@ -64,6 +64,4 @@ def check_sensor_series(caller: Claims) -> None:
 
 def cutoff_ms(caller: Claims, now: datetime) -> int | None:
     """The newest ts (epoch ms) the caller may see, or None without an embargo."""
-    if caller.embargo_minutes <= 0:
-        return None
-    return int(now.timestamp() * 1000) - caller.embargo_minutes * 60_000
+    return caller.embargo_cutoff_ms(now)
