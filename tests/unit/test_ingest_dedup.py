@@ -22,21 +22,30 @@ def key(reading: Reading) -> tuple[str, str, int]:
     return (reading.sensor_id, reading.metric, reading.ts_ms)
 
 
-def keys(raw: dict[str, Any], epoch_ms: bool = False) -> list[tuple[str, str, int]]:
-    return [key(r) for r in parse(raw, epoch_ms=epoch_ms)]
+def keys(raw: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [key(r) for r in parse(raw)]
 
 
 @pytest.mark.parametrize(
     "ts",
-    [NOW_S, str(NOW_S), "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000400Z", "2024-05-01T13:00:00+01:00"],
+    [
+        NOW_S,
+        str(NOW_S),
+        NOW_MS,
+        str(NOW_MS),
+        float(NOW_MS),
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:00.000400Z",
+        "2024-05-01T13:00:00+01:00",
+    ],
 )
 def test_one_instant_written_any_way_is_one_key(ts: Any) -> None:
     assert keys({"sensor_id": "METER", "ts": ts, "value": 1.0}) == [("METER", "value", NOW_MS)]
 
 
-def test_a_devices_epoch_milliseconds_and_epoch_seconds_are_one_key() -> None:
-    by_ms = keys({"sensor_id": "METER", "ts": NOW_MS, "value": 1.0}, epoch_ms=True)
-    by_s = keys({"sensor_id": "METER", "ts": NOW_S, "value": 2.0}, epoch_ms=True)
+def test_epoch_milliseconds_and_epoch_seconds_are_one_key() -> None:
+    by_ms = keys({"sensor_id": "METER", "ts": NOW_MS, "value": 1.0})
+    by_s = keys({"sensor_id": "METER", "ts": NOW_S, "value": 2.0})
     assert by_ms == by_s == [("METER", "value", NOW_MS)]
 
 

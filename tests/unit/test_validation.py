@@ -37,13 +37,13 @@ def sensor(sensor_id: str, unit: str | None = None, device_id: str | None = None
 SENSORS = {"METER": sensor("METER", unit="W"), "PLUG": sensor("PLUG", device_id="dev1")}
 
 
-def parse(raw: Any, device_id: str | None = None, epoch_ms: bool = False) -> list[Reading]:
-    return parse_reading(raw, SITE, SENSORS, EARLIEST, LATEST, device_id=device_id, epoch_ms=epoch_ms)
+def parse(raw: Any, device_id: str | None = None) -> list[Reading]:
+    return parse_reading(raw, SITE, SENSORS, EARLIEST, LATEST, device_id=device_id)
 
 
-def reason(raw: Any, device_id: str | None = None, epoch_ms: bool = False) -> str:
+def reason(raw: Any, device_id: str | None = None) -> str:
     with pytest.raises(Rejected) as refused:
-        parse(raw, device_id, epoch_ms)
+        parse(raw, device_id)
     return str(refused.value)
 
 
@@ -103,7 +103,7 @@ def test_a_missing_ts() -> None:
 
 @pytest.mark.parametrize("ts", [True, False, [NOW_S], {"s": NOW_S}])
 def test_a_ts_of_the_wrong_type(ts: Any) -> None:
-    assert reason(reading(ts=ts)) == "ts must be an ISO 8601 time or epoch seconds"
+    assert reason(reading(ts=ts)) == "ts must be an ISO 8601 time, epoch seconds or epoch milliseconds"
 
 
 @pytest.mark.parametrize("ts", [math.inf, -math.inf, math.nan])
@@ -111,9 +111,11 @@ def test_a_non_finite_ts(ts: float) -> None:
     assert reason(reading(ts=ts)) == "ts must be finite"
 
 
-def test_epoch_milliseconds_are_refused_over_http_and_taken_from_devices() -> None:
-    assert reason(reading(ts=NOW_MS)) == "ts looks like epoch milliseconds; send epoch seconds or ISO 8601"
-    assert parse(reading(ts=NOW_MS + 7), epoch_ms=True)[0].ts_ms == NOW_MS + 7  # exact, to the ms
+def test_epoch_milliseconds_are_told_from_seconds_by_magnitude_over_http_and_from_devices() -> None:
+    assert parse(reading(ts=NOW_MS + 7))[0].ts_ms == NOW_MS + 7  # exact, to the ms
+    assert parse(reading(ts=str(NOW_MS + 7)))[0].ts_ms == NOW_MS + 7
+    assert parse(reading(ts=float(NOW_MS) + 7.9))[0].ts_ms == NOW_MS + 7
+    assert parse(reading(ts=NOW_MS), device_id="dev-1")[0].ts_ms == NOW_MS
 
 
 def test_a_ts_that_is_no_time() -> None:

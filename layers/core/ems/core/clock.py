@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -17,17 +18,30 @@ def to_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Epoch seconds stay below this until the year 5138, and epoch milliseconds are above it since 1973:
+# the magnitude tells them apart (IoT SQL's timestamp(), most firmware and JavaScript send ms).
+EPOCH_MS_FROM = 1e11
+TIME_FORMS = "an ISO 8601 time, epoch seconds or epoch milliseconds"
+
+
+def epoch_ms_of(value: int | float) -> int:
+    """Epoch seconds or milliseconds, by magnitude, as whole milliseconds (an int in ms is exact)."""
+    if value > EPOCH_MS_FROM:
+        return math.floor(value)
+    return math.floor(value * 1000)
+
+
 def parse_time(value: str | int | float, field: str) -> datetime:
-    """Accept ISO 8601 (naive means UTC) or epoch seconds, as API.md promises."""
+    """Accept ISO 8601 (naive means UTC), epoch seconds or epoch milliseconds, as API.md promises."""
     from ems.core.errors import Invalid
 
     if isinstance(value, bool):
-        raise Invalid("must be an ISO 8601 time or epoch seconds", field)
+        raise Invalid(f"must be {TIME_FORMS}", field)
     if isinstance(value, int | float):
         try:
-            return datetime.fromtimestamp(float(value), UTC)
+            return datetime.fromtimestamp(epoch_ms_of(value) / 1000, UTC)
         except (OverflowError, OSError, ValueError) as exc:
-            raise Invalid("epoch seconds out of range", field) from exc
+            raise Invalid("epoch time out of range", field) from exc
     text = value.strip()
     if text.replace(".", "", 1).isdigit():
         return parse_time(float(text), field)

@@ -102,9 +102,7 @@ def ingest_readings(
     to_write: dict[tuple[str, str, int], Reading] = {}
     for index, raw in enumerate(raw_readings):
         try:
-            parsed = parse_reading(
-                raw, site_id, sensors, earliest, latest, device_id=device_id, epoch_ms=device_id is not None
-            )
+            parsed = parse_reading(raw, site_id, sensors, earliest, latest, device_id=device_id)
         except Rejected as exc:
             rejected.append(Rejection(index=index, reason=str(exc)))
             continue

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ems.core.clock import parse_time
+from ems.core.clock import TIME_FORMS, epoch_ms_of, parse_time
 from ems.core.errors import Invalid
 from ems.core.ids import USER_ID
 from ems.registry.models import METRIC_PATTERN, Sensor
@@ -41,21 +41,15 @@ class Rejected(Exception):
     """Why one reading is refused; caught per reading by the service."""
 
 
-# Epoch seconds stay below this until the year 5138, and epoch milliseconds are above it since 1973.
-EPOCH_MS_FROM = 1e11
-
-
-def _ts_ms(raw: Any, epoch_ms: bool = False) -> int:
+def _ts_ms(raw: Any) -> int:
     if raw is None:
         raise Rejected("ts is missing")
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise Rejected("ts must be an ISO 8601 time or epoch seconds")
+        raise Rejected(f"ts must be {TIME_FORMS}")
     if isinstance(raw, int | float) and not math.isfinite(raw):
         raise Rejected("ts must be finite")
-    if isinstance(raw, int | float) and raw > EPOCH_MS_FROM:
-        if epoch_ms:
-            return math.floor(raw)  # exact: no round trip through float seconds
-        raise Rejected("ts looks like epoch milliseconds; send epoch seconds or ISO 8601")
+    if isinstance(raw, int | float):
+        return epoch_ms_of(raw)  # exact for whole milliseconds: no round trip through float seconds
     try:
         moment = parse_time(raw, "ts")
     except Invalid as exc:
@@ -86,14 +80,11 @@ def parse_reading(
     earliest: datetime,
     latest: datetime,
     device_id: str | None = None,
-    epoch_ms: bool = False,
 ) -> list[Reading]:
     """The stored readings (one per metric) of one posted reading, or Rejected with the reason.
 
     `sensors` are the site's sensors named in the batch; `earliest` and `latest` bound `ts`.
     `device_id`: the device that sent it (MQTT); a sensor bound to another device is refused.
-    `epoch_ms`: a numeric ts past EPOCH_MS_FROM is epoch milliseconds (devices send those, DESIGN.md),
-    where the HTTP API refuses it as a likely mistake.
     """
     if not isinstance(raw, dict):
         raise Rejected("a reading must be an object")
@@ -113,7 +104,7 @@ def parse_reading(
     unit = raw.get("unit")
     if unit is not None and sensor.unit is not None and unit != sensor.unit:
         raise Rejected(f"unit {unit!r} is not the sensor's unit {sensor.unit!r}")
-    ts_ms = _ts_ms(raw.get("ts"), epoch_ms)
+    ts_ms = _ts_ms(raw.get("ts"))
     if ts_ms > latest.timestamp() * 1000:
         raise Rejected("ts is more than 5 minutes in the future")
     if ts_ms < earliest.timestamp() * 1000:
