@@ -60,7 +60,7 @@ class Clock:
     def describe(self) -> dict[str, Any]:
         return {
             "rate": self.rate, "real_origin": self.real_origin, "origin": self.origin.isoformat(),
-            "env": self.scaled.to_env(),
+            "env": self.environment().get(ENV),  # None: the real clock
         }  # fmt: skip
 
     @classmethod
