@@ -75,6 +75,10 @@ class LocalCloud:
         check_free("aws-services", options.aws_services_port)
         check_free("mqtt", options.mqtt_port)
         self._prepare_state_dir()
+        # One clock for every process: this one (the admin token, IoT rules' timestamp(), the demo
+        # building), the workers (EMS_CLOCK in their environment) and the Scheduler.
+        clock = Clock(options.clock_rate, options.clock_start)
+        ems_clock.run_on(None if clock.is_real else clock.scaled)
         # This process mints the admin token against the local endpoint: nothing of the developer's
         # own AWS configuration may redirect it.
         for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL") or k == "AWS_PROFILE"]:
@@ -133,10 +137,6 @@ class LocalCloud:
             {"AWS_ENDPOINT_URL_IOT_DATA_PLANE": ""},  # botocore's name for service id "IoT Data Plane"
         )
 
-        # One clock for every process: this one (the admin token, the demo building), the workers
-        # (EMS_CLOCK in their environment) and the Scheduler.
-        clock = Clock(options.clock_rate, options.clock_start)
-        ems_clock.run_on(None if clock.is_real else clock.scaled)
         self.functions = Functions(
             stack,
             {**aws.environment(), **services.environment(), **clock.environment()},
