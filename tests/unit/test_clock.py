@@ -83,3 +83,15 @@ def test_the_local_clouds_clock_is_that_same_clock(restored: None) -> None:
 def test_the_real_clock_sets_no_variable() -> None:
     assert Clock().environment() == {}
     assert Clock(1.0, ORIGIN).environment() != {}  # a start instant is not the real clock
+
+
+def test_ems_local_up_reads_a_start_instant_or_as_before_a_bare_speed() -> None:
+    from ems_local.cli import _parser
+
+    args = _parser().parse_args(["--clock", "2030-01-01T01:00:00+01:00", "--speed", "60"])
+    assert (args.clock, args.speed) == (ORIGIN, 60.0)
+    assert _parser().parse_args(["--clock", "2030-01-01T00:00:00"]).clock == ORIGIN  # naive: UTC
+    assert _parser().parse_args(["--clock", "60"]).clock == 60.0  # `--clock 60`: the speed, as before
+    for bad in (["--clock", "soon"], ["--speed", "0"], ["--speed", "-5"], ["--speed", "inf"]):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(bad)
