@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,22 @@ def test_ems_local_up_reads_a_start_instant_or_as_before_a_bare_speed() -> None:
     for bad in (["--clock", "soon"], ["--speed", "0"], ["--speed", "-5"], ["--speed", "inf"]):
         with pytest.raises(SystemExit):
             _parser().parse_args(bad)
+
+
+def test_ems_token_create_mints_on_the_running_local_clouds_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored: None
+) -> None:
+    from ems import cli
+
+    stack_clock = ScaledClock(ORIGIN, time.time(), 60)
+    (tmp_path / ".local").mkdir()
+    (tmp_path / ".local" / "stack.json").write_text(
+        json.dumps({"aws": "http://127.0.0.1:1", "env": {}, "clock": {"env": stack_clock.to_env()}})
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "as it was")  # restored after the test; setdefault leaves them
+    monkeypatch.delenv(ENV, raising=False)
+    assert cli._configure_from_local_stack()
+    assert clock.scaled_clock() == stack_clock
+    assert ORIGIN <= utc_now() < ORIGIN + timedelta(hours=1)
