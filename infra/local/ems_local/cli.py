@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,29 @@ from ems_local.cloud import LocalCloud, Options
 from ems_local.ports import PortTaken
 from ems_local.state import IncompatibleState
 from ems_local.template import TEMPLATE
+
+
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not (speed > 0 and math.isfinite(speed)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return speed
+
+
+def _clock_start(text: str) -> datetime | float:
+    """An ISO 8601 instant (naive: UTC); a bare number is the speed, as `--clock 60` meant before."""
+    try:
+        return _speed(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the SAM template to run (CodeUri relative to its folder; default: the project's)",
     )  # fmt: skip
     parser.add_argument(
-        "--clock", type=float, default=1.0, metavar="RATE",
-        help="run the schedules' time RATE times faster, e.g. 60: rate(1 minute) fires every second",
+        "--clock", type=_clock_start, default=None, metavar="START",
+        help="the instant the local cloud's clock reads at start (ISO 8601, e.g. 2030-01-01T00:00:00Z; "
+        "default: now); functions, the simulator and the Scheduler all read it. A bare number is --speed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--speed", type=_speed, default=None,
+        help="run that clock SPEED times faster, e.g. 60: rate(1 minute) fires every real second",
     )  # fmt: skip
     parser.add_argument(
         "--state-dir", type=Path, default=Path(".local"),
@@ -90,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print("ems local up: --param takes NAME=VALUE", file=sys.stderr)
         return 2
+    start, speed = args.clock, args.speed
+    if isinstance(start, float):  # `--clock 60`: the speed, from now
+        if speed is not None:
+            print("ems local up: --clock takes the start instant when --speed is given", file=sys.stderr)
+            return 2
+        start, speed = None, start
     options = Options(
         http_port=args.http_port, ws_port=args.ws_port, mqtt_port=args.mqtt_port, aws_port=args.aws_port,
         aws_services_port=args.aws_services_port,
         state_dir=args.state_dir, reset=args.reset, demo=not args.empty, concurrency=args.concurrency,
         building=not args.no_building,
-        parameters=parameters, template=args.template, clock_rate=args.clock,
+        parameters=parameters, template=args.template, clock_rate=speed or 1.0, clock_start=start,
     )  # fmt: skip
 
     stopping = threading.Event()

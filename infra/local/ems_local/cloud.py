@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from ems.core import clock as ems_clock
 from ems_local import console, state
 from ems_local.async_invoke import AsyncInvoker
 from ems_local.aws_endpoint import REGION, AwsEndpoint
@@ -51,7 +53,8 @@ class Options:
     concurrency: int = 4
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
     template: Path = TEMPLATE
-    clock_rate: float = 1.0  # schedules' time runs this many times faster (--clock)
+    clock_rate: float = 1.0  # the local cloud's time runs this many times faster (--speed)
+    clock_start: datetime | None = None  # what its clock reads at start (--clock); None: now
     building: bool = True  # the demo site's simulated building (ems_sim) on MQTT
 
 
@@ -72,6 +75,10 @@ class LocalCloud:
         check_free("aws-services", options.aws_services_port)
         check_free("mqtt", options.mqtt_port)
         self._prepare_state_dir()
+        # One clock for every process: this one (the admin token, IoT rules' timestamp(), the demo
+        # building), the workers (EMS_CLOCK in their environment) and the Scheduler.
+        clock = Clock(options.clock_rate, options.clock_start)
+        ems_clock.run_on(None if clock.is_real else clock.scaled)
         # This process mints the admin token against the local endpoint: nothing of the developer's
         # own AWS configuration may redirect it.
         for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL") or k == "AWS_PROFILE"]:
@@ -131,14 +138,15 @@ class LocalCloud:
         )
 
         self.functions = Functions(
-            stack, {**aws.environment(), **services.environment()}, concurrency=options.concurrency
+            stack,
+            {**aws.environment(), **services.environment(), **clock.environment()},
+            concurrency=options.concurrency,
         )
         self._running.append(self.functions)
         invoker.start()
         self._running.append(invoker)
         iot.start()
         self._running.append(iot)
-        clock = Clock(options.clock_rate)
         scheduler = Scheduler(stack, clock, invoker.submit, aws.client("scheduler"))
         scheduler.start()
         self._running.append(scheduler)
@@ -216,3 +224,4 @@ class LocalCloud:
                 service.stop()
             except Exception as exc:  # keep stopping the others whatever one of them does
                 console.line("local", f"stopping {type(service).__name__}: {exc!r}")
+        ems_clock.run_on(None)  # this process's clock was the stack's

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote
 
 from botocore.exceptions import ClientError
 
+from ems.core.clock import utc_now
 from ems_local import console, iotsql
 from ems_local.aws_services import aws_error
 from ems_local.mqtt_broker import MqttBroker
@@ -363,7 +364,8 @@ class IotCore:
 
     def _observe(self, topic: str, payload: bytes, client_id: str) -> None:
         # In the broker's event loop: queue only; rules and shadows run on the dispatch thread.
-        self._messages.put((topic, payload, client_id, int(time.time() * 1000)))
+        # timestamp() in a rule reads the local cloud's one clock, as the functions do.
+        self._messages.put((topic, payload, client_id, int(utc_now().timestamp() * 1000)))
 
     def _dispatch(self) -> None:
         while (message := self._messages.get()) is not _STOP:

@@ -14,11 +14,11 @@ whole API (groups, tags, pagination, conflicts), and the schedules then live wit
 AWS state. The cost is up to a second (one poll) before a new schedule is armed; a one-time
 schedule whose time came during that second still fires (see `_first_fire`).
 
-Time is one Clock (ems_local.clock), which `--clock N` runs N times faster. A target is invoked as
-Scheduler invokes Lambda: asynchronously (ems_local.async_invoke), with the target's Input (its
-context attributes such as <aws.scheduler.scheduled-time> filled in) as the event, `{}` without
-one. A one-time at() schedule fires once; with ActionAfterCompletion DELETE it is then deleted, as
-is a recurring one after its EndDate.
+Time is the local cloud's one Clock (ems_local.clock: `--clock START --speed N`), the functions' too.
+A target is invoked as Scheduler invokes Lambda: asynchronously (ems_local.async_invoke), with the
+target's Input (its context attributes such as <aws.scheduler.scheduled-time> filled in) as the
+event, `{}` without one. A one-time at() schedule fires once; with ActionAfterCompletion DELETE it
+is then deleted, as is a recurring one after its EndDate.
 """
 
 from __future__ import annotations

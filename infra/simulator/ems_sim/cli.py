@@ -2,6 +2,8 @@
 
 ems simulate --devices 200 --rate 200 --seconds 60     against the running local cloud (.local/stack.json)
 ems simulate --building                                 the demo building alone, until Ctrl-C
+
+Both read the local cloud's clock from its stack.json (`ems local up --clock START --speed N`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ems.core import clock
+from ems.core.clock import ScaledClock, utc_now
 from ems_sim.building import Building, SensorSpec
 from ems_sim.fleet import BuildingFleet, LoadFleet
 from ems_sim.registration import register
@@ -32,7 +35,7 @@ class DemoBuilding:
         self.http_url, self.token, self.log = http_url, token, log
         mqtt = urlsplit(mqtt_url)
         self.host, self.port = str(mqtt.hostname), int(mqtt.port or 1883)
-        self.building = Building(site, datetime.now(UTC), seed=seed)
+        self.building = Building(site, utc_now(), seed=seed)
         self.interval_s = interval_s
         self.fleet: BuildingFleet | None = None
         self._stopping = threading.Event()
@@ -73,6 +76,12 @@ def _stack(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def stack_clock(stack: dict[str, Any]) -> ScaledClock | None:
+    """The local cloud's clock, as its stack.json describes it (EMS_CLOCK); None: the real clock."""
+    env = (stack.get("clock") or {}).get("env")
+    return ScaledClock.from_env(env) if env else None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ems simulate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -92,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stack = _stack(args.stack)
+    clock.run_on(stack_clock(stack))  # the timestamps the local cloud's functions expect
     site = args.site or stack.get("site")
     if not site:
         print("ems simulate: the local cloud has no demo site (--empty): pass --site", file=sys.stderr)

@@ -4,6 +4,12 @@ shadow's `update/delta`, and their state reported to their shadow after every ch
 
 The building (ems_sim.building) is touched from one thread at a time (a lock): the tick thread that
 advances it and publishes, and paho's network threads that deliver commands.
+
+Time is the EMS clock (ems.core.clock.utc_now: the local cloud's, start and speed, when it runs
+faster). Pacing stays real: the building ticks every `interval_s` real seconds and the load fleet
+sends `rate` readings per real second, whatever the speed (the local cloud's capacity is in real
+time); their timestamps, and the building's physics (time of day, the step between ticks), are the
+clock's. At 60x a 5 s tick is 5 simulated minutes.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ems.core.clock import Clock, utc_now
 from ems_sim.building import Building, CommandRefused
 
 Log = Callable[[str], None]
@@ -71,12 +78,13 @@ class DeviceClient:
 
 
 class BuildingFleet:
-    """The demo building's devices on MQTT, ticking every `interval_s` seconds of wall clock."""
+    """The demo building's devices on MQTT, ticking every `interval_s` real seconds on `clock`'s time."""
 
     def __init__(
-        self, building: Building, host: str, port: int, interval_s: float = 5.0, log: Log = print
-    ) -> None:
-        self.building, self.interval_s, self.log = building, interval_s, log
+        self, building: Building, host: str, port: int, interval_s: float = 5.0, log: Log = print,
+        clock: Clock = utc_now,
+    ) -> None:  # fmt: skip
+        self.building, self.interval_s, self.log, self.clock = building, interval_s, log, clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.clients = {
@@ -92,7 +100,7 @@ class BuildingFleet:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.tick(datetime.now(UTC))
+            self.tick(self.clock())
             self._stop.wait(self.interval_s)
 
     def tick(self, now: datetime) -> None:
@@ -139,9 +147,10 @@ class LoadFleet:
     """`ems simulate`: N plain metering devices publishing `rate` readings per second in all, for load."""
 
     def __init__(
-        self, site: str, devices: int, rate: float, host: str, port: int, seed: int = 0, prefix: str = "load"
-    ) -> None:
-        self.site, self.rate = site, rate
+        self, site: str, devices: int, rate: float, host: str, port: int, seed: int = 0, prefix: str = "load",
+        clock: Clock = utc_now,
+    ) -> None:  # fmt: skip
+        self.site, self.rate, self.clock = site, rate, clock
         self.rng = random.Random(seed)
         self.device_ids = [f"{prefix}-{i:04d}" for i in range(devices)]
         self.power_w = {d: self.rng.uniform(50, 2000) for d in self.device_ids}
@@ -149,7 +158,8 @@ class LoadFleet:
         self.sent = 0
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> int:
-        """Publish for `seconds` (round-robin over the devices, paced to `rate`); how many were sent."""
+        """Publish for `seconds` (round-robin over the devices, paced to `rate`, both real); how many were
+        sent."""
         stop = stop or threading.Event()
         started = time.monotonic()
         while not stop.is_set() and time.monotonic() - started < seconds:
@@ -157,7 +167,8 @@ class LoadFleet:
             watts = self.power_w[client.device_id] = max(
                 0.0, self.power_w[client.device_id] + self.rng.gauss(0, 20)
             )
-            reading = {"sensor_id": client.device_id, "ts": int(time.time() * 1000), "value": round(watts, 1)}
+            ts_ms = int(self.clock().timestamp() * 1000)
+            reading = {"sensor_id": client.device_id, "ts": ts_ms, "value": round(watts, 1)}
             client.publish(telemetry_topic(self.site, client.device_id), reading)
             self.sent += 1
             ahead_s = started + self.sent / self.rate - time.monotonic()

@@ -30,6 +30,11 @@ def _configure_from_local_stack() -> bool:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    described = (stack.get("clock") or {}).get("env")
+    if described and "EMS_CLOCK" not in os.environ:  # a token minted on the stack's clock (--clock)
+        from ems.core import clock
+
+        clock.run_on(clock.ScaledClock.from_env(described))
     return True
 
 

@@ -126,13 +126,12 @@ def verify(token: str, store: TokenStore, now: Clock = utc_now, config: Settings
             algorithms=[signing.ALGORITHM],
             audience=config.token_audience,
             issuer=config.token_issuer,
-            leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "jti", "sub", "iss", "aud"], "verify_iat": False},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise Unauthorized("token has expired") from exc
-    except jwt.ImmatureSignatureError as exc:
-        raise Unauthorized("token is not valid yet") from exc
+            # exp, nbf and iat are checked below against our clock: PyJWT's read the wall clock.
+            options={
+                "require": ["exp", "iat", "jti", "sub", "iss", "aud"],
+                "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+            },
+        )  # fmt: skip
     except jwt.InvalidAudienceError as exc:
         raise Unauthorized("token is for another audience") from exc
     except jwt.InvalidIssuerError as exc:
@@ -141,12 +140,7 @@ def verify(token: str, store: TokenStore, now: Clock = utc_now, config: Settings
         raise Unauthorized("bad signature") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
-    # PyJWT checks exp against the wall clock; check against ours too, so an injected clock counts.
-    moment = now().timestamp()
-    if payload["exp"] + LEEWAY_SECONDS < moment:
-        raise Unauthorized("token has expired")
-    if payload["iat"] - LEEWAY_SECONDS > moment:
-        raise Unauthorized("token is not valid yet")
+    _check_times(payload, now().timestamp())
     try:
         claims = Claims.model_validate(payload)
     except ValueError as exc:
@@ -165,6 +159,22 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Claims:
         return verify(token, self.store, self.now)
+
+
+def _check_times(payload: dict[str, Any], moment: float) -> None:
+    """exp, nbf and iat against `moment` (epoch seconds of our clock), with PyJWT's rules and messages:
+    expired when exp <= moment - leeway, not valid yet when nbf or iat > moment + leeway."""
+    times: dict[str, int] = {}
+    for claim in ("exp", "nbf", "iat"):
+        if claim in payload:
+            value = payload[claim]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise Unauthorized(f"invalid token: {claim} must be a number of epoch seconds")
+            times[claim] = int(value)
+    if times["exp"] <= moment - LEEWAY_SECONDS:
+        raise Unauthorized("token has expired")
+    if max(times.get("nbf", times["iat"]), times["iat"]) > moment + LEEWAY_SECONDS:
+        raise Unauthorized("token is not valid yet")
 
 
 def validate(token: str, store: TokenStore, now: Clock = utc_now) -> Validation:
@@ -249,7 +259,7 @@ def _claims_even_if_expired(token: str, now: Clock) -> Claims:
             raise Invalid("not a token of ours", "token")
         payload = jwt.decode(
             token, key=signing.public_key(kid), algorithms=[signing.ALGORITHM], audience=config.token_audience,
-            issuer=config.token_issuer, options={"verify_exp": False, "verify_iat": False},
+            issuer=config.token_issuer, options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
         )  # fmt: skip
         return Claims.model_validate(payload)
     except (jwt.PyJWTError, ValueError) as exc:
