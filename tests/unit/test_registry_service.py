@@ -218,20 +218,20 @@ def status_site() -> tuple[MemoryRegistry, MemoryStatus]:
 def test_list_sensors_by_status(status: str | None, expected: list[str]) -> None:
     store, latest = status_site()
     page = registry.list_sensors(
-        "hq", None, None, registry.status_filter(status), store, latest, 50, None, clock
+        "hq", None, None, registry.status_filter(status), caller(), store, latest, 50, None, clock
     )
     assert [s.sensor_id for s in page.items] == expected
 
 
 def test_a_sensors_status_last_seen_and_last_reading() -> None:
     store, latest = status_site()
-    a = registry.get_sensor("hq", "a", store, latest, clock)
+    a = registry.get_sensor("hq", "a", caller(), store, latest, clock)
     assert (a.status, a.last_seen) == ("online", "2025-06-02T11:58:20.000Z")
     assert a.last_reading is not None and a.last_reading.metrics == {"power_w": 10.0}
-    c = registry.get_sensor("hq", "c", store, latest, clock)
+    c = registry.get_sensor("hq", "c", caller(), store, latest, clock)
     assert (c.status, c.last_seen, c.last_reading) == ("unknown", None, None)
     # d goes offline once 900 s have passed: 2 s later it has been silent 901 s.
-    d = registry.get_sensor("hq", "d", store, latest, lambda: NOW + timedelta(seconds=2))
+    d = registry.get_sensor("hq", "d", caller(), store, latest, lambda: NOW + timedelta(seconds=2))
     assert d.status == "offline"
 
 
@@ -241,9 +241,9 @@ def test_a_status_filter_pages_as_dynamodb_filters_do() -> None:
     store, latest = status_site()
 
     def read(token: str | None) -> Page[SensorWithStatus]:
-        return registry.list_sensors("hq", None, None, "offline", store, latest, 2, token, clock)
+        return registry.list_sensors("hq", None, None, "offline", caller(), store, latest, 2, token, clock)
 
-    first = registry.list_sensors("hq", None, None, "online", store, latest, 2, None, clock)
+    first = registry.list_sensors("hq", None, None, "online", caller(), store, latest, 2, None, clock)
     assert [s.sensor_id for s in first.items] == ["a"] and first.next_token is not None
     assert [s.sensor_id for s in every(read)] == ["b"]  # type: ignore[arg-type]
 
@@ -259,9 +259,14 @@ def test_list_a_rooms_sensors_of_one_type() -> None:
     registry.create_sensor(
         "hq", SensorIn(sensor_id="t2", name="t2", sensor_type="temperature", room="Office"), store
     )
-    page = registry.list_sensors("hq", "Office", "temperature", None, store, MemoryStatus(), 50, None, clock)
+    page = registry.list_sensors(
+        "hq", "Office", "temperature", None, caller(), store, MemoryStatus(), 50, None, clock
+    )
     assert [s.sensor_id for s in page.items] == ["t1", "t2"]
-    assert registry.list_sensors("hq", "Lab", None, None, store, MemoryStatus(), 50, None, clock).items == []
+    assert (
+        registry.list_sensors("hq", "Lab", None, None, caller(), store, MemoryStatus(), 50, None, clock).items
+        == []
+    )
 
 
 # ---------------------------------------------------------------- tariffs

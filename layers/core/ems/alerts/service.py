@@ -110,7 +110,7 @@ def evaluate_readings(event: TelemetryReceived, s: Stores, now: Clock = utc_now)
             continue  # one open alert per rule
         since = reading.ts if state.since_ms is None else min(state.since_ms, reading.ts)
         if reading.ts - since < threshold.for_minutes * 60_000:
-            if state.since_ms is None:
+            if state.since_ms is None or since < state.since_ms:  # a late reading can move it back
                 s.alerts.start_breach(site, rule, since)
             states[rule] = RuleState(since_ms=since)
             report.pending += 1

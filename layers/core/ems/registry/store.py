@@ -27,6 +27,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from ems.core.clock import to_iso
 from ems.core.errors import Conflict, Invalid, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.settings import settings
@@ -437,7 +438,7 @@ class RegistryStore:
         except DoesNotExist:
             return None
         data: dict[str, Any] = dict(item.metadata or {})
-        return Tariff.model_validate({**data, "site_id": site_id, "updated_at": item.updated_at.isoformat()})
+        return Tariff.model_validate({**data, "site_id": site_id, "updated_at": to_iso(item.updated_at)})
 
     def put_tariff(self, tariff: Tariff, created_at: datetime) -> None:
         data = tariff.model_dump(exclude={"site_id", "updated_at", "is_default"})
