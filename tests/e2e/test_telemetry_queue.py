@@ -1,7 +1,8 @@
 """SQS event source mappings in the local cloud started for real.
 
 - A test template (its one function records what it gets): a record the function reports as failed
-  comes back after the queue's visibility timeout (a test-stack parameter of 2 s), with its receive
+  comes back after the queue's visibility timeout (a test-stack parameter of 8 s: longer than a
+  worker's cold start, as AWS wants it longer than the function's timeout), with its receive
   count grown, while the rest of its batch is deleted; after the queue's max receives it is in the
   dead-letter queue.
 - The project's template: a device's message for a site that does not exist goes from MQTT through
@@ -68,7 +69,7 @@ def drain(sqs: Any, name: str) -> list[dict[str, Any]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecorderStack]:
     home = tmp_path_factory.mktemp("sqs")
     template = recorder_template(home, EVENTS, RESOURCES)
-    args = ("--empty", "--template", str(template), "--param", "VisibilitySeconds=2")
+    args = ("--empty", "--template", str(template), "--param", "VisibilitySeconds=8")
     with running_local_cloud(home, *args, served=True) as description:
         yield RecorderStack(home, description)
 

@@ -21,7 +21,7 @@ from ems_local.async_invoke import AsyncInvoker
 from ems_local.aws_endpoint import REGION, AwsEndpoint
 from ems_local.aws_services import AwsServices
 from ems_local.clock import Clock
-from ems_local.event_sources import EventSources
+from ems_local.event_sources import POLLERS, EventSources
 from ems_local.eventbridge import EventBridgeApi
 from ems_local.functions import Functions
 from ems_local.gateway import HttpGateway
@@ -137,8 +137,9 @@ class LocalCloud:
         self._running.append(self.functions)
         invoker.start()
         self._running.append(invoker)
-        # SQS event source mappings: pollers that invoke functions with batches (the telemetry queue).
-        sources = EventSources(stack, self.functions.invoke, aws.client)
+        # SQS event source mappings: pollers that invoke functions with batches (the telemetry queue);
+        # Lambda starts five per queue, and no more than a function's workers can run at once here.
+        sources = EventSources(stack, self.functions.invoke, aws.client, min(POLLERS, options.concurrency))
         sources.start()
         self._running.append(sources)
         iot.start()

@@ -64,6 +64,14 @@ def sqs_mappings(stack: Stack) -> list[SqsMapping]:
                     "sqs", f"{function}.{event_name}: queue {arn} is not in the template; not polled"
                 )
                 continue
+            visibility = stack.resolve(stack.template["Resources"][queues[arn]].get("Properties", {})).get(
+                "VisibilityTimeout", 30
+            )
+            if float(visibility) < float(props.get("Timeout", 3)):  # AWS refuses to create this mapping
+                console.line(
+                    "sqs", f"{function}.{event_name}: the queue's visibility timeout {visibility} s is shorter "
+                    f"than the function's timeout {props.get('Timeout', 3)} s; AWS refuses that mapping",
+                )  # fmt: skip
             found.append(
                 SqsMapping(
                     name=f"{function}{event_name}", function=function, queue_url=str(stack.ref(queues[arn])),

@@ -101,7 +101,10 @@ def ingest_batch(
     poison: list[Poison] = []
     for record in records:
         parsed = parse_record(record)
-        (poison if isinstance(parsed, Poison) else messages).append(parsed)  # type: ignore[arg-type]
+        if isinstance(parsed, Poison):
+            poison.append(parsed)
+        else:
+            messages.append(parsed)
 
     failed: list[str] = []
     for site, group in by_site(messages).items():
