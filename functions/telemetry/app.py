@@ -1,5 +1,6 @@
 """Telemetry: the HTTP routes (ingest of readings, one sensor's series, queries over many) and, as
-TelemetryIngestFunction, the IoT rule's handler for devices' messages (`iot_handler`)."""
+TelemetryIngestFunction, the telemetry queue's handler for devices' messages (`sqs_handler`), or the
+IoT rule's (`iot_handler`) for a template whose rule invokes the function directly."""
 
 from functools import cache
 from typing import Any
@@ -9,6 +10,7 @@ from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler, query_model
 from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
+from ems.telemetry import device_queue
 from ems.telemetry import service as telemetry
 from ems.telemetry.backends import telemetry_store
 from ems.telemetry.models import DataQuery, IngestRequest, IngestResult, SensorDataQuery, Series, SeriesSet
@@ -57,3 +59,15 @@ handler = lambda_handler(app)
 def iot_handler(event: Any, context: Any) -> dict[str, Any]:
     """The IoT rule's event: the device's payload with `site`, `device_id` and `received_ms` added."""
     return telemetry.ingest_device_message(event, stores()).model_dump()
+
+
+@cache
+def dead_letters() -> device_queue.DeadLetters:
+    return device_queue.SqsDeadLetters()
+
+
+@instrumented("telemetry")
+def sqs_handler(event: Any, context: Any) -> dict[str, Any]:
+    """A batch of the telemetry queue; Lambda's partial batch response names the records to retry."""
+    failed = device_queue.ingest_batch(event["Records"], stores(), dead_letters())
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

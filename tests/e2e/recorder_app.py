@@ -5,6 +5,8 @@ through its own SDK, so each path a real function takes out of Lambda is exercis
 - `{"echo": true, "marker"}` (an IoT rule's event): iot-data publish on `echo/<marker>`;
 - detail-type `Relay Requested` (EventBridge): put_events of an `Alert Raised` on RELAY_BUS;
 - detail-type `Boom`: raises, so the caller's retries and dead letters show;
+- SQS records (an event source mapping): the records whose body is `{"fail": true, ...}` are
+  reported as batch item failures, so their redelivery and dead-lettering show;
 - `POST /commands/{device_id}` (HTTP API): the command goes to the device as the devices domain will
   send it, on `ems/{site}/devices/{device_id}/commands` and as the shadow's desired state.
 """
@@ -24,6 +26,10 @@ def handler(event, context):  # type: ignore[no-untyped-def]
         os.close(fd)
     if not isinstance(event, dict):
         return {"ok": True}
+    records = event.get("Records")
+    if isinstance(records, list) and records and records[0].get("eventSource") == "aws:sqs":
+        failed = [r["messageId"] for r in records if json.loads(r["body"]).get("fail")]
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
     if event.get("echo"):  # AWS_ENDPOINT_URL_IOT_DATA_PLANE leads to the local cloud
         boto3.client("iot-data").publish(
             topic="echo/" + event["marker"], qos=1, payload=json.dumps({"echoed": event["marker"]})

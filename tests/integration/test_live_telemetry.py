@@ -14,6 +14,7 @@ import pytest
 
 from ems.core.events import PublishOutcome
 from ems.realtime.models import ConnectionGone
+from ems_local.lambda_context import LambdaContext
 from tests.integration.test_realtime import connect, mint, send
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function
@@ -78,13 +79,19 @@ def published(monkeypatch: pytest.MonkeyPatch, stack: object) -> ListPublisher:
 
 
 def ingest(api: InProcessApi, event: dict[str, Any]) -> dict[str, Any]:
-    return api.invoke("TelemetryIngestFunction", event)  # type: ignore[no-any-return]
+    """The IoT rule's event through `iot_handler`, the handler of a template whose rule invokes the
+    function directly (the project's template sends to the queue: tests/integration/test_telemetry_queue.py)."""
+    fn = api.functions["TelemetryIngestFunction"]
+    context = LambdaContext(fn["FunctionName"], int(fn["MemorySize"]), float(fn["Timeout"]))
+    return load_function(fn["CodeUri"]).iot_handler(event, context)  # type: ignore[no-any-return]
 
 
-def test_the_template_routes_the_telemetry_topic_to_the_ingest_function(stack: Any) -> None:
+def test_the_template_routes_the_telemetry_topic_to_the_telemetry_queue(stack: Any) -> None:
     from ems_local.iot_core import topic_rules
 
-    (rule,) = [r for r in topic_rules(stack) if "TelemetryIngestFunction" in r.functions]
+    (rule,) = [r for r in topic_rules(stack) if stack.ref("TelemetryQueue") in r.queues]
+    assert rule.functions == ()
+    assert rule.error_queue == stack.ref("TelemetryDeadLetterQueue")
     selected = rule.rule.apply(
         "ems/hq/devices/dev-1/telemetry", b'{"sensor_id":"S1","ts":1,"value":2}', "client", 1234
     )

@@ -1,8 +1,8 @@
 """The local cloud: its services composed, started in order, stopped in reverse, described in stack.json.
 
 Services today: the AWS endpoint (moto), the endpoint of AWS services moto does not deliver
-(ems_local.aws_services: @connections now), the functions' workers, the WebSocket API and the HTTP
-API. EventBridge, Scheduler and IoT Core (ems_local.iot_core: broker, topic rules, shadows, iot-data)
+(ems_local.aws_services: @connections now), the functions' workers, the SQS event source mappings
+(ems_local.event_sources), the WebSocket API and the HTTP API. EventBridge, Scheduler and IoT Core (ems_local.iot_core: broker, topic rules, shadows, iot-data)
 plug in the same way: built from the Stack, given `functions.invoke` to call functions and
 `aws_environment` to reach AWS, registered with the AWS services endpoint when functions call them,
 started and stopped here, described in stack.json.
@@ -23,6 +23,7 @@ from ems_local.async_invoke import AsyncInvoker
 from ems_local.aws_endpoint import REGION, AwsEndpoint
 from ems_local.aws_services import AwsServices
 from ems_local.clock import Clock
+from ems_local.event_sources import POLLERS, EventSources
 from ems_local.eventbridge import EventBridgeApi
 from ems_local.functions import Functions
 from ems_local.gateway import HttpGateway
@@ -145,6 +146,11 @@ class LocalCloud:
         self._running.append(self.functions)
         invoker.start()
         self._running.append(invoker)
+        # SQS event source mappings: pollers that invoke functions with batches (the telemetry queue);
+        # Lambda starts five per queue, and no more than a function's workers can run at once here.
+        sources = EventSources(stack, self.functions.invoke, aws.client, min(POLLERS, options.concurrency))
+        sources.start()
+        self._running.append(sources)
         iot.start()
         self._running.append(iot)
         scheduler = Scheduler(stack, clock, invoker.submit, aws.client("scheduler"))

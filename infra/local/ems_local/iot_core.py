@@ -2,10 +2,11 @@
 and the IoT data plane endpoint (`iot-data`: Publish and the shadow operations).
 
 - Topic rules: every SAM `IoTRule` event (`Sql`, `AwsIotSqlVersion`) and every `AWS::IoT::TopicRule`
-  with Lambda actions. Each message the broker routes runs through every rule's SQL (ems_local.iotsql);
-  a rule that fires invokes its functions asynchronously, as IoT's Lambda action does, with the
-  selected JSON as the event. A rule's error (a payload that is not JSON, ...) is logged and the
-  message goes on to the other rules.
+  with Lambda or Sqs actions. Each message the broker routes runs through every rule's SQL
+  (ems_local.iotsql); a rule that fires invokes its functions asynchronously, as IoT's Lambda action
+  does, with the selected JSON as the event, and sends that JSON to its queues in moto (Sqs action);
+  a send that fails goes to the rule's ErrorAction queue as IoT's error document. A rule's error (a
+  payload that is not JSON, ...) is logged and the message goes on to the other rules.
 - Shadows: moto keeps them (classic and named). Devices use the reserved topics
   `$aws/things/<thing>/shadow[/name/<shadow>]/{update,get,delete}` and get their answers on
   `.../accepted` or `.../rejected`; every accepted update, from MQTT or from `iot-data`, is published on
@@ -19,6 +20,7 @@ and the IoT data plane endpoint (`iot-data`: Publish and the shadow operations).
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import re
@@ -38,6 +40,7 @@ from ems_local.mqtt_broker import MqttBroker
 from ems_local.template import Stack
 
 Submit = Callable[[str, Any, str], Any]  # (function logical id, event, source): asynchronous invocation
+Send = Callable[[str, str], None]  # (queue URL, message body): SQS SendMessage
 Publish = Callable[[str, bytes], None]  # (topic, payload)
 Response = tuple[int, dict[str, str], bytes]
 
@@ -57,18 +60,27 @@ class TopicRule:
     name: str
     rule: iotsql.Rule
     functions: tuple[str, ...]  # logical ids of the functions its Lambda actions invoke
+    queues: tuple[str, ...] = ()  # URLs of the queues its Sqs actions send to
+    error_queue: str | None = None  # its ErrorAction's Sqs queue
 
 
 def topic_rules(stack: Stack) -> list[TopicRule]:
     """The template's topic rules with Lambda actions; a rule whose SQL is not supported is left out
     and said so (the rest of the stack still runs)."""
-    found: list[tuple[str, Any, Any, tuple[str, ...]]] = []
+    found: list[tuple[str, Any, Any, tuple[str, ...], tuple[str, ...], str | None]] = []
     for function, props in stack.functions().items():
         for event_name, event in props["Events"].items():
             if event.get("Type") == "IoTRule":
                 spec = event.get("Properties", {})
                 found.append(
-                    (f"{function}{event_name}", spec.get("Sql"), spec.get("AwsIotSqlVersion"), (function,))
+                    (
+                        f"{function}{event_name}",
+                        spec.get("Sql"),
+                        spec.get("AwsIotSqlVersion"),
+                        (function,),
+                        (),
+                        None,
+                    )
                 )
     by_arn = {str(stack.get_att(name, "Arn")): name for name in stack.functions()}
     for logical_id, resource in stack.of_type("AWS::IoT::TopicRule").items():
@@ -77,17 +89,35 @@ def topic_rules(stack: Stack) -> list[TopicRule]:
         if payload.get("RuleDisabled") in (True, "true"):
             continue
         functions: list[str] = []
+        queues: list[str] = []
         for action in payload.get("Actions", []):
             arn = str((action.get("Lambda") or {}).get("FunctionArn", ""))
             if arn.removesuffix(":$LATEST") in by_arn:
                 functions.append(by_arn[arn.removesuffix(":$LATEST")])
+            elif (action.get("Sqs") or {}).get("QueueUrl"):
+                queues.append(_sqs_target(logical_id, action["Sqs"]))
             else:
                 console.line("iot", f"rule {logical_id}: action {sorted(action)} is not run locally")
+        error = payload.get("ErrorAction") or {}
+        error_queue = (
+            _sqs_target(logical_id, error["Sqs"]) if (error.get("Sqs") or {}).get("QueueUrl") else None
+        )
+        if error and error_queue is None:
+            console.line("iot", f"rule {logical_id}: error action {sorted(error)} is not run locally")
         name = str(props.get("RuleName") or logical_id)
-        found.append((name, payload.get("Sql"), payload.get("AwsIotSqlVersion"), tuple(functions)))
+        found.append(
+            (
+                name,
+                payload.get("Sql"),
+                payload.get("AwsIotSqlVersion"),
+                tuple(functions),
+                tuple(queues),
+                error_queue,
+            )
+        )
 
     rules = []
-    for name, sql, version, targets in found:
+    for name, sql, version, targets, queue_urls, error_url in found:
         try:
             rule = iotsql.parse(str(stack.resolve(sql)))
         except ValueError as exc:
@@ -95,14 +125,21 @@ def topic_rules(stack: Stack) -> list[TopicRule]:
             continue
         if version and version != _SQL_VERSION:
             console.line("iot", f"rule {name}: AwsIotSqlVersion {version} runs as {_SQL_VERSION} here")
-        rules.append(TopicRule(name, rule, targets))
+        rules.append(TopicRule(name, rule, targets, queue_urls, error_url))
     return rules
 
 
+def _sqs_target(rule: str, action: dict[str, Any]) -> str:
+    if action.get("UseBase64") in (True, "true"):
+        console.line("iot", f"rule {rule}: UseBase64 is not emulated; the queue gets the JSON as it is")
+    return str(action["QueueUrl"])
+
+
 class TopicRuleEngine:
-    def __init__(self, rules: list[TopicRule], submit: Submit) -> None:
+    def __init__(self, rules: list[TopicRule], submit: Submit, send: Send | None = None) -> None:
         self.rules = rules
         self._submit = submit
+        self._send = send
 
     def on_message(self, topic: str, payload: bytes, client_id: str, now_ms: int) -> int:
         """Run every rule on one message; how many invocations it queued. Never raises."""
@@ -118,7 +155,38 @@ class TopicRuleEngine:
             for function in topic_rule.functions:
                 self._submit(function, selected, f"iot rule {topic_rule.name}")
                 queued += 1
+            for queue_url in topic_rule.queues:
+                queued += self._to_queue(topic_rule, queue_url, topic, payload, selected, client_id)
         return queued
+
+    def _to_queue(
+        self, topic_rule: TopicRule, queue_url: str, topic: str, payload: bytes, selected: Any, client_id: str
+    ) -> int:
+        """The Sqs action: 1 when the selected JSON is in the queue (or, failing that, the rule's
+        error document in its error queue), else 0."""
+        if self._send is None:
+            console.line("iot", f"rule {topic_rule.name}: no SQS to send to")
+            return 0
+        try:
+            self._send(queue_url, json.dumps(selected))
+            return 1
+        except Exception as exc:
+            failure = repr(exc)
+            console.line("iot", f"rule {topic_rule.name}: send to {queue_url} failed: {failure}")
+            if topic_rule.error_queue is None:
+                return 0
+        # IoT's error action message: what failed and the original payload, base64.
+        error = {
+            "ruleName": topic_rule.name, "topic": topic, "clientId": client_id,
+            "base64OriginalPayload": base64.b64encode(payload).decode(),
+            "failures": [{"failedAction": "SqsAction", "failedResource": queue_url, "errorMessage": failure}],
+        }  # fmt: skip
+        try:
+            self._send(topic_rule.error_queue, json.dumps(error))
+            return 1
+        except Exception as again:
+            console.line("iot", f"rule {topic_rule.name}: error action failed too: {again!r}")
+            return 0
 
 
 # --- shadows ------------------------------------------------------------------------------------
@@ -342,7 +410,10 @@ class IotCore:
     def __init__(
         self, stack: Stack, submit: Submit, aws_client: Callable[[str], Any], port: int = 1883
     ) -> None:
-        self.rules = TopicRuleEngine(topic_rules(stack), submit)
+        sqs = aws_client("sqs")
+        self.rules = TopicRuleEngine(
+            topic_rules(stack), submit, lambda url, body: sqs.send_message(QueueUrl=url, MessageBody=body)
+        )
         self.broker = MqttBroker(port, self._observe)
         self.shadows = Shadows(aws_client("iot-data"), aws_client("iot"), self._publish_service)
         self.data_plane = IotDataPlane(self.broker.publish, self.shadows)

@@ -109,6 +109,8 @@ class Stack:
         if resource is None:
             raise KeyError(f"!Ref {name}: no such parameter or resource")
         props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::SQS::Queue":  # a queue's Ref is its URL
+            return self.queue_url(self.queue_name(name))
         for key in (
             "TableName",
             "FunctionName",
@@ -125,7 +127,7 @@ class Stack:
     def get_att(self, name: str, attribute: str) -> Any:
         resource = self.template["Resources"][name]
         kind = resource["Type"]
-        physical = self.ref(name)
+        physical = self.queue_name(name) if kind == "AWS::SQS::Queue" else self.ref(name)
         arns = {
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{physical}",
             "AWS::KMS::Key": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{physical}",
@@ -136,11 +138,23 @@ class Stack:
         }
         if attribute == "Name" and kind == "AWS::Events::EventBus":
             return physical
+        if kind == "AWS::SQS::Queue" and attribute == "QueueName":
+            return physical
+        if kind == "AWS::SQS::Queue" and attribute == "QueueUrl":
+            return self.queue_url(physical)
         if attribute == "Arn" and kind in arns:
             return arns[kind]
         if attribute == "StreamArn":
             return f"{arns['AWS::DynamoDB::Table']}/stream/local"
         return f"{physical}.{attribute}"
+
+    def queue_name(self, logical_id: str) -> str:
+        props = self.template["Resources"][logical_id].get("Properties", {})
+        return str(self.resolve(props["QueueName"])) if "QueueName" in props else logical_id
+
+    def queue_url(self, name: str) -> str:
+        """The URL moto gives a queue (its path is all moto reads, whatever endpoint a client uses)."""
+        return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -277,6 +291,36 @@ class Stack:
             clients("events").create_event_bus(Name=str(self.ref(logical_id)))
         for logical_id in self.of_type("AWS::S3::Bucket"):
             clients("s3").create_bucket(Bucket=str(self.ref(logical_id)))
+        # Queues without a redrive policy first: they are the dead-letter queues of the others.
+        queues = self.of_type("AWS::SQS::Queue")
+        for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
+            self.create_queue(
+                clients("sqs"),
+                self.queue_name(logical_id),
+                self.resolve(queues[logical_id].get("Properties", {})),
+            )
+
+    @staticmethod
+    def create_queue(sqs: Any, name: str, props: dict[str, Any]) -> None:
+        attributes = {
+            key: str(props[key])
+            for key in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "DelaySeconds",
+                "ReceiveMessageWaitTimeSeconds",
+            )
+            if key in props
+        }
+        if "RedrivePolicy" in props:
+            policy = props["RedrivePolicy"]
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": policy["deadLetterTargetArn"],
+                    "maxReceiveCount": int(policy["maxReceiveCount"]),
+                }
+            )
+        sqs.create_queue(QueueName=name, Attributes=attributes)
 
     @staticmethod
     def create_table(dynamodb: Any, props: dict[str, Any]) -> None:

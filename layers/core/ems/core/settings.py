@@ -34,6 +34,8 @@ class Settings:
     # (Lambda answers at most 6 MB; 5 MB leaves room for headers).
     export_bucket: str = ""
     alerts_table: str = "ems-dev-alerts"
+    # Where the telemetry ingest function sends poison messages (ems.telemetry.device_queue).
+    telemetry_dead_letter_queue_url: str = ""
     # TelemetryBackend=timestream: where readings go (ems.telemetry.timestream).
     timestream_database: str = ""
     timestream_table: str = "readings"
@@ -71,6 +73,7 @@ def settings() -> Settings:
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
         export_bucket=env.get("EXPORT_BUCKET", ""),
         alerts_table=env.get("ALERTS_TABLE", "ems-dev-alerts"),
+        telemetry_dead_letter_queue_url=env.get("TELEMETRY_DEAD_LETTER_QUEUE_URL", ""),
         timestream_database=env.get("TIMESTREAM_DATABASE", ""),
         timestream_table=env.get("TIMESTREAM_TABLE") or "readings",
         aws_read_timeout_s=float(env.get("EMS_AWS_READ_TIMEOUT_SECONDS") or 5.0),
