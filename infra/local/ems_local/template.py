@@ -302,7 +302,7 @@ class Stack:
 
     @staticmethod
     def create_queue(sqs: Any, name: str, props: dict[str, Any]) -> None:
-        attributes = {
+        attributes: dict[str, str] = {
             key: str(props[key])
             for key in (
                 "VisibilityTimeout",

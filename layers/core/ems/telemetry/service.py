@@ -262,9 +262,7 @@ def ingest_device_messages(
         accepted.append([])
         for index, raw in enumerate(raw_readings):
             try:
-                parsed = parse_reading(
-                    raw, site_id, sensors, earliest, latest, device_id=device_id, epoch_ms=True
-                )
+                parsed = parse_reading(raw, site_id, sensors, earliest, latest, device_id=device_id)
             except Rejected as exc:
                 rejected[-1].append(Rejection(index=index, reason=str(exc)))
                 continue
