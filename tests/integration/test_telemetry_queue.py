@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ems.telemetry.models import Reading
-from ems.telemetry.store import TelemetryStore, WriteOutcome
+from ems.telemetry.ports import TelemetryStore, WriteOutcome
 from ems_local.lambda_context import LambdaContext
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function
