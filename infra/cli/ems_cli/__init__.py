@@ -7,6 +7,7 @@
 
 Where it talks to: the environment (TOKENS_TABLE, SIGNING_KEY_ID, AWS_ENDPOINT_URL...), else the
 running local cloud's .local/stack.json, else a deployed stack's outputs (`--stack ems-dev`).
+It lives beside the local cloud, not in the Lambda layer: it reaches ems_local and ems_sim.
 """
 
 from __future__ import annotations
@@ -115,7 +116,3 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("simulate", help="simulated devices on the local cloud: `ems simulate --help`")
     args = parser.parse_args(argv)
     return _token_create(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
