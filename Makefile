@@ -5,19 +5,24 @@ SHELL := /bin/bash
 # The first Python 3.11+ that actually runs (a pyenv shim can exist for a version that is not active).
 PYTHON ?= $(shell for c in python3.12 python3.11 python3.13 python3; do \
 	  $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { command -v $$c; break; }; done)
+# The Lambda runtime's Python for `sam build`: a python3.12 on PATH that runs, else pyenv's (a pyenv
+# shim stops with "command not found" for a version that is not active, so ask pyenv for the binary).
+PYTHON312 ?= $(shell { command -v python3.12 >/dev/null 2>&1 && python3.12 -c '' 2>/dev/null && command -v python3.12; } \
+	  || for v in $$(pyenv versions --bare 2>/dev/null | grep '^3\.12'); do \
+	       p=$$(PYENV_VERSION=$$v pyenv which python3.12 2>/dev/null) && "$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Offline, fake-credential settings for the AWS tooling in `make test` (no account is ever touched).
 AWS_OFFLINE := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 
-.PHONY: help install dev test lint typecheck cfn unit integration e2e browser build bench deploy clean
+.PHONY: help install dev test lint typecheck cfn unit integration e2e browser build build-if-possible bench deploy clean
 
 help:
 	@echo "make dev     run the local cloud with the demo building (http://127.0.0.1:8000)"
 	@echo "make test    lint, type-check, validate the template, run every test"
 	@echo "make bench   run the benchmarks and write bench/RESULTS.md"
-	@echo "make build   sam build (needs a python3.12 on PATH)"
+	@echo "make build   sam build (needs a python3.12: on PATH or from pyenv)"
 	@echo "make deploy  sam build && sam deploy --config-env dev"
 
 $(STAMP): pyproject.toml
@@ -60,14 +65,20 @@ browser:
 	  || echo "chromium could not be installed: the live page's browser test will be skipped"
 
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero exit is.
-test: lint typecheck cfn browser
+test: lint typecheck cfn build-if-possible browser
 	$(BIN)/pytest tests
 
+# The layer's own Makefile (layers/core, run by sam build) and sam's workflow call `python3.12` by
+# name: the folder of the one found goes first on PATH, and it is handed down as PYTHON too.
 build: $(STAMP)
-	@PY312=$$(command -v python3.12 || PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null); \
-	if [ -z "$$PY312" ]; then echo "sam build needs python3.12 on PATH (the Lambda runtime's version); none found"; exit 1; fi; \
+	@PY312="$(PYTHON312)"; \
+	if [ -z "$$PY312" ]; then echo "sam build needs a python3.12 (the Lambda runtime's version), on PATH or from pyenv; none found"; exit 1; fi; \
 	echo "sam build with $$PY312"; \
-	PATH="$$(dirname $$PY312):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam build --template template.yaml
+	PATH="$$(dirname $$PY312):$$PATH" PYTHON="$$PY312" SAM_CLI_TELEMETRY=0 $(BIN)/sam build --template template.yaml
+
+# `make test` builds the layer and the functions too, where a python3.12 can be found.
+build-if-possible: $(STAMP)
+	@if [ -n "$(PYTHON312)" ]; then $(MAKE) --no-print-directory build; else echo "skipped sam build: no python3.12 found"; fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

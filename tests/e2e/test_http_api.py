@@ -121,7 +121,7 @@ def test_cli_admin_token_works_against_the_running_stack(
     for name in local_stack.description["env"]:
         env.pop(name, None)
     ems = Path(sys.executable).with_name("ems")
-    command = [str(ems)] if ems.exists() else [sys.executable, "-m", "ems.cli"]
+    command = [str(ems)] if ems.exists() else [sys.executable, "-m", "ems_cli"]
     done = subprocess.run(
         [*command, "token", "create", "--admin"], cwd=local_stack.home, env=env, capture_output=True, text=True,
         timeout=120,

@@ -126,10 +126,10 @@ def publish_all(stack: RunningStack, sent: list[dict[str, Any]]) -> list[tuple[s
 
 
 def logged_rejections(stack: RunningStack) -> list[tuple[str, int, str]]:
-    """(device, index, reason) of every rejection the ingest function logged for MQTT messages."""
+    """(device, index, reason) of every rejection the ingest function logged for MQTT messages (in its
+    log file, as CloudWatch would have them)."""
     found = []
-    for line in (stack.home / "local.log").read_text().splitlines():
-        _, _, text = line.partition(" | ")
+    for text in (stack.home / ".local" / "logs" / "TelemetryIngestFunction.log").read_text().splitlines():
         if '"message":"ingest"' not in text:
             continue
         entry = json.loads(text)

@@ -1,9 +1,12 @@
-"""`ems local up` (and `python -m ems_local`): run the local cloud until Ctrl-C or SIGTERM."""
+"""`ems local up` (and `python -m ems_local`): run the local cloud until Ctrl-C or SIGTERM.
+`ems local info`: its banner again, from the state directory's stack.json."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -16,6 +19,9 @@ from ems_local.cloud import LocalCloud, Options
 from ems_local.ports import PortTaken
 from ems_local.state import IncompatibleState
 from ems_local.template import TEMPLATE
+
+# How long the banner waits for the demo building to register; it comes anyway after that.
+SETTLE_SECONDS = 60.0
 
 
 def _speed(text: str) -> float:
@@ -89,32 +95,51 @@ def _parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="NAME=VALUE",
         help="a template parameter, e.g. AuthorizerCacheTtlSeconds=300 (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="every service's and function's log lines on the terminal (always in <state-dir>/logs/)",
+    )  # fmt: skip
     return parser
 
 
-def _banner(description: dict[str, Any]) -> None:
-    for line in (
-        f"HTTP API     {description['http']}",
-        f"WebSocket    {description['ws']}  (and {description['http'].replace('http', 'ws', 1)}/ws)"
-        if description["ws"]
-        else "WebSocket    (the template has no WebSocket API)",
-        f"MQTT         {description['mqtt']}  (IoT Core: topic rules, shadows)",
-        f"AWS (moto)   {description['aws']}",
-        f"AWS services {description['aws_services']}  (@connections, EventBridge, IoT data)",
-        f"schedules    clock at {description['clock']['rate']:g}x, dead letters in {description['dead_letters']}",
-        f"site         {description['site']}",
-        f"admin token  {description['admin_token']}",
-        *([f"open         {description['page']}  (the live page)"] if description.get("page") else []),
-        "ready; Ctrl-C stops everything",
-    ):
-        console.line("local", line)
+def info(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ems local info", description="The running local cloud's banner.")
+    parser.add_argument("--state-dir", type=Path, default=Path(".local"), help="where its stack.json is")
+    args = parser.parse_args(argv)
+    stack_file = args.state_dir / "stack.json"
+    if not stack_file.exists():
+        print(
+            f"ems local info: no local cloud is running here (no {stack_file}): start `make dev`",
+            file=sys.stderr,
+        )
+        return 1
+    description = json.loads(stack_file.read_text())
+    if not _alive(int(description.get("pid") or 0)):
+        print(f"ems local info: {stack_file} is left from a local cloud that is gone", file=sys.stderr)
+        return 1
+    for line in console.banner(description):
+        print(line)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["info"]:
+        return info(argv[1:])
     if argv[:1] == ["up"]:  # `ems local up ...` hands us what follows `local`
         argv = argv[1:]
     args = _parser().parse_args(argv)
+    console.configure(args.verbose, args.state_dir / "logs")
     try:
         parameters = dict(p.split("=", 1) for p in args.param)
     except ValueError:
@@ -142,15 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     cloud = LocalCloud(options)
+    console.notice("local", f"starting; logs in {args.state_dir / 'logs'}/ (--verbose: here too)")
     try:
-        _banner(cloud.start())
+        description = cloud.start()
+        # The banner comes last, once the stack's own start-up traffic (the demo building) is over.
+        cloud.settled.wait(SETTLE_SECONDS)
+        for line in console.banner(description):
+            console.plain(line)
+        console.started()
         while not stopping.wait(0.5):
             pass
-        console.line("local", "stopping")
+        console.notice("local", "stopping")
     except (PortTaken, IncompatibleState) as exc:
         print(f"ems local up: {exc}", file=sys.stderr)
         return 1
     finally:
         cloud.stop()
-    console.line("local", "stopped")
+    console.notice("local", "stopped")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,8 @@ class LocalCloud:
         self.stack_file = options.state_dir / "stack.json"
         self._running: list[Service] = []
         self.description: dict[str, Any] = {}
+        # Set once the stack's own start-up traffic is over: the demo building said it is registered.
+        self.settled = threading.Event()
 
     def start(self) -> dict[str, Any]:
         """Start every service; what stack.json says about them. Raises PortTaken before starting
@@ -98,7 +101,7 @@ class LocalCloud:
         aws.create_resources(stack)
         if saved is not None:
             counts = state.restore_data(saved, aws.client)
-            console.line("state", f"restored {counts['items']} items and {counts['objects']} objects")
+            console.notice("state", f"restored {counts['items']} items and {counts['objects']} objects")
         keeper = state.StateKeeper(options.state_dir, stack, aws.client)
         keeper.start()
         self._running.append(keeper)
@@ -179,11 +182,15 @@ class LocalCloud:
         if site and admin_token and options.building:
             from ems_sim.cli import DemoBuilding  # the simulator is a package of its own
 
-            building = DemoBuilding(
-                http.url, iot.url, admin_token, site, log=lambda text: console.line("building", text)
-            )
+            def building_log(text: str) -> None:
+                console.notice("building", text)
+                self.settled.set()  # its first line: registered, or why not
+
+            building = DemoBuilding(http.url, iot.url, admin_token, site, log=building_log)
             building.start()
             self._running.append(building)
+        else:
+            self.settled.set()
         self.description = {
             "http": http.url,
             "ws": websocket.url if websocket else None,  # also at ws://<http>/ws
@@ -198,6 +205,7 @@ class LocalCloud:
             "page": f"{http.url}/#token={admin_token}"
             if (web / "index.html").is_file() and admin_token
             else None,
+            "logs": str(options.state_dir / "logs"),  # ems_local.console's files
             "env": environment,
             "pid": os.getpid(),
         }

@@ -111,7 +111,7 @@ class Worker:
     def _relay_logs(self) -> None:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
-            console.line(self.spec.name, raw.decode(errors="replace"))
+            console.function_line(self.spec.logical_id, self.spec.name, raw.decode(errors="replace"))
 
     def _read(self, timeout_seconds: float) -> dict[str, Any]:
         self.channel.settimeout(max(timeout_seconds, 0.001))
@@ -195,14 +195,26 @@ class FunctionPool:
         worker = self._acquire()
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
+        error: str | None = None  # its first line, for the terminal
         try:
             return worker.invoke(event, request_id)
         except (FunctionTimeout, FunctionCrashed) as exc:
-            console.line(self.spec.name, str(exc))  # the worker is gone: say so where its logs were
+            # the worker is gone: say so where its logs were
+            console.function_line(self.spec.logical_id, self.spec.name, str(exc))
+            error = str(exc)
+            raise
+        except FunctionError as exc:
+            # An authorizer's "Unauthorized" is how it answers 401: an outcome, not an error.
+            error = None if str(exc) == "Unauthorized" else f"{exc.error_type}: {exc}"
             raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            console.line(self.spec.name, f"REPORT RequestId: {request_id} Duration: {elapsed_ms:.1f} ms")
+            console.function_line(
+                self.spec.logical_id,
+                self.spec.name,
+                f"REPORT RequestId: {request_id} Duration: {elapsed_ms:.1f} ms",
+            )
+            console.invocation(self.spec.logical_id, elapsed_ms, error)
             self._release(worker)
 
     def _acquire(self) -> Worker:
@@ -240,7 +252,11 @@ class FunctionPool:
         if self._stopping:
             worker.stop()
             raise FunctionCrashed(f"{self.spec.name}: the local cloud is stopping")
-        console.line(self.spec.name, f"cold start: init {init_ms:.1f} ms, worker pid {worker.pid}")
+        console.function_line(
+            self.spec.logical_id,
+            self.spec.name,
+            f"cold start: init {init_ms:.1f} ms, worker pid {worker.pid}",
+        )
         return worker
 
     def _release(self, worker: Worker) -> None:

@@ -50,7 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.command, url.path or "/", url.query, headers, body or None, self.client_address[0]
                 )
             except Exception:  # a bug of the emulator itself: answer as API Gateway would, and say why
-                console.line("http", traceback.format_exc())
+                console.notice("http", traceback.format_exc())
                 status, out, raw = apigw.gateway_error(500)
         self.send_response(status)
         for key, value in out.items():
@@ -62,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(raw)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        console.line("http", f"{self.command} {self.path} {status} {elapsed_ms:.0f} ms")
+        console.event("http", f"{self.command} {self.path} {status} {elapsed_ms:.0f} ms")
 
     def _static(self, path: str) -> StaticSite | None:
         """The page's files (web/), when they answer this request: what no route of the API takes,

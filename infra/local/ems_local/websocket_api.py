@@ -182,6 +182,16 @@ def _request_id() -> str:
     return base64.b64encode(uuid.uuid4().bytes[:12]).decode().rstrip("=")
 
 
+def _described(route_key: str, data: str | bytes) -> str:
+    """A client's message in a few words for the terminal: its route, and how many topics it names."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return route_key
+    topics = message.get("topics") if isinstance(message, dict) else None
+    return f"{route_key} {len(topics)} topics" if isinstance(topics, list) else route_key
+
+
 def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
@@ -355,12 +365,12 @@ class WebSocketApi:
             try:
                 result = await asyncio.to_thread(self.invoke, route.function, event)
             except InvocationError as exc:
-                console.line("ws", f"$connect failed: {exc}")
+                console.event("ws", f"ws $connect failed: {exc}")
                 return ws.respond(500, json.dumps({"message": "Internal server error"}) + "\n")
             status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
             if not 200 <= status < 300:
                 body = result.get("body") if isinstance(result, dict) else None
-                console.line("ws", f"$connect refused {session.connection_id}: {status}")
+                console.event("ws", f"ws $connect refused {session.connection_id}: {status}")
                 return ws.respond(status, (body or "") + "\n")
         self._handshaking[ws] = session
         return None
@@ -377,7 +387,7 @@ class WebSocketApi:
         session = self._handshaking.pop(ws)
         session.socket = ws
         self.sessions[session.connection_id] = session
-        console.line("ws", f"connected {session.connection_id} from {session.source_ip}")
+        console.event("ws", f"ws connected {session.connection_id} from {session.source_ip}")
         try:
             while True:
                 now = time.time()
@@ -413,7 +423,7 @@ class WebSocketApi:
             code, reason = sent.code, session.closing_reason or sent.reason or "Server-side close"
         else:
             code, reason = 1006, "Connection lost"
-        console.line("ws", f"disconnected {session.connection_id} ({code} {reason})")
+        console.event("ws", f"ws disconnected {session.connection_id} ({code} {reason})")
         route = self.spec.routes.get("$disconnect")
         if route is None:
             return
@@ -422,12 +432,14 @@ class WebSocketApi:
                 self.invoke, route.function, disconnect_event(self.spec, session, code, reason)
             )
         except InvocationError as exc:
-            console.line("ws", f"$disconnect failed: {exc}")
+            console.event("ws", f"ws $disconnect failed: {exc}")
 
     async def _message(self, session: Session, data: str | bytes) -> None:
+        started = time.perf_counter()
         route_key = select_route(self.spec.selection_expression, data, self.spec.routes)
         request_id = _request_id()
         if route_key is None:
+            console.event("ws", f"ws message of {len(data)} B: no route, Forbidden")
             await self._send(session, self._gateway_message("Forbidden", session, request_id))
             return
         route = self.spec.routes[route_key]
@@ -436,9 +448,12 @@ class WebSocketApi:
                 self.invoke, route.function, message_event(self.spec, session, route_key, data)
             )
         except InvocationError as exc:
-            console.line("ws", f"{route_key} failed: {exc}")
+            console.event("ws", f"ws {route_key} failed: {exc}")
             await self._send(session, self._gateway_message("Internal server error", session, request_id))
             return
+        console.event(
+            "ws", f"ws {_described(route_key, data)} {(time.perf_counter() - started) * 1000:.0f} ms"
+        )
         if route.two_way:
             body = result.get("body") if isinstance(result, dict) and "statusCode" in result else result
             if body is not None:

@@ -70,7 +70,10 @@ def main(argv: list[str]) -> int:
         try:
             result = handler(invocation["event"], context)
         except Exception as exc:
-            traceback.print_exc()  # Lambda logs an unhandled error too
+            if str(exc) == "Unauthorized":  # how an authorizer answers 401: expected, no traceback
+                print(f"{type(exc).__name__}: Unauthorized (the gateway answers 401)", flush=True)
+            else:
+                traceback.print_exc()  # Lambda logs an unhandled error too
             send({"error": _error(exc)})
             continue
         try:

@@ -3,10 +3,12 @@
     ems token create --admin                      the first token (all resources, all sites)
     ems token create --resources sensors,rooms --sites hq [--name N] [--exp-minutes M]
     ems local up [--empty] [--reset] ...          the local cloud (see `ems local up --help`)
+    ems local info                                the running local cloud's banner: URLs, admin token
     ems simulate --devices N --rate R             load: N devices on the local cloud's MQTT broker
 
 Where it talks to: the environment (TOKENS_TABLE, SIGNING_KEY_ID, AWS_ENDPOINT_URL...), else the
 running local cloud's .local/stack.json, else a deployed stack's outputs (`--stack ems-dev`).
+It lives beside the local cloud, not in the Lambda layer: it reaches ems_local and ems_sim.
 """
 
 from __future__ import annotations
@@ -116,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--exp-minutes", type=int, default=30 * 24 * 60)
     create.add_argument("--stack", help="a deployed CloudFormation stack to read table and key from")
     create.add_argument("--json", action="store_true", help="print {token, jti, expires_at}")
-    commands.add_parser("local", help="the local cloud: `ems local up --help`")
+    commands.add_parser("local", help="the local cloud: `ems local up --help`, `ems local info`")
     commands.add_parser("simulate", help="simulated devices on the local cloud: `ems simulate --help`")
     args = parser.parse_args(argv)
     return _token_create(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
