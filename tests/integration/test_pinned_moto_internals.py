@@ -1,5 +1,5 @@
 """What the local cloud reaches into on moto's running objects is still there (pyproject.toml bounds
-moto for that reason; tests/unit/test_pinned_patches.py checks signatures and source): each failure
+moto for that reason; tests/integration/test_pinned_patches.py checks signatures and source): each failure
 names the patch and moto's version, so trying a new version says what to re-check.
 """
 
