@@ -104,7 +104,7 @@ def make_input(
         ({"sensor_id": "P01", "ts": now_s, "value": "12"}, "number"),
         ({"sensor_id": "P01", "ts": now_s, "value": True}, "number"),
         ({"sensor_id": "P01", "ts": "yesterday", "value": 1}, "ISO 8601"),
-        ({"sensor_id": "P01", "ts": now_s * 1000, "value": 1}, "milliseconds"),
+        ({"sensor_id": "P01", "ts": (now_s + 3600) * 1000, "value": 1}, "future"),  # epoch ms, an hour ahead
         ({"sensor_id": "P01", "value": 1}, "ts is missing"),
         ({"sensor_id": "P01", "ts": now_s, "value": 1, "colour": "red"}, "unknown field"),
         ([1, 2, 3], "object"),
@@ -310,3 +310,17 @@ def test_reads_are_bounded_and_name_the_field(api, site) -> None:
     year = api.request("GET", "/api/v1/sensors/P01/data", token=site, query={
         "start_time": "2024-01-01T00:00:00Z", "end_time": "2025-01-01T00:00:00Z", "resolution": "1h"})  # fmt: skip
     assert year.status == 200 and year.json["points"] == []
+
+
+def test_epoch_ms_epoch_s_and_iso_of_one_instant_are_one_reading(api, site) -> None:
+    """Devices and clients write times three ways (API.md); the magnitude tells ms from s."""
+    at_ms = (int(datetime.now(UTC).timestamp()) - 600) * 1000 + 250
+    forms = [at_ms, at_ms / 1000, iso(at_ms), str(at_ms)]
+    readings = [{"sensor_id": "P01", "ts": ts, "value": 10.0 + n} for n, ts in enumerate(forms)]
+    sent = api.request("POST", "/api/v1/data/ingest", token=site, body={"readings": readings})
+    assert sent.json == {"accepted": 4, "duplicates": 3, "rejected": []}  # all stored, as one reading
+    answer = api.request(
+        "GET", "/api/v1/sensors/P01/data", token=site,
+        query={"start_time": at_ms - 1000, "end_time": at_ms + 1000, "resolution": "raw", "metric": "value"},
+    ).json  # fmt: skip
+    assert [(p["ts"], p["value"], p["count"]) for p in answer["points"]] == [(iso(at_ms), 10.0, 1)]
