@@ -323,4 +323,4 @@ def test_epoch_ms_epoch_s_and_iso_of_one_instant_are_one_reading(api, site) -> N
         "GET", "/api/v1/sensors/P01/data", token=site,
         query={"start_time": at_ms - 1000, "end_time": at_ms + 1000, "resolution": "raw", "metric": "value"},
     ).json  # fmt: skip
-    assert [(p["ts"], p["value"], p["count"]) for p in answer["points"]] == [(iso(at_ms), 10.0, 1)]
+    assert [(ms(p["ts"]), p["value"], p["count"]) for p in answer["points"]] == [(at_ms, 10.0, 1)]
