@@ -170,12 +170,13 @@ def _publish(
     return sent
 
 
-CLOUD_PROCESS = "the local cloud's process: moto, MQTT broker, HTTP and WebSocket APIs, EventBridge"
+CLOUD_PROCESS = "the local cloud's process: MQTT broker, HTTP and WebSocket APIs, EventBridge"
+MOTO_PROCESS = "the local cloud's moto process (ems_local.moto_server)"
 
 
 def _cpu_seconds(root: int) -> dict[str, float]:
-    """CPU time (user + system) so far of the local cloud's process and of its function workers (its
-    children, named by their code folder), from /proc."""
+    """CPU time (user + system) so far of the local cloud's process, its moto process and its function
+    workers (its other children, named by their code folder), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
@@ -186,6 +187,8 @@ def _cpu_seconds(root: int) -> dict[str, float]:
             parent, used = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
             if int(entry.name) == root:
                 name = CLOUD_PROCESS
+            elif parent == root and b"ems_local.moto_server" in (entry / "cmdline").read_bytes():
+                name = MOTO_PROCESS
             elif parent == root:
                 name = f"{Path(os.readlink(entry / 'cwd')).name} function's workers"
             else:
