@@ -287,15 +287,15 @@ CPU time per reading at {RATES[0]} readings/s (from /proc, while those readings 
 received): each reading is an IoT rule invocation of the telemetry function, a TelemetryReceived
 event to the realtime and alerts functions, each function's calls to moto, and a WebSocket post.
 {cpu_total:.0f} ms a reading on {os.cpu_count()} cores bounds this machine near
-{(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; the local cloud's own process, one
-interpreter, near {_bound(cpu_rows)} readings/s.
+{(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; one interpreter each, the local cloud's own
+process near {_bound(cpu_rows, CLOUD_PROCESS)} readings/s, its moto process near {_bound(cpu_rows, MOTO_PROCESS)}.
 
 {table(["process", "CPU ms per reading"], cpu_rows)}
 """
 
 
-def _bound(cpu_rows: list[list[str]]) -> str:
+def _bound(cpu_rows: list[list[str]], process: str) -> str:
     for name, ms in cpu_rows:
-        if name == CLOUD_PROCESS and float(ms) > 0:
+        if name == process and float(ms) > 0:
             return f"{1000 / float(ms):.0f}"
     return "-"
