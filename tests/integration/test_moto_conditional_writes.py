@@ -18,7 +18,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ems_local.moto_server import CREDENTIALS, REGION, MotoServer
+from ems_local.aws_endpoint import CREDENTIALS, REGION
+from ems_local.moto_server import MotoServer
 from tests.support.dynamodb import create_pk_sk_table
 
 THREADS, ATTEMPTS = 8, 50

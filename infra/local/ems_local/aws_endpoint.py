@@ -19,14 +19,25 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from ems_local import console, state
-from ems_local.moto_server import CREDENTIALS, REGION, client
 from ems_local.ports import HOST, check_free
 from ems_local.template import Stack
 
-__all__ = ["CREDENTIALS", "REGION", "AwsEndpoint", "MotoProcessError"]
-
+REGION = "us-east-1"
+# moto accepts any credentials; fixed fake ones make sure nothing ever signs with a real key.
+CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 STOP_SECONDS = 10  # a clean stop takes well under a second; after this it is killed (by its PID)
+
+
+def client(url: str, service: str) -> Any:
+    """A boto3 client of `service` at the moto server `url`."""
+    return boto3.client(  # type: ignore[call-overload]  # the stubs know services by literal name only
+        service, endpoint_url=url, region_name=REGION,
+        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+    )  # fmt: skip
 
 
 class MotoProcessError(RuntimeError):

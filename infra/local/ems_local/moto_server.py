@@ -26,24 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
 from moto.server import ThreadedMotoServer
 
 from ems_local import moto_dynamodb, state
+from ems_local.aws_endpoint import REGION, client
 from ems_local.ports import HOST
-
-REGION = "us-east-1"
-# moto accepts any credentials; fixed fake ones make sure nothing ever signs with a real key.
-CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-
-
-def client(url: str, service: str) -> Any:
-    """A boto3 client of `service` at the moto server `url`."""
-    return boto3.client(  # type: ignore[call-overload]  # the stubs know services by literal name only
-        service, endpoint_url=url, region_name=REGION,
-        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
-        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
-    )  # fmt: skip
 
 
 class MotoServer:

@@ -18,6 +18,7 @@ message rather than half-restored (`--reset` starts over).
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import threading
 from collections.abc import Callable
@@ -25,14 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import moto
-
 from ems_local import console
 from ems_local.template import Stack
 
 STATE_FILE = "aws-state.json"
 FORMAT = 1
 SAVE_EVERY_S = 60.0
+# moto's version without importing it: the local cloud's own process never does (moto runs in its own).
+MOTO_VERSION = importlib.metadata.version("moto")
 ACCOUNT = "123456789012"  # moto's default account: the one the local cloud's requests land in
 
 
@@ -111,7 +112,7 @@ def snapshot(inventory: Inventory, client: Callable[[str], Any]) -> dict[str, An
                 objects.append({"key": entry["Key"], "content_type": got.get("ContentType", ""),
                                 "body": base64.b64encode(got["Body"].read()).decode()})  # fmt: skip
         buckets[bucket] = objects
-    return {"format": FORMAT, "moto": moto.__version__, "kms": keys, "dynamodb": tables, "s3": buckets}
+    return {"format": FORMAT, "moto": MOTO_VERSION, "kms": keys, "dynamodb": tables, "s3": buckets}
 
 
 def write(path: Path, state: dict[str, Any]) -> None:
@@ -129,10 +130,10 @@ def load_file(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state: dict[str, Any] = json.loads(path.read_text())
-    if state.get("format") != FORMAT or state.get("moto") != moto.__version__:
+    if state.get("format") != FORMAT or state.get("moto") != MOTO_VERSION:
         raise IncompatibleState(
             f"{path} was written by another version of the local cloud (format {state.get('format')}, "
-            f"moto {state.get('moto')}; this one: {FORMAT}, moto {moto.__version__}): start with --reset"
+            f"moto {state.get('moto')}; this one: {FORMAT}, moto {MOTO_VERSION}): start with --reset"
         )
     return state
 
