@@ -9,7 +9,7 @@ on 127.0.0.1; `main` runs one and takes commands from its parent (ems_local.aws_
   reply a command (`{"error": ..., "message": ...}` when it failed); anything else this process writes
   goes to stderr, which it shares with its parent.
 - stdin carries the commands, one JSON object a line: `snapshot` (write the `--state-dir` snapshot to
-  a file), `restore_keys` and `restore_data` (from one), see `_COMMANDS`. They run here because the
+  a file), `restore_keys` and `restore_data` (from one), see `_Commands`. They run here because the
   snapshot reaches into moto's KMS backend (ems_local.state).
 - stdin's end (the parent stopped, or died: its end of the pipe closes with it) stops the server and
   the process.
