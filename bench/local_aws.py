@@ -1,4 +1,4 @@
-"""The template's AWS, in a moto server on 127.0.0.1, and the requests a benchmark sends to it.
+"""The template's AWS, in the local cloud's moto process on 127.0.0.1, and the requests a benchmark sends to it.
 
 Tables and keys come from template.yaml (`Stack.create_resources`); tokens are minted as
 `ems token create` does; events are built by the local cloud's own API Gateway code (route match,
@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from ems_local import apigw
+from ems_local.aws_endpoint import AwsEndpoint
 from ems_local.gateway import HttpGateway
 from ems_local.template import ROOT, Stack
 
@@ -45,7 +45,7 @@ class LocalAws:
         self.stack = Stack.from_file(region=REGION)
         self.functions: dict[str, dict[str, Any]] = {}
         self.endpoint = ""
-        self._server: Any = None
+        self._server: AwsEndpoint | None = None
         self._modules: dict[str, ModuleType] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -53,19 +53,11 @@ class LocalAws:
     def __enter__(self) -> LocalAws:
         import boto3
 
-        self._server = subprocess.Popen(
-            [sys.executable, "-m", "bench.moto_process"], cwd=ROOT, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
-        )  # fmt: skip
-        said = []
-        for line in self._server.stdout or ():  # the endpoint's log lines, then its port
-            said.append(line)
-            if line.startswith("port "):
-                self.endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
-                break
-        else:
-            self.__exit__()
-            raise RuntimeError(f"the moto server did not start; it said: {''.join(said)!r}")
+        # The local cloud's own AWS endpoint: moto with its patches, in a process of its own, so the
+        # functions' Python and moto's run side by side (two interpreters, two locks) as they do there.
+        self._server = AwsEndpoint(port=0)
+        self._server.start()
+        self.endpoint = self._server.url
         session = boto3.session.Session(
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -82,15 +74,8 @@ class LocalAws:
 
     def __exit__(self, *_exc: object) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        if server.stdin:
-            server.stdin.close()  # its signal to stop
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()  # by its own PID
-            server.wait()
+        if server is not None:
+            server.stop()  # by its own PID
 
     # ------------------------------------------------------------ what a function process gets
 
@@ -214,12 +199,6 @@ class LocalAws:
             spec.loader.exec_module(module)
             self._modules[name] = module
         return self._modules[name]
-
-
-def _pythonpath() -> str:
-    """The moto process imports bench and ems_local from the checkout, wherever it is started."""
-    paths = [str(ROOT), str(ROOT / "infra" / "local"), os.environ.get("PYTHONPATH", "")]
-    return os.pathsep.join(p for p in paths if p)
 
 
 def _forget_ems_caches() -> None:

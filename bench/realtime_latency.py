@@ -170,12 +170,13 @@ def _publish(
     return sent
 
 
-CLOUD_PROCESS = "the local cloud's process: moto, MQTT broker, HTTP and WebSocket APIs, EventBridge"
+CLOUD_PROCESS = "the local cloud's process: MQTT broker, HTTP and WebSocket APIs, EventBridge"
+MOTO_PROCESS = "the local cloud's moto process (ems_local.moto_server)"
 
 
 def _cpu_seconds(root: int) -> dict[str, float]:
-    """CPU time (user + system) so far of the local cloud's process and of its function workers (its
-    children, named by their code folder), from /proc."""
+    """CPU time (user + system) so far of the local cloud's process, its moto process and its function
+    workers (its other children, named by their code folder), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
@@ -186,6 +187,8 @@ def _cpu_seconds(root: int) -> dict[str, float]:
             parent, used = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
             if int(entry.name) == root:
                 name = CLOUD_PROCESS
+            elif parent == root and b"ems_local.moto_server" in (entry / "cmdline").read_bytes():
+                name = MOTO_PROCESS
             elif parent == root:
                 name = f"{Path(os.readlink(entry / 'cwd')).name} function's workers"
             else:
@@ -284,15 +287,15 @@ CPU time per reading at {RATES[0]} readings/s (from /proc, while those readings 
 received): each reading is an IoT rule invocation of the telemetry function, a TelemetryReceived
 event to the realtime and alerts functions, each function's calls to moto, and a WebSocket post.
 {cpu_total:.0f} ms a reading on {os.cpu_count()} cores bounds this machine near
-{(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; the local cloud's own process, one
-interpreter, near {_bound(cpu_rows)} readings/s.
+{(os.cpu_count() or 1) * 1000 / cpu_total if cpu_total else 0:.0f} readings/s; one interpreter each, the local cloud's own
+process near {_bound(cpu_rows, CLOUD_PROCESS)} readings/s, its moto process near {_bound(cpu_rows, MOTO_PROCESS)}.
 
 {table(["process", "CPU ms per reading"], cpu_rows)}
 """
 
 
-def _bound(cpu_rows: list[list[str]]) -> str:
+def _bound(cpu_rows: list[list[str]], process: str) -> str:
     for name, ms in cpu_rows:
-        if name == CLOUD_PROCESS and float(ms) > 0:
+        if name == process and float(ms) > 0:
             return f"{1000 / float(ms):.0f}"
     return "-"

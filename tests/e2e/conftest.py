@@ -131,6 +131,7 @@ def running_local_cloud(home: Path, *args: str, served: bool = False) -> Iterato
             pytest.fail(f"the local cloud exited ({process.returncode}):\n{log.read_text()}")
         description: dict[str, Any] = json.loads(stack_file.read_text())
         assert description["pid"] == process.pid
+        assert description["aws_pid"] in children_of(process.pid), "moto runs in a child process"
         yield description
     finally:
         workers = children_of(process.pid)
@@ -145,6 +146,7 @@ def running_local_cloud(home: Path, *args: str, served: bool = False) -> Iterato
     assert code == 0, log.read_text()
     assert workers or not served, "the stack served requests, so it had worker processes"
     assert [pid for pid in workers if running(pid)] == [], "worker processes outlived the local cloud"
+    assert not running(description["aws_pid"]), "the moto process outlived the local cloud"
     assert not stack_file.exists(), "stack.json describes a stack that is gone"
     keys = ("http", "aws", "ws", "aws_services", "mqtt")
     ports = [urlsplit(str(description[k])).port or 0 for k in keys if description.get(k)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningStack, local_up, running_local_cloud
+from tests.e2e.conftest import RunningStack, local_up, running, running_local_cloud
 
 pytestmark = pytest.mark.e2e
 
@@ -157,13 +157,15 @@ def test_the_state_dir_keeps_data_and_tokens_across_a_restart_and_reset_clears_i
             ts = int(time.time()) - 60
             reading = {"sensor_id": "KEPT_T", "ts": ts, "metrics": {"temperature_c": 19.5}}
             assert http.post("/api/v1/data/ingest", json={"readings": [reading]}).json()["accepted"] == 1
-    assert (tmp_path / ".local" / "aws-state.json").exists()
+    assert (tmp_path / ".local" / "aws-state.json").exists()  # written by the moto process on the stop
+    assert not running(first["aws_pid"]), "the first run's moto process outlived it"
 
     query = {**window, "start_time": ts - 60, "end_time": ts + 60}
     with (
         running_local_cloud(tmp_path, "--no-building", "--empty") as second,
         httpx.Client(base_url=second["http"], headers=admin, timeout=30) as http,
-    ):  # the first run's token
+    ):  # the first run's token: signed by the first moto process's key, verified by the second's
+        assert second["aws_pid"] != first["aws_pid"]
         assert http.get("/api/v1/rooms/Vault").json()["sensor_count"] == 1
         points = http.get("/api/v1/sensors/KEPT_T/data", params=query).json()["points"]
         assert [(p["value"], p["count"]) for p in points] == [(19.5, 1)]

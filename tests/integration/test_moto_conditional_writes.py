@@ -18,7 +18,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ems_local.aws_endpoint import CREDENTIALS, REGION, AwsEndpoint
+from ems_local.aws_endpoint import CREDENTIALS, REGION
+from ems_local.moto_server import MotoServer
 from tests.support.dynamodb import create_pk_sk_table
 
 THREADS, ATTEMPTS = 8, 50
@@ -26,8 +27,10 @@ TABLE = "conditional-writes"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[AwsEndpoint]:
-    aws = AwsEndpoint(port=0)  # the local cloud's own: moto's threaded server on 127.0.0.1, patched
+def endpoint() -> Iterator[MotoServer]:
+    # The local cloud's own (moto's threaded server on 127.0.0.1, patched), in this process rather than
+    # in its own (ems_local.aws_endpoint): the frequent thread switches must reach the server's threads.
+    aws = MotoServer(port=0)
     aws.start()
     create_pk_sk_table(aws.client("dynamodb"), TABLE)
     yield aws
@@ -42,7 +45,7 @@ def frequent_thread_switches() -> Iterator[None]:
     sys.setswitchinterval(before)
 
 
-def dynamodb(aws: AwsEndpoint) -> Any:
+def dynamodb(aws: MotoServer) -> Any:
     # One attempt per call: a retried write would be counted once but could have applied twice.
     return boto3.client(
         "dynamodb", endpoint_url=aws.url, region_name=REGION, **CREDENTIALS,
@@ -50,7 +53,7 @@ def dynamodb(aws: AwsEndpoint) -> Any:
     )  # fmt: skip
 
 
-def race(worker: Callable[[Any], int], aws: AwsEndpoint) -> list[int]:
+def race(worker: Callable[[Any], int], aws: MotoServer) -> list[int]:
     """THREADS workers started together, each with its own client; what each returned."""
     clients = [dynamodb(aws) for _ in range(THREADS)]
     start = threading.Barrier(THREADS)
@@ -78,7 +81,7 @@ def conditional_failure(client: Any, exc: Exception) -> bool:
 
 
 def test_increment_if_version_unchanged_loses_no_update(
-    endpoint: AwsEndpoint, frequent_thread_switches: None
+    endpoint: MotoServer, frequent_thread_switches: None
 ) -> None:
     key = {"pk": {"S": "counter"}, "sk": {"N": "0"}}
     endpoint.client("dynamodb").put_item(TableName=TABLE, Item={**key, "version": {"N": "0"}})
@@ -106,7 +109,7 @@ def test_increment_if_version_unchanged_loses_no_update(
     assert sum(successes) > 0
 
 
-def test_put_if_absent_creates_each_item_once(endpoint: AwsEndpoint, frequent_thread_switches: None) -> None:
+def test_put_if_absent_creates_each_item_once(endpoint: MotoServer, frequent_thread_switches: None) -> None:
     def creates(client: Any) -> int:
         done = 0
         for sk in range(ATTEMPTS):  # every thread tries to create the same ATTEMPTS items
@@ -126,7 +129,7 @@ def test_put_if_absent_creates_each_item_once(endpoint: AwsEndpoint, frequent_th
 
 
 def test_delete_if_present_deletes_each_item_once(
-    endpoint: AwsEndpoint, frequent_thread_switches: None
+    endpoint: MotoServer, frequent_thread_switches: None
 ) -> None:
     setup = endpoint.client("dynamodb")
     for sk in range(ATTEMPTS):

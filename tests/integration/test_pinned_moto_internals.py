@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ems_local import state
-from ems_local.aws_endpoint import AwsEndpoint
+from ems_local.moto_server import MotoServer
 from ems_local.ports import PortTaken, check_free
 from ems_local.template import Stack
 
@@ -30,7 +30,7 @@ def test_state_keeps_and_restores_the_template_kms_keys_private_half(stack: Stac
     patch = "ems_local.state reads moto's KMS keys (kms_backends[account][region].keys[id].private_key)"
     key_ids = {logical: stack.physical[logical] for logical in stack.of_type("AWS::KMS::Key")}
     assert key_ids, "the template has a KMS key (the token signing key)"
-    saved = state.snapshot(stack, client)
+    saved = state.snapshot(state.Inventory.of(stack), client)
     assert set(saved["kms"]) == set(key_ids), (
         f"{patch}; it found no private key material in {MOTO}'s KMS backend: re-check the patch"
     )
@@ -39,7 +39,7 @@ def test_state_keeps_and_restores_the_template_kms_keys_private_half(stack: Stac
         assert saved["kms"][logical]["key_spec"] == "ECC_NIST_P256"  # the template's KeySpec
 
     patch = "ems_local.state restores moto's KMS keys (create_key, then the id, arn and private_key replaced)"
-    state.restore_keys(saved, stack)
+    assert state.restore_keys(saved, stack.region) == key_ids, f"{patch}; the restored keys' ids differ"
     kms = client("kms")
     for logical, key_id in key_ids.items():
         # The restored key signs with the saved private half: the saved key's public half verifies it.
@@ -53,12 +53,12 @@ def test_state_keeps_and_restores_the_template_kms_keys_private_half(stack: Stac
         assert arn.endswith(f"key/{key_id}"), f"{patch}; {MOTO} gave the restored key the arn {arn}"
 
 
-def test_endpoint_stop_closes_motos_listening_socket() -> None:
-    patch = "ems_local.aws_endpoint closes ThreadedMotoServer._server's socket on stop"
-    endpoint = AwsEndpoint(port=0)
-    endpoint.start()
-    port = int(endpoint.url.rsplit(":", 1)[1])
-    werkzeug_server = getattr(endpoint._server, "_server", None)
+def test_moto_server_stop_closes_motos_listening_socket() -> None:
+    patch = "ems_local.moto_server closes ThreadedMotoServer._server's socket on stop"
+    server = MotoServer(port=0)
+    server.start()
+    port = int(server.url.rsplit(":", 1)[1])
+    werkzeug_server = getattr(server._server, "_server", None)
     try:
         assert callable(getattr(werkzeug_server, "server_close", None)), (
             f"{patch}; {MOTO}'s ThreadedMotoServer has no _server with server_close(): re-check the patch"
@@ -66,5 +66,5 @@ def test_endpoint_stop_closes_motos_listening_socket() -> None:
         with pytest.raises(PortTaken):  # held while moto serves on it
             check_free("aws", port)
     finally:
-        endpoint.stop()
+        server.stop()
     check_free("aws", port)  # raises PortTaken if the listening socket was left open

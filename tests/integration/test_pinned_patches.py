@@ -156,8 +156,8 @@ def test_state_snapshot_finds_motos_kms_backend() -> None:
     assert "self.keys" in source(KmsBackend.__init__), recheck(patch, "KmsBackend.keys (id -> Key)", MOTO)
 
 
-def test_endpoint_stop_closes_motos_listening_socket() -> None:
-    patch = "ems_local.aws_endpoint closes ThreadedMotoServer._server's socket on stop"
+def test_moto_server_stop_closes_motos_listening_socket() -> None:
+    patch = "ems_local.moto_server closes ThreadedMotoServer._server's socket on stop"
     server = moto.moto_server.threaded_moto_server.ThreadedMotoServer
     assert "self._server = make_server(" in source(server), recheck(
         patch, "ThreadedMotoServer._server (the werkzeug server)", MOTO

@@ -95,14 +95,14 @@ class LocalCloud:
         defaults = {"DefaultSiteId": DEMO_SITE["site_id"]} if options.demo else {}
         parameters: dict[str, Any] = {**defaults, **options.parameters}
         stack = Stack.from_file(options.template, REGION, **parameters)
-        saved = state.load(options.state_dir)  # refuses a snapshot of another version (--reset)
-        if saved is not None:
-            state.restore_keys(saved, stack)
+        # The snapshot is read, restored and written in the moto process; a snapshot of another
+        # version is refused (--reset).
+        saved = aws.restore_keys(options.state_dir, stack)
         aws.create_resources(stack)
-        if saved is not None:
-            counts = state.restore_data(saved, aws.client)
+        if saved:
+            counts = aws.restore_data()
             console.notice("state", f"restored {counts['items']} items and {counts['objects']} objects")
-        keeper = state.StateKeeper(options.state_dir, stack, aws.client)
+        keeper = state.StateKeeper(options.state_dir, lambda path: aws.save_state(path, stack))
         keeper.start()
         self._running.append(keeper)
 
@@ -196,6 +196,7 @@ class LocalCloud:
             "ws": websocket.url if websocket else None,  # also at ws://<http>/ws
             "mqtt": iot.url,
             "aws": aws.url,
+            "aws_pid": aws.pid,  # moto's own process
             "aws_services": services.url,
             "clock": clock.describe(),
             "dead_letters": str(dead_letters),

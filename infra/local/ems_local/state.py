@@ -7,6 +7,10 @@ of its KMS keys with their ids (so a token signed before a restart still verifie
 every SAVE_EVERY_S while running, so a crash loses at most that much. Not kept: IoT shadows, run-time
 schedules and WebSocket connections (clients reconnect; devices report their state again).
 
+The snapshot is taken and restored where moto runs (ems_local.moto_server, its own process: the KMS
+keys' private halves are only in its backend); `Inventory` says which of moto's resources are the
+template's, and StateKeeper, in the local cloud's process, says when to save.
+
 A snapshot names its format and moto's version; one written by another is refused with a clear
 message rather than half-restored (`--reset` starts over).
 """
@@ -14,13 +18,13 @@ message rather than half-restored (`--reset` starts over).
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import moto
 
 from ems_local import console
 from ems_local.template import Stack
@@ -28,6 +32,8 @@ from ems_local.template import Stack
 STATE_FILE = "aws-state.json"
 FORMAT = 1
 SAVE_EVERY_S = 60.0
+# moto's version without importing it: the local cloud's own process never does (moto runs in its own).
+MOTO_VERSION = importlib.metadata.version("moto")
 ACCOUNT = "123456789012"  # moto's default account: the one the local cloud's requests land in
 
 
@@ -41,14 +47,41 @@ def _kms_backend(region: str) -> Any:
     return kms_backends[ACCOUNT][region]
 
 
-def snapshot(stack: Stack, client: Callable[[str], Any]) -> dict[str, Any]:
-    """The state worth keeping, as JSON-ready data."""
+@dataclass(frozen=True)
+class Inventory:
+    """The template's resources a snapshot keeps, by their names in moto (JSON-ready, for the moto
+    process)."""
+
+    region: str
+    keys: dict[str, str]  # KMS keys' ids by logical id
+    tables: list[str]
+    buckets: list[str]
+
+    @classmethod
+    def of(cls, stack: Stack) -> Inventory:
+        """After the stack's resources are made (the keys' ids are known then)."""
+        return cls(
+            region=stack.region,
+            keys={k: stack.physical[k] for k in stack.of_type("AWS::KMS::Key") if k in stack.physical},
+            tables=[str(stack.resolve(r["Properties"]["TableName"])) for r in stack.of_type("AWS::DynamoDB::Table").values()],
+            buckets=[str(stack.ref(logical_id)) for logical_id in stack.of_type("AWS::S3::Bucket")],
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Inventory:
+        return cls(**data)
+
+
+def snapshot(inventory: Inventory, client: Callable[[str], Any]) -> dict[str, Any]:
+    """The state worth keeping, as JSON-ready data; in the process moto runs in."""
     from cryptography.hazmat.primitives import serialization
 
     keys = {}
-    backend = _kms_backend(stack.region)
-    for logical_id in stack.of_type("AWS::KMS::Key"):
-        key_id = stack.physical.get(logical_id)
+    backend = _kms_backend(inventory.region)
+    for logical_id, key_id in inventory.keys.items():
         key = backend.keys.get(key_id) if key_id else None
         material = getattr(getattr(key, "private_key", None), "private_key", None)
         if key is None or material is None:
@@ -64,16 +97,14 @@ def snapshot(stack: Stack, client: Callable[[str], Any]) -> dict[str, Any]:
         }
     tables: dict[str, list[Any]] = {}
     dynamodb = client("dynamodb")
-    for resource in stack.of_type("AWS::DynamoDB::Table").values():
-        name = str(stack.resolve(resource["Properties"]["TableName"]))
+    for name in inventory.tables:
         items: list[Any] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=name):
             items.extend(page["Items"])
         tables[name] = items
     buckets: dict[str, list[Any]] = {}
     s3 = client("s3")
-    for logical_id in stack.of_type("AWS::S3::Bucket"):
-        bucket = str(stack.ref(logical_id))
+    for bucket in inventory.buckets:
         objects = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for entry in page.get("Contents", []):
@@ -81,27 +112,39 @@ def snapshot(stack: Stack, client: Callable[[str], Any]) -> dict[str, Any]:
                 objects.append({"key": entry["Key"], "content_type": got.get("ContentType", ""),
                                 "body": base64.b64encode(got["Body"].read()).decode()})  # fmt: skip
         buckets[bucket] = objects
-    return {"format": FORMAT, "moto": moto.__version__, "kms": keys, "dynamodb": tables, "s3": buckets}
+    return {"format": FORMAT, "moto": MOTO_VERSION, "kms": keys, "dynamodb": tables, "s3": buckets}
+
+
+def write(path: Path, state: dict[str, Any]) -> None:
+    """Written whole, then renamed: a crash while writing leaves the previous snapshot."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(state))
+    partial.replace(path)
 
 
 def load(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / STATE_FILE
+    return load_file(state_dir / STATE_FILE)
+
+
+def load_file(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state: dict[str, Any] = json.loads(path.read_text())
-    if state.get("format") != FORMAT or state.get("moto") != moto.__version__:
+    if state.get("format") != FORMAT or state.get("moto") != MOTO_VERSION:
         raise IncompatibleState(
             f"{path} was written by another version of the local cloud (format {state.get('format')}, "
-            f"moto {state.get('moto')}; this one: {FORMAT}, moto {moto.__version__}): start with --reset"
+            f"moto {state.get('moto')}; this one: {FORMAT}, moto {MOTO_VERSION}): start with --reset"
         )
     return state
 
 
-def restore_keys(state: dict[str, Any], stack: Stack) -> None:
-    """Before the template's resources are made: its KMS keys as they were (same ids, same material)."""
+def restore_keys(state: dict[str, Any], region: str) -> dict[str, str]:
+    """Before the template's resources are made: its KMS keys as they were (same ids, same material);
+    their ids by logical id (the stack's physical ids). In the process moto runs in."""
     from cryptography.hazmat.primitives import serialization
 
-    backend = _kms_backend(stack.region)
+    backend = _kms_backend(region)
+    restored = {}
     for logical_id, saved in state.get("kms", {}).items():
         key = backend.create_key(
             policy=None, key_usage=saved["key_usage"], key_spec=saved["key_spec"],
@@ -112,7 +155,8 @@ def restore_keys(state: dict[str, Any], stack: Stack) -> None:
         key.arn = key.arn.rsplit("/", 1)[0] + "/" + saved["id"]
         key.private_key.private_key = serialization.load_pem_private_key(saved["pem"].encode(), password=None)
         backend.keys[key.id] = key
-        stack.physical[logical_id] = key.id
+        restored[logical_id] = key.id
+    return restored
 
 
 def restore_data(state: dict[str, Any], client: Callable[[str], Any]) -> dict[str, int]:
@@ -136,13 +180,12 @@ def restore_data(state: dict[str, Any], client: Callable[[str], Any]) -> dict[st
 
 
 class StateKeeper:
-    """Saves the snapshot every SAVE_EVERY_S and once more when stopped (before moto stops)."""
+    """Saves the snapshot every SAVE_EVERY_S and once more when stopped (before moto stops), through
+    `save(path)` (ems_local.aws_endpoint's, which has the moto process write it)."""
 
-    def __init__(
-        self, state_dir: Path, stack: Stack, client: Callable[[str], Any], every_s: float = SAVE_EVERY_S
-    ):
+    def __init__(self, state_dir: Path, save: Callable[[Path], None], every_s: float = SAVE_EVERY_S):
         self.path = state_dir / STATE_FILE
-        self._stack, self._client, self._every_s = stack, client, every_s
+        self._save, self._every_s = save, every_s
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="state", daemon=True)
@@ -152,10 +195,7 @@ class StateKeeper:
 
     def save(self) -> None:
         with self._lock:
-            state = snapshot(self._stack, self._client)
-            partial = self.path.with_suffix(".json.partial")
-            partial.write_text(json.dumps(state))
-            partial.replace(self.path)
+            self._save(self.path)
 
     def _run(self) -> None:
         while not self._stopping.wait(self._every_s):
