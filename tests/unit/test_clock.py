@@ -102,7 +102,7 @@ def test_ems_local_up_reads_a_start_instant_or_as_before_a_bare_speed() -> None:
 def test_ems_token_create_mints_on_the_running_local_clouds_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored: None
 ) -> None:
-    from ems import cli
+    import ems_cli as cli
 
     stack_clock = ScaledClock(ORIGIN, time.time(), 60)
     (tmp_path / ".local").mkdir()
