@@ -104,6 +104,10 @@ class Claims(BaseModel):
         raise BadRequest("name the site with ?site= or the X-Site header", "site")
 
 
+# Every API function imports this module for Claims; only the tokens function uses the models below,
+# so they build their pydantic schema on first use (defer_build), not at import (bench/cold_start.py).
+
+
 class TokenRequest(BaseModel):
     """POST /tokens/generate. `list_of_resources` is the seed's name, kept as the wire name."""
 
