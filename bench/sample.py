@@ -4,7 +4,8 @@ It imports nothing of the project's before the clock starts, so what it reports 
 runtime would pay: `cold` imports a function's handler module and serves one event; `floor` runs a
 few statements (the reference a cold start is compared with); `warm` imports the handler, warms
 it up and then times each of a list of events. The result is one line on stdout, after a marker,
-because the handler's own logs go to stdout too.
+because the handler's own logs go to stdout too. Under `python -X importtime`, markers on stderr
+fence the handler's import and its first invoke, so the parent can tell which imports each paid for.
 """
 
 import time
@@ -17,6 +18,7 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 
 MARKER = "BENCH-RESULT "
+PHASE = "BENCH-PHASE "  # on stderr, between -X importtime's lines
 
 
 class LambdaContext:
@@ -49,6 +51,11 @@ def _outcome(call):  # type: ignore[no-untyped-def]
     return 200
 
 
+def _phase(name: str) -> None:
+    if "importtime" in sys._xoptions:
+        print(PHASE + name, file=sys.stderr, flush=True)
+
+
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec = json.load(handle)
@@ -61,13 +68,16 @@ def main() -> None:
     else:
         sys.path[:0] = spec["sys_path"]
         context = LambdaContext(spec["function_name"], spec["memory_mb"], spec["timeout_s"])
+        _phase("import")
         began = time.perf_counter()
         handler = getattr(importlib.import_module(spec["module"]), spec["handler"])
         imported = time.perf_counter()
         out["import_ms"] = (imported - began) * 1000
         if mode == "cold":
+            _phase("invoke")
             out["status"] = _outcome(lambda: handler(spec["event"], context))
             out["invoke_ms"] = (time.perf_counter() - imported) * 1000
+            _phase("end")
         else:
             for _ in range(spec["warmup_rounds"]):
                 for event in spec["events"]:

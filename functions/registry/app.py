@@ -1,6 +1,9 @@
 """Site configuration routes: sites, rooms, sensors and the site's tariff."""
 
+from __future__ import annotations
+
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ems.auth.http import claims, request_site
 from ems.core.http import body, flag, http_app, lambda_handler, query
@@ -21,7 +24,9 @@ from ems.registry.models import (
 )
 from ems.registry.store import RegistryStore
 from ems.tariffs.models import Tariff, TariffIn
-from ems.telemetry.store import SensorStatusStore
+
+if TYPE_CHECKING:
+    from ems.telemetry.store import SensorStatusStore
 
 app = http_app("registry")
 
@@ -33,6 +38,9 @@ def store() -> RegistryStore:
 
 @cache
 def latest() -> SensorStatusStore:
+    # Only the sensor routes read readings: the telemetry store (and its models) is imported by them.
+    from ems.telemetry.store import SensorStatusStore
+
     return SensorStatusStore()
 
 

@@ -105,6 +105,12 @@ class Stack:
             return self.parameters[name]
         if name in self.physical:
             return self.physical[name]
+        function, _, attribute = name.partition(".")
+        kind = self.template["Resources"].get(function, {}).get("Type")
+        if attribute == "Alias" and kind == "AWS::Serverless::Function":
+            # SAM's `Fn.Alias` (AutoPublishAlias, the SnapStart parameter): the local cloud publishes
+            # no versions, so the alias is the function itself.
+            return self.get_att(function, "Arn")
         resource = self.template["Resources"].get(name)
         if resource is None:
             raise KeyError(f"!Ref {name}: no such parameter or resource")

@@ -104,10 +104,14 @@ class Claims(BaseModel):
         raise BadRequest("name the site with ?site= or the X-Site header", "site")
 
 
+# Every API function imports this module for Claims; only the tokens function uses the models below,
+# so they build their pydantic schema on first use (defer_build), not at import (bench/cold_start.py).
+
+
 class TokenRequest(BaseModel):
     """POST /tokens/generate. `list_of_resources` is the seed's name, kept as the wire name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1, max_length=128)
     list_of_resources: list[Resource] = Field(min_length=1)
@@ -124,37 +128,45 @@ class TokenRequest(BaseModel):
 
 
 class TokenIssued(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     token: str
     jti: str
     expires_at: datetime
 
 
 class TokenText(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     token: str = Field(min_length=1, max_length=8192)
 
 
 class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     token: str | None = Field(default=None, min_length=1, max_length=8192)
     jti: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class Validation(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     valid: bool
     reason: str | None = None
     claims: Claims | None = None
 
 
 class Revoked(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     revoked: bool
     jti: str
 
 
 class TokenMeta(BaseModel):
     """What GET /tokens shows of a token: never the token itself."""
+
+    model_config = ConfigDict(defer_build=True)
 
     jti: str
     name: str
