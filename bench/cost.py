@@ -736,7 +736,8 @@ def _by_table_rows(o: Outcome) -> list[list[str]]:
          f"{o.tally.rru[(function, table_name)] / o.readings:.3f}"]
         for function, table_name in keys
     ]  # fmt: skip
-    rows += [[function, "requests: " + ", ".join(f"{op} {c:,}" for op, c in sorted(ops.items())), "", ""]
+    rows += [[function, f"{o.tally.invocations[function]:,} invocations; DynamoDB requests: "
+              + ", ".join(f"{op} {c:,}" for op, c in sorted(ops.items())), "", ""]
              for function, ops in sorted(calls.items())]  # fmt: skip
     return rows
 
@@ -785,7 +786,7 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
             else:
                 os.environ[k] = v
         _forget_stores(aws)
-    return section(outcomes, stream)
+    return section(outcomes, stream, aws.stack.parameters)
 
 
 def _forget_stores(aws: LocalAws) -> None:
@@ -801,7 +802,7 @@ def _ingest_wru(o: Outcome) -> int:
     return sum(v for (function, _table), v in o.tally.wru.items() if function == "TelemetryIngestFunction")
 
 
-def section(outcomes: list[Outcome], stream: Outcome) -> str:
+def section(outcomes: list[Outcome], stream: Outcome, parameters: Mapping[str, Any]) -> str:
     month = 30 * 24 * 60 / outcomes[0].workload.minutes  # the hour's counts x 720
     headline = outcomes[0]
     dynamo_ingest = _ingest_wru(headline) / headline.readings
@@ -819,20 +820,29 @@ def section(outcomes: list[Outcome], stream: Outcome) -> str:
 {machine()}
 
 **What:** a site of {DEVICES * SENSORS_PER_DEVICE} sensors on {DEVICES} devices; every interval each
-device sends one message of its {SENSORS_PER_DEVICE} readings (one metric each: 19 of 20 `power_w`,
+device sends one message of its {SENSORS_PER_DEVICE} readings (one metric each: {SENSORS_PER_DEVICE - 1} `power_w`, and
 one `temperature_c` with a threshold that the readings stay inside, so alerts evaluates and raises
-nothing). The messages go to TelemetryIngestFunction's `sqs_handler` in batches as the event source
+nothing; no WebSocket subscriber, but in the workload that says one: a connection holding the site's
+`site` and `sensors/*` topics). The messages go to TelemetryIngestFunction's `sqs_handler` in batches as the event source
 mapping would make them, and every event it publishes goes, through the template's EventBridge rules,
 to the functions they name (RealtimeFunction's fan-out, AlertsFunction's `evaluate_readings`), all in
 this process against the template's tables in a moto server, on simulated time (the ems clock at each
 batch's arrival). Every DynamoDB request is counted by botocore hooks and priced in request units from
 the items as stored (the rules in bench/cost.py's docstring); nothing is scaled but the building-month.
 
-**Batching assumption** (TelemetryBatchSize 10 and TelemetryBatchingWindowSeconds 0, the template's
-defaults): with a window of 0 the poller invokes as soon as a receive returns, so messages sent at
-different moments arrive in different invocations; messages sent at the same second are received
-together, up to 10. "Spread": the devices' clocks are evenly out of phase (one message per
-invocation); "same second": all 20 send at once (two invocations of 10). Real fleets sit in between.
+**Batching assumption** (TelemetryBatchSize {parameters["TelemetryBatchSize"]} and
+TelemetryBatchingWindowSeconds {parameters["TelemetryBatchingWindowSeconds"]}, the template's defaults; the model
+is for a window of 0): the poller invokes as soon as a receive returns, so messages sent at different
+moments arrive in different invocations; messages sent at the same second are received together, up
+to BatchSize. "Spread": the devices' clocks are evenly out of phase (one message per invocation);
+"same second": all {DEVICES} send at once. Real fleets sit in between.
+
+**Counted outside DynamoDB:** Lambda invocations of each function (ingest per receive, each rule's
+target per event); EventBridge entries in 64 KB chunks; PostToConnection in 32 KB chunks; the
+functions' own SQS and Timestream requests. Modelled per message, as the template wires it: SQS the
+topic rule's SendMessage per message and the poller's ReceiveMessage and DeleteMessageBatch per
+receive (payloads far below 64 KB); IoT Core per message its payload and topic in 5 KB chunks, one
+rule triggered and one action (the SQS action) executed.
 
 **Run lengths:** {shortened}. Moto takes about half a second an invocation here, so only the
 headline workload ran its full hour; the others are shorter, and their figures are per reading as
