@@ -811,6 +811,7 @@ def section(outcomes: list[Outcome], stream: Outcome, parameters: Mapping[str, A
     shortened = "; ".join(
         f"{o.workload.label}: {o.workload.minutes} min, {o.messages:,} messages" for o in [*outcomes, stream]
     )
+    pace = sum(o.seconds for o in [*outcomes, stream]) / sum(o.receives for o in [*outcomes, stream])
     prices = "\n".join(f"- {text}" for _, text in PRICES.values())
     connection_month = DEVICES * 30 * 24 * 60 * PRICES["iot_connection_minute"][0]
     return f"""## The cost of a reading (`{NAME}`)
@@ -844,8 +845,8 @@ topic rule's SendMessage per message and the poller's ReceiveMessage and DeleteM
 receive (payloads far below 64 KB); IoT Core per message its payload and topic in 5 KB chunks, one
 rule triggered and one action (the SQS action) executed.
 
-**Run lengths:** {shortened}. Moto takes about half a second an invocation here, so only the
-headline workload ran its full hour; the others are shorter, and their figures are per reading as
+**Run lengths:** {shortened}. Moto took {pace:.2f} s an ingest invocation here (its consumers
+included), so the runs shorter than an hour were shortened to fit; their figures are per reading as
 measured (nothing multiplied; a short run's first minutes weigh more in it, where the first writes
 of a bucket create its items).
 
