@@ -1,8 +1,9 @@
 """Ingest of readings and reads of series: the rules above the telemetry store.
 
-`ingest_readings` is what every path in calls (the HTTP route, and through `ingest_device_message`
-the IoT rule on ems/{site}/devices/{device_id}/telemetry): it checks each reading on its own, stores
-the good ones idempotently, reports every bad one, then moves the sensors' status and emits one
+Every path in ends in `_ingest`: the HTTP route (`ingest_readings`), a batch of the telemetry queue
+(`ingest_device_messages`, one site's messages of the batch at once) and a template whose IoT rule
+invokes the function directly (`ingest_device_message`). It checks each reading on its own, stores the
+good ones idempotently, reports every bad one, then moves the sensors' status and emits one
 `TelemetryReceived` event with what was newly stored (the realtime function fans it out).
 """
 
@@ -83,60 +84,13 @@ def ingest_readings(
     device_id: str | None = None,
     source: str = "http",
 ) -> IngestResult:
-    """`device_id`: the device that sent the batch over MQTT (its sensors only; ts may be epoch ms)."""
+    """One batch of readings (an HTTP request, or one device's message when `device_id` names the
+    device: its sensors only)."""
     if len(raw_readings) > MAX_READINGS_PER_BATCH:
         raise PayloadTooLarge(
             f"at most {MAX_READINGS_PER_BATCH} readings per request, got {len(raw_readings)}", "readings"
         )
-    named = {
-        r["sensor_id"] for r in raw_readings
-        if isinstance(r, dict) and isinstance(r.get("sensor_id"), str) and USER_ID.match(r["sensor_id"])
-    }  # fmt: skip
-    sensors = s.registry.get_sensors(site_id, named) if named else {}
-    moment = now()
-    earliest = moment - timedelta(days=settings().raw_retention_days)
-    latest = moment + MAX_FUTURE
-
-    rejected: list[Rejection] = []
-    accepted: list[tuple[int, list[Reading]]] = []
-    to_write: dict[tuple[str, str, int], Reading] = {}
-    for index, raw in enumerate(raw_readings):
-        try:
-            parsed = parse_reading(raw, site_id, sensors, earliest, latest, device_id=device_id)
-        except Rejected as exc:
-            rejected.append(Rejection(index=index, reason=str(exc)))
-            continue
-        accepted.append((index, parsed))
-        for reading in parsed:
-            # The first of two equal keys in a batch wins, as the first of two requests does.
-            to_write.setdefault((reading.sensor_id, reading.metric, reading.ts_ms), reading)
-
-    outcome = s.telemetry.write(list(to_write.values())) if to_write else None
-    stored_before = outcome.duplicates if outcome else set()
-    duplicates, firsts = 0, set()
-    for _index, parsed in accepted:
-        keys = [(r.sensor_id, r.metric, r.ts_ms) for r in parsed]
-        if all(k in stored_before or k in firsts for k in keys):
-            duplicates += 1
-        firsts.update(keys)
-
-    result = IngestResult(accepted=len(accepted), duplicates=duplicates, rejected=rejected)
-    logger.info(
-        "ingest",
-        extra={"site": site_id, "source": source, "device_id": device_id, "received": len(raw_readings),
-               "accepted": result.accepted, "duplicates": duplicates, "rejected": len(rejected),
-               "stored_new": outcome.created if outcome else 0,
-               # Every rejection, with its index and reason: over MQTT the device gets no answer, so
-               # this line is where a rejected reading is reported (at most 1,000 per batch).
-               "rejections": [r.model_dump() for r in rejected]},
-    )  # fmt: skip
-    metrics.add_metric(name="ReadingsAccepted", unit="Count", value=result.accepted)
-    metrics.add_metric(name="ReadingsRejected", unit="Count", value=len(rejected))
-    metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=duplicates)
-    new = [r for key, r in to_write.items() if key not in stored_before]
-    if new:
-        _after_store(site_id, new, sensors, s)
-    return result
+    return _ingest(site_id, [(device_id, raw_readings)], s, now, source)[0]
 
 
 def _after_store(site_id: str, new: list[Reading], sensors: dict[str, Sensor], s: Stores) -> None:
@@ -241,10 +195,22 @@ def ingest_device_messages(
     site_id: str, messages: Sequence[tuple[str, Sequence[Any]]], s: Stores, now: Clock = utc_now
 ) -> list[IngestResult]:
     """Devices' messages of one site, (device, its readings) each, from one batch of the telemetry
-    queue: as one batch. One registry read for the sensors they name, each reading checked against
-    its own message's device, one write of them all (the first of two equal keys in the batch wins),
-    one log line, one status update and one `TelemetryReceived` for the batch. One result per
-    message. Storage errors raise: the caller has these messages delivered again, which is safe."""
+    queue, ingested as one batch. One result per message. Storage errors raise: the caller has these
+    messages delivered again, which is safe."""
+    return _ingest(site_id, messages, s, now, "mqtt")
+
+
+def _ingest(
+    site_id: str,
+    messages: Sequence[tuple[str | None, Sequence[Any]]],
+    s: Stores,
+    now: Clock,
+    source: str,
+) -> list[IngestResult]:
+    """Every path in: one registry read for the sensors the messages name, each reading checked
+    against its own message's device (None: any sensor of the site), one write of them all (the first
+    of two equal keys in the batch wins, as the first of two requests does), one log line, one status
+    update and one `TelemetryReceived` for the batch. One result per message."""
     named = {
         r["sensor_id"] for _, readings in messages for r in readings
         if isinstance(r, dict) and isinstance(r.get("sensor_id"), str) and USER_ID.match(r["sensor_id"])
@@ -285,12 +251,13 @@ def ingest_device_messages(
     total_rejected = sum(len(r.rejected) for r in results)
     logger.info(
         "ingest",
-        extra={"site": site_id, "source": "mqtt", "messages": len(messages),
+        extra={"site": site_id, "source": source, "messages": len(messages),
                "received": sum(len(readings) for _, readings in messages),
                "accepted": sum(r.accepted for r in results), "duplicates": sum(r.duplicates for r in results),
                "rejected": total_rejected, "stored_new": outcome.created if outcome else 0,
-               # Every rejection with its device and index in that device's message: the device
-               # gets no answer over MQTT, so this line is where a rejected reading is reported.
+               # Every rejection with its device and index in that device's message (at most 1,000 a
+               # message): over MQTT the device gets no answer, so this line is where a rejected
+               # reading is reported.
                "rejections": [{"device_id": device_id, **x.model_dump()}
                               for (device_id, _), result in zip(messages, results, strict=True)
                               for x in result.rejected]},
