@@ -14,7 +14,7 @@ from ems.telemetry import device_queue
 from ems.telemetry import service as telemetry
 from ems.telemetry.backends import telemetry_store
 from ems.telemetry.models import DataQuery, IngestRequest, IngestResult, SensorDataQuery, Series, SeriesSet
-from ems.telemetry.store import SensorStatusStore
+from ems.telemetry.store import SensorStatusStore, SqsDeadLetters
 
 app = http_app("telemetry")
 
@@ -62,8 +62,8 @@ def iot_handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 @cache
-def dead_letters() -> device_queue.DeadLetters:
-    return device_queue.SqsDeadLetters()
+def dead_letters() -> SqsDeadLetters:
+    return SqsDeadLetters()
 
 
 @instrumented("telemetry")

@@ -13,18 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from ems.core.aws import client
 from ems.core.clock import Clock, utc_now
 from ems.core.observability import logger, metrics
-from ems.core.settings import settings
 from ems.telemetry import service
 from ems.telemetry.models import MAX_READINGS_PER_BATCH
+from ems.telemetry.ports import DeadLetters
 from ems.telemetry.validation import Rejected
-
-# SQS caps a message attribute's value with the message at 256 KB; a reason is a sentence.
-MAX_REASON_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -71,27 +67,6 @@ def by_site(messages: Sequence[DeviceMessage]) -> dict[str, list[DeviceMessage]]
     return groups
 
 
-class DeadLetters(Protocol):
-    def send(self, poison: Poison) -> None: ...
-
-
-class SqsDeadLetters:
-    """The telemetry dead-letter queue (TELEMETRY_DEAD_LETTER_QUEUE_URL): the message as it came, its
-    reason and its message id as message attributes."""
-
-    def send(self, poison: Poison) -> None:
-        url = settings().telemetry_dead_letter_queue_url
-        if not url:
-            raise RuntimeError("TELEMETRY_DEAD_LETTER_QUEUE_URL is not set")
-        client("sqs").send_message(
-            QueueUrl=url, MessageBody=poison.body or "(empty)",
-            MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": poison.reason[:MAX_REASON_CHARS]},
-                "source_message_id": {"DataType": "String", "StringValue": poison.message_id or "(none)"},
-            },
-        )  # fmt: skip
-
-
 def ingest_batch(
     records: Sequence[Mapping[str, Any]], s: service.Stores, dead_letters: DeadLetters, now: Clock = utc_now
 ) -> list[str]:
@@ -122,7 +97,7 @@ def ingest_batch(
         logger.warning("ingest: message to the dead-letter queue", extra={"message_id": item.message_id,
                                                                           "reason": item.reason})  # fmt: skip
         try:
-            dead_letters.send(item)
+            dead_letters.send(item.body, item.reason, item.message_id)
         except Exception:  # not in the dead-letter queue yet: it must stay in the queue
             logger.exception("ingest: dead-letter queue unreachable", extra={"message_id": item.message_id})
             failed.append(item.message_id)

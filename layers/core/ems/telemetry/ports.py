@@ -57,6 +57,12 @@ class SensorStatus(LatestReadings, Protocol):
     def record(self, site_id: str, heard: Sequence[Heard]) -> int: ...
 
 
+class DeadLetters(Protocol):
+    """Where a message that can never be ingested goes, as it came, with the reason."""
+
+    def send(self, body: str, reason: str, message_id: str) -> None: ...
+
+
 class SensorDirectory(Protocol):
     """The site's sensors (what ingest validates against) and rooms. `get_*` raise NotFound."""
 

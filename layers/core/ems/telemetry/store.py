@@ -1,4 +1,5 @@
-"""Where readings and rollups live: the DynamoDB adapter of the `TelemetryStore` port (ems.telemetry.ports).
+"""Where readings and rollups live: the DynamoDB adapter of the `TelemetryStore` port (ems.telemetry.ports), the
+sensors' status store, and the telemetry dead-letter queue's SQS adapter (`SqsDeadLetters`).
 
 The adapter talks to DynamoDB through the low-level client, not PynamoDB (ems.core.tables says why
 that is the exception): it is the measured hot path. `python -m bench telemetry` (bench/RESULTS.md):
@@ -520,3 +521,26 @@ class SensorStatusStore:
 def _heard(item: dict[str, Any]) -> Heard:
     metrics = {k: float(v["N"]) for k, v in item.get("m", {}).get("M", {}).items()}
     return Heard(item["sk"]["S"], int(item["ts"]["N"]), metrics)
+
+
+# ---------------------------------------------------------------- the dead-letter queue
+
+# SQS caps a message attribute's value with the message at 256 KB; a reason is a sentence.
+MAX_REASON_CHARS = 1000
+
+
+class SqsDeadLetters:
+    """The telemetry dead-letter queue (TELEMETRY_DEAD_LETTER_QUEUE_URL): the message as it came, its
+    reason and its message id as message attributes."""
+
+    def send(self, body: str, reason: str, message_id: str) -> None:
+        url = settings().telemetry_dead_letter_queue_url
+        if not url:
+            raise RuntimeError("TELEMETRY_DEAD_LETTER_QUEUE_URL is not set")
+        client("sqs").send_message(
+            QueueUrl=url, MessageBody=body or "(empty)",
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason[:MAX_REASON_CHARS]},
+                "source_message_id": {"DataType": "String", "StringValue": message_id or "(none)"},
+            },
+        )  # fmt: skip
