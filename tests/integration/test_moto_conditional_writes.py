@@ -76,8 +76,13 @@ def race(worker: Callable[[Any], int], aws: MotoServer) -> list[int]:
     return results
 
 
-def conditional_failure(client: Any, exc: Exception) -> bool:
-    return isinstance(exc, client.exceptions.ConditionalCheckFailedException)
+def passed(client: Any, write: Callable[[], Any]) -> int:
+    """1 when the conditional write went through, 0 when its condition failed; anything else raises."""
+    try:
+        write()
+    except client.exceptions.ConditionalCheckFailedException:
+        return 0
+    return 1
 
 
 def test_increment_if_version_unchanged_loses_no_update(
@@ -90,16 +95,11 @@ def test_increment_if_version_unchanged_loses_no_update(
         done = 0
         for _ in range(ATTEMPTS):
             seen = int(client.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]["version"]["N"])
-            try:
-                client.update_item(
-                    TableName=TABLE, Key=key, UpdateExpression="SET version = :next",
-                    ConditionExpression="version = :seen",
-                    ExpressionAttributeValues={":seen": {"N": str(seen)}, ":next": {"N": str(seen + 1)}},
-                )  # fmt: skip
-                done += 1
-            except Exception as exc:
-                if not conditional_failure(client, exc):
-                    raise
+            done += passed(client, lambda seen=seen: client.update_item(
+                TableName=TABLE, Key=key, UpdateExpression="SET version = :next",
+                ConditionExpression="version = :seen",
+                ExpressionAttributeValues={":seen": {"N": str(seen)}, ":next": {"N": str(seen + 1)}},
+            ))  # fmt: skip
         return done
 
     successes = race(increments, endpoint)
@@ -113,15 +113,10 @@ def test_put_if_absent_creates_each_item_once(endpoint: MotoServer, frequent_thr
     def creates(client: Any) -> int:
         done = 0
         for sk in range(ATTEMPTS):  # every thread tries to create the same ATTEMPTS items
-            try:
-                client.put_item(
-                    TableName=TABLE, Item={"pk": {"S": "once"}, "sk": {"N": str(sk)}},
-                    ConditionExpression="attribute_not_exists(pk)",
-                )  # fmt: skip
-                done += 1
-            except Exception as exc:
-                if not conditional_failure(client, exc):
-                    raise
+            done += passed(client, lambda sk=sk: client.put_item(
+                TableName=TABLE, Item={"pk": {"S": "once"}, "sk": {"N": str(sk)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            ))  # fmt: skip
         return done
 
     successes = race(creates, endpoint)
@@ -138,15 +133,10 @@ def test_delete_if_present_deletes_each_item_once(
     def deletes(client: Any) -> int:
         done = 0
         for sk in range(ATTEMPTS):
-            try:
-                client.delete_item(
-                    TableName=TABLE, Key={"pk": {"S": "gone"}, "sk": {"N": str(sk)}},
-                    ConditionExpression="attribute_exists(pk)",
-                )  # fmt: skip
-                done += 1
-            except Exception as exc:
-                if not conditional_failure(client, exc):
-                    raise
+            done += passed(client, lambda sk=sk: client.delete_item(
+                TableName=TABLE, Key={"pk": {"S": "gone"}, "sk": {"N": str(sk)}},
+                ConditionExpression="attribute_exists(pk)",
+            ))  # fmt: skip
         return done
 
     successes = race(deletes, endpoint)

@@ -166,14 +166,7 @@ class MemoryRegistry:
             "other": 0,
         }
 
-    def delete_site(self, site_id: str, cascade: bool) -> dict[str, int]:
-        counts = self.site_item_counts(site_id)
-        if not cascade and any(counts.values()):
-            raise Conflict(
-                f"site {site_id!r} still has {counts['rooms']} rooms and {counts['sensors']} sensors; "
-                "delete them first or pass ?cascade=true",
-                "site_id",
-            )
+    def delete_site(self, site_id: str, cascade: bool) -> None:
         for key in [k for k in self.rooms if k[0] == site_id]:
             del self.rooms[key]
         for key in [k for k in self.sensors if k[0] == site_id]:
@@ -181,7 +174,6 @@ class MemoryRegistry:
         self.tariffs.pop(site_id, None)
         if self.sites.pop(site_id, None) is None:
             raise NotFound(f"no site {site_id!r}", "site_id")
-        return {k: v for k, v in counts.items() if v} if cascade else {}
 
     # ------------------------------------------------------------ rooms
 

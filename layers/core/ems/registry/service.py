@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, to_iso, utc_now
-from ems.core.errors import Forbidden, Invalid
+from ems.core.errors import Conflict, Forbidden, Invalid
 from ems.core.pagination import Page
 from ems.registry.models import (
     Deleted,
@@ -54,8 +54,17 @@ def list_sites(caller: Claims, store: RegistryStore, limit: int, next_token: str
 
 
 def delete_site(site_id: str, cascade: bool, store: RegistryStore) -> Deleted:
+    """Only an empty site, unless `cascade` (then everything in it goes, and the answer counts it)."""
     store.get_site(site_id)
-    return Deleted(cascaded=store.delete_site(site_id, cascade))
+    counts = store.site_item_counts(site_id)
+    if not cascade and any(counts.values()):
+        raise Conflict(
+            f"site {site_id!r} still has {counts['rooms']} rooms and {counts['sensors']} sensors; "
+            "delete them first or pass ?cascade=true",
+            "site_id",
+        )
+    store.delete_site(site_id, cascade)
+    return Deleted(cascaded={k: v for k, v in counts.items() if v} if cascade else {})
 
 
 # ---------------------------------------------------------------- rooms

@@ -198,14 +198,8 @@ class RegistryStore:
             counts[kind] += 1
         return counts
 
-    def delete_site(self, site_id: str, cascade: bool) -> dict[str, int]:
-        counts = self.site_item_counts(site_id)
-        if not cascade and any(counts.values()):
-            raise Conflict(
-                f"site {site_id!r} still has {counts['rooms']} rooms and {counts['sensors']} sensors; "
-                "delete them first or pass ?cascade=true",
-                "site_id",
-            )
+    def delete_site(self, site_id: str, cascade: bool) -> None:
+        """The site's item and its tariff; with `cascade`, every item of the site."""
         if cascade:
             with RegistryItem.batch_write() as batch:
                 for item in RegistryItem.query(site_id, attributes_to_get=["pk", "sk"]):
@@ -219,7 +213,6 @@ class RegistryStore:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise NotFound(f"no site {site_id!r}", "site_id") from exc
             raise
-        return {k: v for k, v in counts.items() if v} if cascade else {}
 
     # ------------------------------------------------------------ rooms
 
