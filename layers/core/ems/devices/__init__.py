@@ -1,0 +1,1 @@
+"""IoT control: devices, their shadows and commands, hourly instructions, automation rules, schedules."""
