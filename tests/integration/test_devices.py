@@ -1,0 +1,302 @@
+"""Devices against moto through DevicesFunction: the HTTP routes (replayed from events/http/devices),
+the IoT thing and classic shadow in moto's IoT, the device's report run through the template's own
+topic rule SQL (ems_local.iotsql) as IoT Core would, presence events, the stale check, and the
+DeviceCommandChanged events pushed by RealtimeFunction. DevicesFunction's events go to a list."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from ems.core import clock
+from ems.core.clock import parse_time
+from ems_local import iotsql
+from ems_local.template import Stack
+from tests.support.events import replay
+from tests.support.fakes import ListPublisher
+from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
+from tests.support.tokens import issue
+
+SITE = "hq"
+HQ = {"x-site": SITE}
+DEVICES = EVENTS / "http" / "devices"
+
+
+def sample(name: str) -> str:
+    return f"devices/{name}"
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch, api: InProcessApi, admin_token: str) -> ListPublisher:
+    ok(api.request("POST", "/api/v1/sites", token=admin_token,
+                   body={"site_id": SITE, "name": "HQ", "timezone": "Europe/Berlin"}), 201)  # fmt: skip
+    module = load_function("functions/devices/")
+    module.stores.cache_clear()
+    real, fake = module.stores(), ListPublisher()
+    monkeypatch.setattr(module, "stores", lambda: replace(real, events=fake))
+    return fake
+
+
+def register(api: InProcessApi, token: str, **body: Any) -> dict[str, Any]:
+    return ok(api.request("POST", "/api/v1/iot/devices", token=token, headers=HQ, body=body), 201)  # type: ignore[no-any-return]
+
+
+def rule_event(name: str, topic: str, payload: dict[str, Any], client_id: str = "") -> Any:
+    """What the template's topic rule `name` of DevicesFunction hands the function for a message."""
+    sql = Stack.from_file().functions()["DevicesFunction"]["Events"][name]["Properties"]["Sql"]
+    return iotsql.parse(sql).apply(topic, json.dumps(payload).encode(), client_id, 1_893_456_000_000)
+
+
+def device_reports(api: InProcessApi, thing: str, reported: dict[str, Any]) -> Any:
+    """The device updates its shadow (moto's IoT data plane); IoT Core's update/accepted document goes
+    through the ShadowReports rule to DevicesFunction."""
+    answer = boto3.client("iot-data", region_name="us-east-1").update_thing_shadow(
+        thingName=thing, payload=json.dumps({"state": {"reported": reported}}).encode()
+    )
+    accepted = json.loads(answer["payload"].read())
+    event = rule_event("ShadowReports", f"$aws/things/{thing}/shadow/update/accepted", accepted)
+    return api.invoke("DevicesFunction", event)
+
+
+def test_every_devices_route_has_exactly_one_sample() -> None:
+    routes = [r for r in Stack.from_file().http_routes() if r["function"] == "DevicesFunction"]
+    keys = [json.loads(p.read_text())["routeKey"] for p in sorted(DEVICES.glob("*.json"))]
+    assert sorted(keys) == sorted(f"{r['method']} {r['path']}" for r in routes)
+    assert len(keys) == 11
+
+
+def test_register_get_command_report_and_list_from_the_samples(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    created = ok(replay(api, sample("devices-create"), admin_token), 201)
+    assert (created["thing_name"], created["site_id"]) == ("hq:DEVICE_001", "hq")
+    thing = boto3.client("iot", region_name="us-east-1").describe_thing(thingName="hq:DEVICE_001")
+    assert (thing["thingTypeName"], thing["attributes"]) == (
+        "hvac", {"site": "hq", "device_id": "DEVICE_001", "device_type": "hvac"},
+    )  # fmt: skip
+
+    command = ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    assert (command["command_id"], command["status"], command["source"]) == (
+        "cmd-2030-01-01-0001",
+        "pending",
+        "manual",
+    )
+    view = ok(replay(api, sample("devices-get"), admin_token))
+    assert view["shadow"]["desired"] == {"mode": "cool", "command_id": "cmd-2030-01-01-0001"}
+    assert view["shadow"]["delta"] == {"mode": "cool", "command_id": "cmd-2030-01-01-0001"}
+    assert (view["connectivity"], view["last_command"]["status"], view["controller"]) == (
+        "unknown",
+        "pending",
+        "manual",
+    )
+
+    outcome = device_reports(api, "hq:DEVICE_001", {
+        "mode": "cool", "command_id": "cmd-2030-01-01-0001",
+        "last_command": {"command_id": "cmd-2030-01-01-0001", "status": "applied"},
+    })  # fmt: skip
+    assert outcome == {"outcome": "cmd-2030-01-01-0001 applied"}
+    view = ok(replay(api, sample("devices-get"), admin_token))
+    assert (view["last_command"]["status"], view["shadow"]["delta"]) == ("applied", {})
+    listed = ok(replay(api, sample("devices-commands"), admin_token))
+    assert [(c["command_id"], c["status"]) for c in listed["items"]] == [("cmd-2030-01-01-0001", "applied")]
+    assert [e.detail["command"]["status"] for e in published.events] == ["pending", "applied"]
+
+    # The retry of the seed's POST is the same command, not a second one.
+    again = ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    assert (again["command_id"], again["status"]) == ("cmd-2030-01-01-0001", "applied")
+    assert ok(replay(api, sample("devices-commands"), admin_token))["count"] == 1
+
+
+def test_the_command_reaches_the_topic(api: InProcessApi, admin_token: str, published: ListPublisher) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iotdata.models import iotdata_backends
+
+    register(
+        api,
+        admin_token,
+        device_id="BATT001",
+        name="Battery",
+        device_type="battery_inverter",
+        rated_power_kw=5,
+    )
+    body = {"command": "set_power", "params": {"kw": -2.5, "duration_minutes": 30}, "command_id": "b-1"}
+    ok(
+        api.request(
+            "POST", "/api/v1/iot/devices/BATT001/instructions", token=admin_token, headers=HQ, body=body
+        ),
+        201,
+    )
+    messages = iotdata_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].published_payloads
+    topic, payload = messages[-1]
+    assert topic == "ems/hq/devices/BATT001/commands"
+    assert {k: v for k, v in json.loads(payload).items() if k != "issued_at"} == {
+        "command_id": "b-1", "command": "set_power", "params": {"kw": -2.5, "duration_minutes": 30},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"command": "set_setpoint", "params": {"celsius": 35}}, "params.celsius", "16 to 30"),
+        ({"command": "curtail", "params": {"kw": 1}}, "command", "a hvac takes on, off"),
+        ({"command": "warp"}, "command", "Input should be"),
+        ({"command": "on", "command_id": "no spaces"}, "command_id", "pattern"),
+    ],
+)
+def test_a_bad_command_is_a_422_naming_the_field_and_nothing_is_written(
+    api: InProcessApi,
+    admin_token: str,
+    published: ListPublisher,
+    body: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    message = refused(replay(api, sample("devices-instructions"), admin_token, body=body), 422, field)
+    assert words in message
+    assert ok(replay(api, sample("devices-commands"), admin_token))["count"] == 0
+    assert published.events == []
+
+
+def test_delete_with_open_commands_is_409_unless_forced(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    message = refused(replay(api, sample("devices-delete"), admin_token, query={}), 409, "device_id")
+    assert "1 open command(s) (cmd-2030-01-01-0001)" in message
+    assert ok(replay(api, sample("devices-delete"), admin_token)) == {"deleted": True, "commands_closed": 1}
+    refused(replay(api, sample("devices-get"), admin_token), 404, "device_id")
+    with pytest.raises(Exception, match="ResourceNotFound"):
+        boto3.client("iot", region_name="us-east-1").describe_thing(thingName="hq:DEVICE_001")
+
+
+def test_manual_is_refused_while_dr_holds_and_release_restores(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    from ems.devices import service as devices
+    from ems.devices.models import CommandRequest
+
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    ok(replay(api, sample("devices-instructions"), admin_token), 201)  # manual: cool
+    stores = load_function("functions/devices/").stores()
+    devices.send(SITE, "DEVICE_001", CommandRequest(command="off"), "dr", stores, "dr")
+    body = {"command": "on"}
+    message = refused(replay(api, sample("devices-instructions"), admin_token, body=body), 409, "source")
+    assert "controlled by dr" in message
+    released = ok(
+        replay(api, sample("devices-release"), admin_token, path={"device_id": "DEVICE_001", "source": "dr"})
+    )
+    assert (released["controller"], released["restored"]["command"], released["restored"]["params"]) == (
+        "manual", "set_mode", {"mode": "cool"},
+    )  # fmt: skip
+    refused(
+        replay(
+            api, sample("devices-release"), admin_token, path={"device_id": "DEVICE_001", "source": "nobody"}
+        ),
+        404,
+        "source",
+    )
+
+
+def test_presence_events_through_the_rule_give_connectivity(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    for name in ("presence-connected", "presence-disconnected"):
+        payload = {
+            k: v
+            for k, v in json.loads((EVENTS / "iot" / f"{name}.json").read_text()).items()
+            if k != "ems_event"
+        }
+        topic = f"$aws/events/presence/{payload['eventType']}/hq:DEVICE_001"
+        event = rule_event("Presence", topic, payload)
+        assert event == json.loads(
+            (EVENTS / "iot" / f"{name}.json").read_text()
+        )  # the sample is what the rule sends
+        api.invoke("DevicesFunction", event)
+        view = ok(replay(api, sample("devices-get"), admin_token))
+        assert view["connectivity"] == ("online" if payload["eventType"] == "connected" else "offline")
+
+
+def test_the_shadow_sample_closes_its_command(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    event = json.loads((EVENTS / "iot" / "shadow-accepted.json").read_text())
+    assert api.invoke("DevicesFunction", event) == {"outcome": "cmd-2030-01-01-0001 applied"}
+    assert api.invoke("DevicesFunction", event) == {"outcome": "already applied"}
+
+
+def test_the_stale_check_times_out_and_raises_the_alert(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    command = ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    event = json.loads((EVENTS / "schedule" / "stale-commands.json").read_text())
+    assert api.invoke("DevicesFunction", event) == {"timed_out": 0}
+    later = parse_time(command["expires_at"], "t") + timedelta(seconds=1)
+    clock.run_on(clock.ScaledClock(later, time.time()))
+    try:
+        assert api.invoke("DevicesFunction", event) == {"timed_out": 1}
+    finally:
+        clock.run_on(None)
+    assert ok(replay(api, sample("devices-commands"), admin_token))["items"][0]["status"] == "timed_out"
+    assert published.kinds() == ["DeviceCommandChanged", "DeviceCommandChanged", "SystemEvent"]
+    alert = published.events[-1]
+    assert (alert.source, alert.detail["kind"], alert.detail["site"]) == (
+        "ems.devices",
+        "command_timed_out",
+        "hq",
+    )
+
+
+def test_plan_and_summary_from_the_samples(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    plan = ok(replay(api, sample("instructions-put"), admin_token))
+    assert (plan["DEVICE_001"]["17"], plan["DEVICE_001"]["18"], plan["DEVICE_001"]["19"]) == (
+        "no-participation", "shifting", "participation",
+    )  # fmt: skip
+    assert ok(replay(api, sample("instructions-get"), admin_token)) == plan
+    refused(
+        replay(api, sample("instructions-put"), admin_token, body={"NOPE": {"1": "shifting"}}),
+        404,
+        "device_id",
+    )
+    summary = ok(replay(api, sample("devices-summary"), admin_token))
+    assert (summary["total"], summary["by_type"], summary["rated_power_kw"], summary["timezone"]) == (
+        1, {"hvac": 1}, 3.0, "Europe/Berlin",
+    )  # fmt: skip
+    assert summary["current_power_kw"] == 0.0  # no power sensor reports for it yet
+    limited = issue(["iot"], sites=[SITE], embargo_minutes=30)
+    assert ok(api.request("GET", "/api/v1/iot/devices/summary", token=limited))["current_power_kw"] is None
+
+
+def test_device_list_pages_and_put(api: InProcessApi, admin_token: str, published: ListPublisher) -> None:
+    for i in range(3):
+        register(api, admin_token, device_id=f"PLUG_{i}", name=f"Plug {i}", device_type="plug")
+    first = ok(api.request("GET", "/api/v1/iot/devices", token=admin_token, headers=HQ, query={"limit": 2}))
+    rest = ok(api.request("GET", "/api/v1/iot/devices", token=admin_token, headers=HQ,
+                          query={"limit": 2, "next_token": first["next_token"]}))  # fmt: skip
+    assert [d["device_id"] for d in first["items"] + rest["items"]] == ["PLUG_0", "PLUG_1", "PLUG_2"]
+    put = ok(replay(api, sample("devices-put"), admin_token, path={"device_id": "PLUG_1"}))
+    assert (put["rated_power_kw"], put["comfort_priority"], put["name"]) == (3.5, 4, "Plug 1")
+    refused(api.request("POST", "/api/v1/iot/devices", token=admin_token, headers=HQ,
+                        body={"device_id": "PLUG_1", "name": "x", "device_type": "plug"}), 409, "device_id")  # fmt: skip
+    refused(api.request("POST", "/api/v1/iot/devices", token=admin_token, headers=HQ,
+                        body={"device_id": "X", "name": "x", "device_type": "toaster"}), 422, "device_type")  # fmt: skip
+
+
+def test_realtime_pushes_the_command_on_its_device_topic(api: InProcessApi) -> None:
+    event = json.loads((EVENTS / "eventbridge" / "device-command-changed.json").read_text())
+    # No subscriber: nothing posted, and no error.
+    assert api.invoke("RealtimeFunction", event) == {"connections": 0, "posts": 0, "failed": 0}
