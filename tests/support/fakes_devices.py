@@ -14,7 +14,8 @@ from typing import Any
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page
 from ems.devices import service as devices
-from ems.devices.models import Command, Control, Device, Shadow
+from ems.devices.automation import EdgeState
+from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
 from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, _after, _page
 
 
@@ -156,6 +157,71 @@ class MemoryCommands:
         return len(keys)
 
 
+class MemoryRules:
+    """RuleRecords in memory. `lose_next_writes` makes that many save_state calls lose their condition
+    after another writer's state is put in (what a concurrent evaluation does)."""
+
+    def __init__(self) -> None:
+        self.rules: dict[tuple[str, str], Rule] = {}
+        self.fired: dict[tuple[str, str, str], Firing] = {}
+        self.lose_next_writes: list[EdgeState] = []
+
+    def create(self, rule: Rule) -> Rule:
+        self.rules[(rule.site_id, rule.rule_id)] = rule.model_copy(deep=True)
+        return rule
+
+    def get(self, site_id: str, rule_id: str) -> Rule:
+        found = self.rules.get((site_id, rule_id))
+        if found is None:
+            raise NotFound(f"no rule {rule_id!r} in this site", "rule_id")
+        return found.model_copy(deep=True)
+
+    def replace(self, rule: Rule) -> Rule:
+        held = self.get(rule.site_id, rule.rule_id)
+        self.rules[(rule.site_id, rule.rule_id)] = rule.model_copy(
+            update={"version": held.version + 1}, deep=True
+        )
+        return self.get(rule.site_id, rule.rule_id)
+
+    def delete(self, site_id: str, rule_id: str) -> None:
+        self.get(site_id, rule_id)
+        del self.rules[(site_id, rule_id)]
+
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Rule]:
+        keyed = [(f"RULE#{r}", rule.model_copy()) for (s, r), rule in self.rules.items() if s == site_id]
+        return _page(
+            keyed, limit, _after(next_token, ("pk", "sk"), "sk"), lambda sk: {"pk": site_id, "sk": sk}
+        )
+
+    def save_state(self, site_id: str, rule_id: str, version: int, state: EdgeState) -> bool:
+        held = self.get(site_id, rule_id)
+        if self.lose_next_writes:  # another evaluation writes first
+            other = self.lose_next_writes.pop(0)
+            self.rules[(site_id, rule_id)] = held.model_copy(
+                update={"since_ms": other.since_ms, "fired": other.fired, "last_ms": other.last_ms,
+                        "version": held.version + 1}
+            )  # fmt: skip
+            return False
+        if held.version != version:
+            return False
+        self.rules[(site_id, rule_id)] = held.model_copy(
+            update={
+                "since_ms": state.since_ms,
+                "fired": state.fired,
+                "last_ms": state.last_ms,
+                "version": version + 1,
+            }
+        )
+        return True
+
+    def add_firing(self, site_id: str, firing: Firing) -> None:
+        self.fired[(site_id, firing.rule_id, firing.at)] = firing.model_copy()
+
+    def firings(self, site_id: str, rule_id: str, limit: int) -> list[Firing]:
+        mine = [f for (s, r, _), f in self.fired.items() if (s, r) == (site_id, rule_id)]
+        return sorted(mine, key=lambda f: f.at, reverse=True)[:limit]
+
+
 @dataclass
 class MemoryIot:
     things: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -205,5 +271,5 @@ def memory_stores() -> devices.Stores:
     registry.add_site("hq", timezone="Europe/Berlin")
     return devices.Stores(
         devices=MemoryDevices(), commands=MemoryCommands(), iot=MemoryIot(), events=ListPublisher(),
-        sites=registry, latest=MemoryStatus(),
+        sites=registry, latest=MemoryStatus(), rules=MemoryRules(),
     )  # fmt: skip

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ems.core.ids import USER_ID_PATTERN
 from ems.devices.commands import CommandName, CommandStatus, DeviceType, Source
-from ems.registry.models import ROOM_NAME_PATTERN
+from ems.registry.models import METRIC_PATTERN, ROOM_NAME_PATTERN
 
 DEVICES_SOURCE = "ems.devices"
 # A command was created or changed state: the realtime function pushes it on `devices/<id>`.
@@ -151,3 +151,68 @@ class DevicesSummary(BaseModel):
 
 class PlanIn(RootModel[dict[str, dict[str, Any]]]):
     """PUT /iot/instructions: `{device_id: {"0".."23": instruction}}` (the hours given are merged)."""
+
+
+# ---------------------------------------------------------------- automation rules
+
+Op = Literal[">", ">=", "<", "<=", "=="]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sensor_id: str = Field(pattern=USER_ID_PATTERN)
+    metric: str = Field(pattern=METRIC_PATTERN)
+    op: Op
+    threshold: float = Field(allow_inf_nan=False)
+    for_minutes: int = Field(default=0, ge=0, le=1440)
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(pattern=USER_ID_PATTERN)
+    command: CommandName
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    condition: Condition
+    action: Action
+    enabled: bool = True
+
+
+class RuleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    condition: Condition | None = None
+    action: Action | None = None
+    enabled: bool | None = None
+
+
+class Firing(BaseModel):
+    rule_id: str
+    at: str  # the time of the reading that completed the hold
+    value: float
+    command_id: str
+    outcome: str = "sending"  # "sent", or why not: "skipped: ..." (a higher controller), "refused: ..."
+
+
+class Rule(RuleIn):
+    rule_id: str
+    site_id: str
+    created_at: str
+    updated_at: str
+    # Edge state (ems.devices.automation.EdgeState), kept with a version for conditional writes.
+    since_ms: int | None = None
+    fired: bool = False
+    last_ms: int | None = None
+    version: int = 0
+
+
+class RuleView(Rule):
+    last_firings: list[Firing] = Field(default_factory=list)

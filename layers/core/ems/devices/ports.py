@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ems.core.pagination import Page
-from ems.devices.models import Command, Control, Device, Shadow
+from ems.devices.automation import EdgeState
+from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
 from ems.registry.models import Sensor, Site
 from ems.registry.status import LatestReadings
 
-__all__ = ["Commands", "DeviceRecords", "IotCloud", "LatestReadings", "SiteDirectory"]
+__all__ = ["Commands", "DeviceRecords", "IotCloud", "LatestReadings", "RuleRecords", "SiteDirectory"]
 
 
 class DeviceRecords(Protocol):
@@ -49,6 +50,21 @@ class Commands(Protocol):
     def open_for(self, site_id: str, device_id: str) -> list[Command]: ...
     def stale(self, before_ms: int, limit: int) -> list[Command]: ...
     def delete_all(self, site_id: str, device_id: str) -> int: ...
+
+
+class RuleRecords(Protocol):
+    """Automation rules, their edge state and their firings. `get` raises NotFound; `save_state`
+    writes on the condition that the rule's version is still `version` (False when another
+    evaluation wrote first); `add_firing` is idempotent by (rule, reading time)."""
+
+    def create(self, rule: Rule) -> Rule: ...
+    def get(self, site_id: str, rule_id: str) -> Rule: ...
+    def replace(self, rule: Rule) -> Rule: ...
+    def delete(self, site_id: str, rule_id: str) -> None: ...
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Rule]: ...
+    def save_state(self, site_id: str, rule_id: str, version: int, state: EdgeState) -> bool: ...
+    def add_firing(self, site_id: str, firing: Firing) -> None: ...
+    def firings(self, site_id: str, rule_id: str, limit: int) -> list[Firing]: ...
 
 
 class IotCloud(Protocol):

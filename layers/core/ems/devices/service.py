@@ -20,12 +20,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
-from ems.core.clock import Clock, to_iso, utc_now
-from ems.core.errors import Conflict, Invalid, NotFound
+from ems.core.clock import Clock, iso_ms, to_iso, utc_now
+from ems.core.errors import Conflict, DomainError, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.observability import logger
 from ems.core.pagination import MAX_LIMIT, Page, every
 from ems.devices import commands as rules
+from ems.devices.automation import EdgeState, step
 from ems.devices.commands import COMMAND_TIMEOUT_SECONDS, Source
 from ems.devices.models import (
     DEVICE_COMMAND_CHANGED,
@@ -41,12 +42,18 @@ from ems.devices.models import (
     DevicesSummary,
     DeviceUpdate,
     DeviceView,
+    Firing,
     LastCommand,
     ListQuery,
     Released,
+    Rule,
+    RuleIn,
+    RuleUpdate,
+    RuleView,
 )
-from ems.devices.ports import Commands, DeviceRecords, IotCloud, LatestReadings, SiteDirectory
+from ems.devices.ports import Commands, DeviceRecords, IotCloud, LatestReadings, RuleRecords, SiteDirectory
 from ems.devices.things import commands_topic, desired_state, thing_name
+from ems.telemetry.models import TelemetryReceived
 
 STALE_BATCH = 100
 POWER_METRIC = "power_w"
@@ -60,6 +67,7 @@ class Stores:
     events: EventPublisher
     sites: SiteDirectory | None = None
     latest: LatestReadings | None = None
+    rules: RuleRecords | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -422,3 +430,121 @@ def _current_power_kw(site: str, devices: list[Device], s: Stores) -> dict[str, 
             device_id = owner[sensor_id]
             power[device_id] = power.get(device_id, 0.0) + heard.metrics[POWER_METRIC] / 1000
     return power
+
+
+# ---------------------------------------------------------------- automation rules
+
+LAST_FIRINGS = 10
+STATE_ATTEMPTS = 5  # conditional writes of one rule's state lost to concurrent evaluations, at most
+
+
+def _rules(s: Stores) -> RuleRecords:
+    if s.rules is None:
+        raise RuntimeError("the devices service was given no rule store")
+    return s.rules
+
+
+def _check_action(site: str, rule: RuleIn, s: Stores) -> None:
+    """The action's device exists and takes the command (422 naming `action.<field>`)."""
+    try:
+        device = s.devices.get(site, rule.action.device_id)
+    except NotFound as exc:
+        raise Invalid(f"no device {rule.action.device_id!r} in this site", "action.device_id") from exc
+    try:
+        rules.validate(device.device_type, device.rated_power_kw, rule.action.command, rule.action.params)
+    except Invalid as exc:
+        raise Invalid(exc.message, f"action.{exc.field}") from exc
+
+
+def create_rule(site: str, new: RuleIn, s: Stores, now: Clock = utc_now) -> Rule:
+    _check_action(site, new, s)
+    moment = now()
+    rule = Rule(
+        **new.model_dump(), rule_id=f"rule_{_ms(moment):013d}_{uuid.uuid4().hex[:8]}", site_id=site,
+        created_at=to_iso(moment), updated_at=to_iso(moment),
+    )  # fmt: skip
+    return _rules(s).create(rule)
+
+
+def get_rule(site: str, rule_id: str, s: Stores) -> RuleView:
+    rule = _rules(s).get(site, rule_id)
+    return RuleView(**rule.model_dump(), last_firings=_rules(s).firings(site, rule_id, LAST_FIRINGS))
+
+
+def list_rules(site: str, q: ListQuery, s: Stores) -> Page[Rule]:
+    return _rules(s).page(site, q.limit, q.next_token)
+
+
+def update_rule(site: str, rule_id: str, change: RuleUpdate, s: Stores, now: Clock = utc_now) -> Rule:
+    """A new condition starts unarmed: what was held for the old one says nothing of the new."""
+    rule = _rules(s).get(site, rule_id)
+    fields = change.model_dump(exclude_unset=True, exclude_none=True)
+    updated = Rule.model_validate({**rule.model_dump(), **fields, "updated_at": to_iso(now())})
+    _check_action(site, updated, s)
+    if change.condition is not None and change.condition != rule.condition:
+        updated = updated.model_copy(update={"since_ms": None, "fired": False, "last_ms": None})
+    return _rules(s).replace(updated)
+
+
+def delete_rule(site: str, rule_id: str, s: Stores) -> dict[str, bool]:
+    _rules(s).delete(site, rule_id)
+    return {"deleted": True}
+
+
+def evaluate_rules(event: TelemetryReceived, s: Stores, now: Clock = utc_now) -> dict[str, int]:
+    """A TelemetryReceived batch against the site's enabled rules on its sensors: each rule's state
+    moves by the batch's readings (ems.devices.automation.step) in one conditional write (re-read and
+    judged again when a concurrent evaluation wrote first); then each firing sends the rule's action
+    as source `rule`, with a command_id of the rule and the reading's time, so a firing is one
+    command however often it is sent. A firing a higher controller refuses is skipped and logged."""
+    store = _rules(s)
+    sensors = {r.sensor_id for r in event.readings}
+    watching = [
+        r
+        for r in every(partial(store.page, event.site, MAX_LIMIT))
+        if r.enabled and r.condition.sensor_id in sensors
+    ]
+    report = {"rules": len(watching), "fired": 0, "skipped": 0}
+    for rule in watching:
+        condition = rule.condition
+        values = [
+            (r.ts, r.metrics[condition.metric])
+            for r in event.readings
+            if r.sensor_id == condition.sensor_id and condition.metric in r.metrics
+        ]
+        if not values:
+            continue
+        for _ in range(STATE_ATTEMPTS):
+            state = EdgeState(rule.since_ms, rule.fired, rule.last_ms)
+            new, fires = step(state, condition.op, condition.threshold, condition.for_minutes, values)
+            if new == state or store.save_state(event.site, rule.rule_id, rule.version, new):
+                break
+            rule = store.get(event.site, rule.rule_id)
+        else:
+            raise Conflict(f"rule {rule.rule_id} kept changing under this evaluation", "rule_id")
+        value_at = dict(values)
+        for ts in fires:
+            outcome = _fire(event.site, rule, ts, value_at[ts], s, now)
+            report["fired" if outcome == "sent" else "skipped"] += 1
+    if report["fired"] or report["skipped"]:
+        logger.info("rules evaluated", extra={"site": event.site, **report})
+    return report
+
+
+def _fire(site: str, rule: Rule, ts: int, value: float, s: Stores, now: Clock) -> str:
+    command_id = f"{rule.rule_id}-{ts}"
+    firing = Firing(rule_id=rule.rule_id, at=iso_ms(ts), value=value, command_id=command_id)
+    store = _rules(s)
+    store.add_firing(site, firing)
+    request = CommandRequest(command=rule.action.command, params=rule.action.params, command_id=command_id)
+    try:
+        send(site, rule.action.device_id, request, "rule", s, f"rule:{rule.rule_id}", now)
+        outcome = "sent"
+    except Conflict as exc:
+        outcome = f"skipped: {exc.message}"
+    except DomainError as exc:  # the device or its command changed since the rule was written
+        outcome = f"refused: {exc.message}"
+    if outcome != "sent":
+        logger.info("rule firing not sent", extra={"site": site, "rule_id": rule.rule_id, "outcome": outcome})
+    store.add_firing(site, firing.model_copy(update={"outcome": outcome}))
+    return outcome

@@ -27,13 +27,16 @@ from ems.core.clock import iso_ms, parse_time
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.tables import EnvRegion, EnvTableName
-from ems.devices.models import Command, Control, Device, Shadow
+from ems.devices.automation import EdgeState
+from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
 
 DEVICE = "DEVICE#"
 COMMAND = "CMD#"
 CONTROL = "CTRL#"
 PLAN = "PLAN"
 THING = "THING#"
+RULE = "RULE#"
+FIRING = "FIRE#"
 PENDING = "PENDING"
 LOST_CONDITION = "ConditionalCheckFailedException"
 PAGE_KEYS = ("pk", "sk")
@@ -85,6 +88,11 @@ class DeviceItem(Model):
     open_pk = UnicodeAttribute(null=True)
     open_sk = UnicodeAttribute(null=True)
     pending = Pending()
+    # rule: its edge state and the version that conditions every write of it
+    since_ms = NumberAttribute(null=True)
+    fired = BooleanAttribute(null=True)
+    last_ms = NumberAttribute(null=True)
+    version = NumberAttribute(null=True)
 
 
 def _device(item: DeviceItem) -> Device:
@@ -303,6 +311,91 @@ class CommandStore:
                 batch.delete(item)
                 count += 1
         return count
+
+
+def _rule(item: DeviceItem) -> Rule:
+    return Rule.model_validate({
+        **item.doc, "since_ms": None if item.since_ms is None else int(item.since_ms),
+        "fired": bool(item.fired), "last_ms": None if item.last_ms is None else int(item.last_ms),
+        "version": int(item.version or 0),
+    })  # fmt: skip
+
+
+class RuleStore:
+    """RuleRecords of ems.devices.ports: sk "RULE#<id>" (the rule and its edge state), and
+    "FIRE#<rule>#<reading ms>" (a firing; the key makes a second write of it the same item)."""
+
+    _STATE = ("since_ms", "fired", "last_ms", "version")
+
+    def create(self, rule: Rule) -> Rule:
+        DeviceItem(
+            rule.site_id, RULE + rule.rule_id, doc=rule.model_dump(mode="json", exclude=set(self._STATE)),
+            fired=False, version=0,
+        ).save(condition=DeviceItem.pk.does_not_exist())  # fmt: skip
+        return rule
+
+    def get(self, site_id: str, rule_id: str) -> Rule:
+        try:
+            return _rule(DeviceItem.get(site_id, RULE + rule_id, consistent_read=True))
+        except DoesNotExist as exc:
+            raise NotFound(f"no rule {rule_id!r} in this site", "rule_id") from exc
+
+    def replace(self, rule: Rule) -> Rule:
+        """The definition, and the edge state as `rule` has it (a new condition starts unarmed)."""
+        actions: list[Action] = [
+            DeviceItem.doc.set(rule.model_dump(mode="json", exclude=set(self._STATE))),
+            DeviceItem.fired.set(rule.fired), DeviceItem.version.add(1),
+        ]  # fmt: skip
+        for attribute, value in ((DeviceItem.since_ms, rule.since_ms), (DeviceItem.last_ms, rule.last_ms)):
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        try:
+            DeviceItem(rule.site_id, RULE + rule.rule_id).update(
+                actions=actions, condition=DeviceItem.pk.exists()
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == LOST_CONDITION:
+                raise NotFound(f"no rule {rule.rule_id!r} in this site", "rule_id") from exc
+            raise
+        return self.get(rule.site_id, rule.rule_id)
+
+    def delete(self, site_id: str, rule_id: str) -> None:
+        self.get(site_id, rule_id)
+        with DeviceItem.batch_write() as batch:
+            for item in DeviceItem.query(site_id, DeviceItem.sk.startswith(f"{FIRING}{rule_id}#")):
+                batch.delete(item)
+            batch.delete(DeviceItem(site_id, RULE + rule_id))
+
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Rule]:
+        results = DeviceItem.query(
+            site_id, DeviceItem.sk.startswith(RULE), limit=limit,
+            last_evaluated_key=decode_token(next_token, PAGE_KEYS),
+        )  # fmt: skip
+        items = [_rule(item) for item in results]
+        return Page[Rule](items=items, count=len(items), next_token=encode_token(results.last_evaluated_key))
+
+    def save_state(self, site_id: str, rule_id: str, version: int, state: EdgeState) -> bool:
+        actions: list[Action] = [DeviceItem.fired.set(state.fired), DeviceItem.version.set(version + 1)]
+        for attribute, value in ((DeviceItem.since_ms, state.since_ms), (DeviceItem.last_ms, state.last_ms)):
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        try:
+            DeviceItem(site_id, RULE + rule_id).update(
+                actions=actions, condition=DeviceItem.version == version
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == LOST_CONDITION:
+                return False
+            raise
+        return True
+
+    def add_firing(self, site_id: str, firing: Firing) -> None:
+        ms = _ms_of(firing.at)
+        DeviceItem(site_id, f"{FIRING}{firing.rule_id}#{ms:013d}", doc=firing.model_dump(mode="json")).save()
+
+    def firings(self, site_id: str, rule_id: str, limit: int) -> list[Firing]:
+        results = DeviceItem.query(
+            site_id, DeviceItem.sk.startswith(f"{FIRING}{rule_id}#"), scan_index_forward=False, limit=limit
+        )
+        return [Firing.model_validate(item.doc) for item in results]
 
 
 class IotCoreCloud:
