@@ -1,6 +1,6 @@
-"""IoT control: the /api/v1/iot routes (devices, commands, control, the hourly plan, the summary), and
-what IoT Core and the Scheduler invoke: the topic rule on devices' accepted shadow updates, the rule on
-presence events, and the stale-command check. `handler` tells the invocations apart by the event's shape.
+"""IoT control: the /api/v1/iot routes (devices, commands, control, the hourly plan, the summary,
+automation rules), and what invokes it otherwise: the topic rule on devices' accepted shadow updates,
+the rule on presence events, the stale-command check, and TelemetryReceived (automation rules). `handler` tells the invocations apart by the event's shape.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from ems.auth.http import claims, request_site
 from ems.core.errors import NotFound
-from ems.core.events import EventBridgePublisher
+from ems.core.events import EventBridgePublisher, event_handler, is_eventbridge_event
 from ems.core.http import body, flag, http_app, lambda_handler, query_model
 from ems.core.observability import instrumented, logger
 from ems.core.pagination import Page
@@ -28,9 +28,14 @@ from ems.devices.models import (
     ListQuery,
     PlanIn,
     Released,
+    Rule,
+    RuleIn,
+    RuleUpdate,
+    RuleView,
 )
-from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
+from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud, RuleStore
 from ems.registry.store import RegistryStore
+from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
 from ems.telemetry.store import SensorStatusStore
 
 app = http_app("devices")
@@ -48,6 +53,7 @@ def stores() -> devices.Stores:
         events=EventBridgePublisher(),
         sites=RegistryStore(),
         latest=SensorStatusStore(),
+        rules=RuleStore(),
     )
 
 
@@ -111,7 +117,41 @@ def put_plan() -> dict[str, dict[str, str]]:
     return devices.put_plan(request_site(app), body(app, PlanIn).root, stores())
 
 
+@app.get("/api/v1/iot/rules")
+def list_rules() -> Page[Rule]:
+    return devices.list_rules(request_site(app), query_model(app, ListQuery), stores())
+
+
+@app.post("/api/v1/iot/rules")
+def create_rule() -> tuple[Rule, int]:
+    return devices.create_rule(request_site(app), body(app, RuleIn), stores()), 201
+
+
+@app.get("/api/v1/iot/rules/<rule_id>")
+def get_rule(rule_id: str) -> RuleView:
+    return devices.get_rule(request_site(app), rule_id, stores())
+
+
+@app.put("/api/v1/iot/rules/<rule_id>")
+def update_rule(rule_id: str) -> Rule:
+    return devices.update_rule(request_site(app), rule_id, body(app, RuleUpdate), stores())
+
+
+@app.delete("/api/v1/iot/rules/<rule_id>")
+def delete_rule(rule_id: str) -> dict[str, bool]:
+    return devices.delete_rule(request_site(app), rule_id, stores())
+
+
 http_handler = lambda_handler(app)
+
+
+def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str, int]:
+    if detail_type == TELEMETRY_RECEIVED:
+        return devices.evaluate_rules(TelemetryReceived.model_validate(detail), stores())
+    raise ValueError(f"no automation from {detail_type!r}")  # the rule's pattern lets no other through
+
+
+events_handler = event_handler("devices", on_event)
 
 
 @instrumented("devices")
@@ -131,6 +171,8 @@ def stale_handler(event: Any, context: Any) -> dict[str, int]:
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
+    if is_eventbridge_event(event):
+        return events_handler(event, context)
     if event == STALE_CHECK:
         return stale_handler(event, context)
     if isinstance(event, dict) and event.get("ems_event") in (SHADOW_REPORT, PRESENCE):

@@ -68,7 +68,7 @@ def test_every_devices_route_has_exactly_one_sample() -> None:
     routes = [r for r in Stack.from_file().http_routes() if r["function"] == "DevicesFunction"]
     keys = [json.loads(p.read_text())["routeKey"] for p in sorted(DEVICES.glob("*.json"))]
     assert sorted(keys) == sorted(f"{r['method']} {r['path']}" for r in routes)
-    assert len(keys) == 11
+    assert len(keys) == 16
 
 
 def test_register_get_command_report_and_list_from_the_samples(
@@ -300,3 +300,59 @@ def test_realtime_pushes_the_command_on_its_device_topic(api: InProcessApi) -> N
     event = json.loads((EVENTS / "eventbridge" / "device-command-changed.json").read_text())
     # No subscriber: nothing posted, and no error.
     assert api.invoke("RealtimeFunction", event) == {"connections": 0, "posts": 0, "failed": 0}
+
+
+def telemetry_received(api: InProcessApi, *points: tuple[int, float]) -> Any:
+    """A TelemetryReceived of TEMP_001's temperature (minutes after T0, °C), as the bus's rule delivers it."""
+    event = json.loads((EVENTS / "eventbridge" / "telemetry-received.json").read_text())
+    event["detail"] = {
+        "site": SITE,
+        "readings": [
+            {"sensor_id": "TEMP_001", "ts": 1_893_456_000_000 + m * 60_000, "metrics": {"temperature_c": v}}
+            for m, v in points
+        ],
+    }
+    return api.invoke("DevicesFunction", event)
+
+
+def test_a_rule_from_the_samples_fires_once_per_rising_edge_through_the_handler(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    rule = ok(replay(api, sample("rules-create"), admin_token), 201)
+    path = {"rule_id": rule["rule_id"]}
+    assert telemetry_received(api, (0, 27.0), (2, 27.5), (4, 27.0)) == {"rules": 1, "fired": 0, "skipped": 0}
+    assert telemetry_received(api, (6, 27.0), (8, 27.0)) == {"rules": 1, "fired": 1, "skipped": 0}
+    assert telemetry_received(api, (6, 27.0), (8, 27.0))["fired"] == 0  # redelivered
+    assert telemetry_received(api, (10, 27.0), (20, 28.0))["fired"] == 0  # still above: no second firing
+    telemetry_received(api, (21, 25.0), (22, 27.0), (27, 27.0))
+    view = ok(replay(api, sample("rules-get"), admin_token, path=path))
+    assert [(f["value"], f["outcome"]) for f in view["last_firings"]] == [(27.0, "sent"), (27.0, "sent")]
+    commands = ok(replay(api, sample("devices-commands"), admin_token))["items"]
+    assert [(c["command"], c["source"], c["params"]) for c in commands] == [
+        ("set_mode", "rule", {"mode": "cool"})
+    ] * 2
+
+    listed = ok(replay(api, sample("rules-list"), admin_token))
+    assert [r["rule_id"] for r in listed["items"]] == [rule["rule_id"]]
+    assert ok(replay(api, sample("rules-put"), admin_token, path=path))["enabled"] is False
+    assert telemetry_received(api, (40, 25.0), (41, 30.0), (50, 30.0))["rules"] == 0
+    assert ok(replay(api, sample("rules-delete"), admin_token, path=path)) == {"deleted": True}
+    refused(replay(api, sample("rules-get"), admin_token, path=path), 404, "rule_id")
+
+
+def test_a_rule_naming_a_command_its_device_refuses_is_422(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    body = json.loads(load_sample("rules-create")["body"])
+    body["action"]["params"] = {"mode": "turbo"}
+    assert "cool, heat" in refused(
+        replay(api, sample("rules-create"), admin_token, body=body), 422, "action.params.mode"
+    )
+    body["condition"]["op"] = "!="
+    refused(replay(api, sample("rules-create"), admin_token, body=body), 422, "condition.op")
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((DEVICES / f"{name}.json").read_text()))
