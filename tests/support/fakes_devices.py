@@ -15,7 +15,7 @@ from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page
 from ems.devices import service as devices
 from ems.devices.automation import EdgeState
-from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
+from ems.devices.models import Command, Control, Device, Firing, Rule, Schedule, Shadow
 from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, _after, _page
 
 
@@ -222,6 +222,48 @@ class MemoryRules:
         return sorted(mine, key=lambda f: f.at, reverse=True)[:limit]
 
 
+class MemorySchedules:
+    def __init__(self) -> None:
+        self.schedules: dict[tuple[str, str], Schedule] = {}
+
+    def put(self, schedule: Schedule) -> Schedule:
+        self.schedules[(schedule.site_id, schedule.schedule_id)] = schedule.model_copy(deep=True)
+        return schedule
+
+    def get(self, site_id: str, schedule_id: str) -> Schedule:
+        found = self.schedules.get((site_id, schedule_id))
+        if found is None:
+            raise NotFound(f"no schedule {schedule_id!r} in this site", "schedule_id")
+        return found.model_copy(deep=True)
+
+    def delete(self, site_id: str, schedule_id: str) -> None:
+        self.schedules.pop((site_id, schedule_id), None)
+
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Schedule]:
+        keyed = [(f"SCHED#{i}", x.model_copy()) for (s, i), x in self.schedules.items() if s == site_id]
+        return _page(
+            keyed, limit, _after(next_token, ("pk", "sk"), "sk"), lambda sk: {"pk": site_id, "sk": sk}
+        )
+
+
+@dataclass
+class MemoryScheduler:
+    """The Scheduler: each schedule's expression, time zone, state and input, by name."""
+
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, name: str, expression: str, timezone: str, enabled: bool, payload: str) -> None:
+        self.schedules[name] = {
+            "expression": expression,
+            "timezone": timezone,
+            "enabled": enabled,
+            "input": payload,
+        }
+
+    def delete(self, name: str) -> None:
+        self.schedules.pop(name, None)
+
+
 @dataclass
 class MemoryIot:
     things: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -271,5 +313,6 @@ def memory_stores() -> devices.Stores:
     registry.add_site("hq", timezone="Europe/Berlin")
     return devices.Stores(
         devices=MemoryDevices(), commands=MemoryCommands(), iot=MemoryIot(), events=ListPublisher(),
-        sites=registry, latest=MemoryStatus(), rules=MemoryRules(),
+        sites=registry, latest=MemoryStatus(), rules=MemoryRules(), schedules=MemorySchedules(),
+        scheduler=MemoryScheduler(),
     )  # fmt: skip

@@ -216,3 +216,39 @@ class Rule(RuleIn):
 
 class RuleView(Rule):
     last_firings: list[Firing] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- schedules
+
+
+class ScheduleIn(BaseModel):
+    """`cron` (EventBridge Scheduler's six fields), `rate` ("15 minutes") or `at` (a local wall time,
+    yyyy-mm-ddThh:mm:ss), in `timezone` (the site's when absent); `action` one command or a scene."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    cron: str | None = Field(default=None, max_length=256)
+    rate: str | None = Field(default=None, max_length=64)
+    at: str | None = Field(default=None, max_length=32)
+    timezone: str | None = Field(default=None, max_length=64)
+    action: Action | list[Action]
+    enabled: bool = True
+
+
+class Schedule(BaseModel):
+    schedule_id: str
+    site_id: str
+    name: str
+    expression: str  # as the Scheduler has it: cron(...), rate(...) or at(...)
+    timezone: str
+    actions: list[Action]
+    enabled: bool
+    created_at: str
+    updated_at: str
+
+
+class ScheduleRun(BaseModel):
+    schedule_id: str
+    scheduled_time: str
+    commands: list[str]  # the command ids sent, or why an action was not: "skipped: ..."

@@ -11,11 +11,20 @@ from typing import Any, Protocol
 
 from ems.core.pagination import Page
 from ems.devices.automation import EdgeState
-from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
+from ems.devices.models import Command, Control, Device, Firing, Rule, Schedule, Shadow
 from ems.registry.models import Sensor, Site
 from ems.registry.status import LatestReadings
 
-__all__ = ["Commands", "DeviceRecords", "IotCloud", "LatestReadings", "RuleRecords", "SiteDirectory"]
+__all__ = [
+    "Commands",
+    "DeviceRecords",
+    "IotCloud",
+    "LatestReadings",
+    "RuleRecords",
+    "ScheduleRecords",
+    "Scheduler",
+    "SiteDirectory",
+]
 
 
 class DeviceRecords(Protocol):
@@ -65,6 +74,23 @@ class RuleRecords(Protocol):
     def save_state(self, site_id: str, rule_id: str, version: int, state: EdgeState) -> bool: ...
     def add_firing(self, site_id: str, firing: Firing) -> None: ...
     def firings(self, site_id: str, rule_id: str, limit: int) -> list[Firing]: ...
+
+
+class ScheduleRecords(Protocol):
+    """Schedules. `get` raises NotFound."""
+
+    def put(self, schedule: Schedule) -> Schedule: ...
+    def get(self, site_id: str, schedule_id: str) -> Schedule: ...
+    def delete(self, site_id: str, schedule_id: str) -> None: ...
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Schedule]: ...
+
+
+class Scheduler(Protocol):
+    """EventBridge Scheduler: one schedule per schedule of ours, invoking this domain's function with
+    `payload` (the Scheduler fills in <aws.scheduler.scheduled-time>). `put` creates or updates."""
+
+    def put(self, name: str, expression: str, timezone: str, enabled: bool, payload: str) -> None: ...
+    def delete(self, name: str) -> None: ...
 
 
 class IotCloud(Protocol):

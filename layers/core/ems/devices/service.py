@@ -12,6 +12,8 @@ record and the send heals with the caller's retry. Every command created or clos
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,8 +52,21 @@ from ems.devices.models import (
     RuleIn,
     RuleUpdate,
     RuleView,
+    Schedule,
+    ScheduleIn,
+    ScheduleRun,
 )
-from ems.devices.ports import Commands, DeviceRecords, IotCloud, LatestReadings, RuleRecords, SiteDirectory
+from ems.devices.ports import (
+    Commands,
+    DeviceRecords,
+    IotCloud,
+    LatestReadings,
+    RuleRecords,
+    Scheduler,
+    ScheduleRecords,
+    SiteDirectory,
+)
+from ems.devices.schedules import check_timezone, expression
 from ems.devices.things import commands_topic, desired_state, thing_name
 from ems.telemetry.models import TelemetryReceived
 
@@ -68,6 +83,8 @@ class Stores:
     sites: SiteDirectory | None = None
     latest: LatestReadings | None = None
     rules: RuleRecords | None = None
+    schedules: ScheduleRecords | None = None
+    scheduler: Scheduler | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -548,3 +565,101 @@ def _fire(site: str, rule: Rule, ts: int, value: float, s: Stores, now: Clock) -
         logger.info("rule firing not sent", extra={"site": site, "rule_id": rule.rule_id, "outcome": outcome})
     store.add_firing(site, firing.model_copy(update={"outcome": outcome}))
     return outcome
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def scheduler_name(schedule_id: str) -> str:
+    """The Scheduler's name of one of our schedules (64 characters of [0-9A-Za-z_.-] at most)."""
+    return f"ems-devices-{schedule_id}"
+
+
+def _schedule_stores(s: Stores) -> tuple[ScheduleRecords, Scheduler]:
+    if s.schedules is None or s.scheduler is None:
+        raise RuntimeError("the devices service was given no schedule store or scheduler")
+    return s.schedules, s.scheduler
+
+
+def put_schedule(
+    site: str, new: ScheduleIn, s: Stores, schedule_id: str | None = None, now: Clock = utc_now
+) -> Schedule:
+    """Create (or, with `schedule_id`, replace) a schedule and its Scheduler schedule. Every action is
+    checked against its device first (422 naming `action.<n>.<field>`)."""
+    records, scheduler = _schedule_stores(s)
+    actions = new.action if isinstance(new.action, list) else [new.action]
+    if not actions:
+        raise Invalid("name at least one command", "action")
+    for i, action in enumerate(actions):
+        try:
+            device = s.devices.get(site, action.device_id)
+        except NotFound as exc:
+            raise Invalid(f"no device {action.device_id!r} in this site", f"action.{i}.device_id") from exc
+        try:
+            rules.validate(device.device_type, device.rated_power_kw, action.command, action.params)
+        except Invalid as exc:
+            raise Invalid(exc.message, f"action.{i}.{exc.field}") from exc
+    timezone = check_timezone(
+        new.timezone or (s.sites.get_site(site).timezone if s.sites is not None else "UTC")
+    )
+    moment = to_iso(now())
+    created = moment if schedule_id is None else records.get(site, schedule_id).created_at
+    schedule = Schedule(
+        schedule_id=schedule_id or f"sch_{_ms(now()):013d}_{uuid.uuid4().hex[:8]}", site_id=site,
+        name=new.name, expression=expression(new.cron, new.rate, new.at), timezone=timezone, actions=actions,
+        enabled=new.enabled, created_at=created, updated_at=moment,
+    )  # fmt: skip
+    payload = {"schedule": {"site": site, "schedule_id": schedule.schedule_id,
+                            "scheduled_time": "<aws.scheduler.scheduled-time>"}}  # fmt: skip
+    scheduler.put(
+        scheduler_name(schedule.schedule_id),
+        schedule.expression,
+        timezone,
+        schedule.enabled,
+        json.dumps(payload),
+    )
+    return records.put(schedule)
+
+
+def get_schedule(site: str, schedule_id: str, s: Stores) -> Schedule:
+    return _schedule_stores(s)[0].get(site, schedule_id)
+
+
+def list_schedules(site: str, q: ListQuery, s: Stores) -> Page[Schedule]:
+    return _schedule_stores(s)[0].page(site, q.limit, q.next_token)
+
+
+def delete_schedule(site: str, schedule_id: str, s: Stores) -> dict[str, bool]:
+    records, scheduler = _schedule_stores(s)
+    records.get(site, schedule_id)
+    scheduler.delete(scheduler_name(schedule_id))
+    records.delete(site, schedule_id)
+    return {"deleted": True}
+
+
+def run_schedule(
+    site: str, schedule_id: str, scheduled_time: str, s: Stores, now: Clock = utc_now
+) -> ScheduleRun:
+    """The Scheduler fired: send each action as source `schedule`. The command ids are the schedule's,
+    the action's place and the scheduled time, so the Scheduler's retry of one firing sends nothing twice."""
+    try:
+        schedule = get_schedule(site, schedule_id, s)
+    except NotFound:
+        logger.warning("schedule fired but is gone", extra={"site": site, "schedule_id": schedule_id})
+        return ScheduleRun(schedule_id=schedule_id, scheduled_time=scheduled_time, commands=[])
+    stamp = re.sub(r"[^0-9A-Za-z]", "", scheduled_time)
+    sent: list[str] = []
+    for i, action in enumerate(schedule.actions):
+        request = CommandRequest(
+            command=action.command, params=action.params, command_id=f"{schedule_id}-{i}-{stamp}"
+        )
+        try:
+            sent.append(
+                send(
+                    site, action.device_id, request, "schedule", s, f"schedule:{schedule_id}", now
+                ).command_id
+            )
+        except DomainError as exc:  # a higher controller holds the device, or the device changed
+            sent.append(f"skipped: {exc.message}")
+    logger.info("schedule ran", extra={"site": site, "schedule_id": schedule_id, "commands": sent})
+    return ScheduleRun(schedule_id=schedule_id, scheduled_time=scheduled_time, commands=sent)

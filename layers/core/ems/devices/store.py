@@ -14,6 +14,7 @@ and closed on the condition that it is still pending; presence moves only forwar
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute
@@ -28,7 +29,7 @@ from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.tables import EnvRegion, EnvTableName
 from ems.devices.automation import EdgeState
-from ems.devices.models import Command, Control, Device, Firing, Rule, Shadow
+from ems.devices.models import Command, Control, Device, Firing, Rule, Schedule, Shadow
 
 DEVICE = "DEVICE#"
 COMMAND = "CMD#"
@@ -37,6 +38,7 @@ PLAN = "PLAN"
 THING = "THING#"
 RULE = "RULE#"
 FIRING = "FIRE#"
+SCHEDULE = "SCHED#"
 PENDING = "PENDING"
 LOST_CONDITION = "ConditionalCheckFailedException"
 PAGE_KEYS = ("pk", "sk")
@@ -396,6 +398,64 @@ class RuleStore:
             site_id, DeviceItem.sk.startswith(f"{FIRING}{rule_id}#"), scan_index_forward=False, limit=limit
         )
         return [Firing.model_validate(item.doc) for item in results]
+
+
+class ScheduleStore:
+    """ScheduleRecords of ems.devices.ports: sk "SCHED#<id>"."""
+
+    def put(self, schedule: Schedule) -> Schedule:
+        DeviceItem(
+            schedule.site_id, SCHEDULE + schedule.schedule_id, doc=schedule.model_dump(mode="json")
+        ).save()
+        return schedule
+
+    def get(self, site_id: str, schedule_id: str) -> Schedule:
+        try:
+            return Schedule.model_validate(
+                DeviceItem.get(site_id, SCHEDULE + schedule_id, consistent_read=True).doc
+            )
+        except DoesNotExist as exc:
+            raise NotFound(f"no schedule {schedule_id!r} in this site", "schedule_id") from exc
+
+    def delete(self, site_id: str, schedule_id: str) -> None:
+        DeviceItem(site_id, SCHEDULE + schedule_id).delete()
+
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Schedule]:
+        results = DeviceItem.query(
+            site_id, DeviceItem.sk.startswith(SCHEDULE), limit=limit,
+            last_evaluated_key=decode_token(next_token, PAGE_KEYS),
+        )  # fmt: skip
+        items = [Schedule.model_validate(item.doc) for item in results]
+        return Page[Schedule](
+            items=items, count=len(items), next_token=encode_token(results.last_evaluated_key)
+        )
+
+
+class EventBridgeScheduler:
+    """Scheduler of ems.devices.ports: schedules in the default group whose target is this function
+    (DEVICES_FUNCTION_ARN) through the template's execution role (SCHEDULER_ROLE_ARN)."""
+
+    def put(self, name: str, expression: str, timezone: str, enabled: bool, payload: str) -> None:
+        args = {
+            "Name": name, "ScheduleExpression": expression, "ScheduleExpressionTimezone": timezone,
+            "State": "ENABLED" if enabled else "DISABLED", "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {"Arn": os.environ["DEVICES_FUNCTION_ARN"], "RoleArn": os.environ["SCHEDULER_ROLE_ARN"],
+                       "Input": payload},
+        }  # fmt: skip
+        scheduler = client("scheduler")
+        try:
+            scheduler.create_schedule(**args)
+        except Exception as exc:
+            if error_code(exc) != "ConflictException":  # it exists: this is an update
+                raise
+            scheduler.update_schedule(**args)
+
+    def delete(self, name: str) -> None:
+        try:
+            client("scheduler").delete_schedule(Name=name)
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
 
 
 class IotCoreCloud:
