@@ -1,6 +1,7 @@
 """IoT control: the /api/v1/iot routes (devices, commands, control, the hourly plan, the summary,
-automation rules), and what invokes it otherwise: the topic rule on devices' accepted shadow updates,
-the rule on presence events, the stale-command check, and TelemetryReceived (automation rules). `handler` tells the invocations apart by the event's shape.
+automation rules, schedules), and what invokes it otherwise: the topic rule on devices' accepted shadow updates,
+the rule on presence events, the stale-command check, TelemetryReceived (automation rules) and
+the run-time Scheduler schedules of /iot/schedules. `handler` tells the invocations apart by the event's shape.
 """
 
 from __future__ import annotations
@@ -32,8 +33,18 @@ from ems.devices.models import (
     RuleIn,
     RuleUpdate,
     RuleView,
+    Schedule,
+    ScheduleIn,
+    ScheduleRun,
 )
-from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud, RuleStore
+from ems.devices.store import (
+    CommandStore,
+    DeviceStore,
+    EventBridgeScheduler,
+    IotCoreCloud,
+    RuleStore,
+    ScheduleStore,
+)
 from ems.registry.store import RegistryStore
 from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
 from ems.telemetry.store import SensorStatusStore
@@ -54,6 +65,8 @@ def stores() -> devices.Stores:
         sites=RegistryStore(),
         latest=SensorStatusStore(),
         rules=RuleStore(),
+        schedules=ScheduleStore(),
+        scheduler=EventBridgeScheduler(),
     )
 
 
@@ -142,6 +155,33 @@ def delete_rule(rule_id: str) -> dict[str, bool]:
     return devices.delete_rule(request_site(app), rule_id, stores())
 
 
+@app.get("/api/v1/iot/schedules")
+def list_schedules() -> Page[Schedule]:
+    return devices.list_schedules(request_site(app), query_model(app, ListQuery), stores())
+
+
+@app.post("/api/v1/iot/schedules")
+def create_schedule() -> tuple[Schedule, int]:
+    return devices.put_schedule(request_site(app), body(app, ScheduleIn), stores()), 201
+
+
+@app.get("/api/v1/iot/schedules/<schedule_id>")
+def get_schedule(schedule_id: str) -> Schedule:
+    return devices.get_schedule(request_site(app), schedule_id, stores())
+
+
+@app.put("/api/v1/iot/schedules/<schedule_id>")
+def update_schedule(schedule_id: str) -> Schedule:
+    site = request_site(app)
+    devices.get_schedule(site, schedule_id, stores())  # 404 before anything is written
+    return devices.put_schedule(site, body(app, ScheduleIn), stores(), schedule_id)
+
+
+@app.delete("/api/v1/iot/schedules/<schedule_id>")
+def delete_schedule(schedule_id: str) -> dict[str, bool]:
+    return devices.delete_schedule(request_site(app), schedule_id, stores())
+
+
 http_handler = lambda_handler(app)
 
 
@@ -170,11 +210,22 @@ def stale_handler(event: Any, context: Any) -> dict[str, int]:
     return devices.check_stale(stores())
 
 
+@instrumented("devices")
+def schedule_handler(event: dict[str, Any], context: Any) -> ScheduleRun:
+    """A run-time schedule fired (its Input: {"schedule": {site, schedule_id, scheduled_time}})."""
+    fired = event["schedule"]
+    return devices.run_schedule(
+        str(fired["site"]), str(fired["schedule_id"]), str(fired["scheduled_time"]), stores()
+    )
+
+
 def handler(event: dict[str, Any], context: Any) -> Any:
     if is_eventbridge_event(event):
         return events_handler(event, context)
     if event == STALE_CHECK:
         return stale_handler(event, context)
+    if isinstance(event, dict) and isinstance(event.get("schedule"), dict):
+        return schedule_handler(event, context).model_dump()
     if isinstance(event, dict) and event.get("ems_event") in (SHADOW_REPORT, PRESENCE):
         return iot_handler(event, context)
     return http_handler(event, context)

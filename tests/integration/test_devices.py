@@ -68,7 +68,7 @@ def test_every_devices_route_has_exactly_one_sample() -> None:
     routes = [r for r in Stack.from_file().http_routes() if r["function"] == "DevicesFunction"]
     keys = [json.loads(p.read_text())["routeKey"] for p in sorted(DEVICES.glob("*.json"))]
     assert sorted(keys) == sorted(f"{r['method']} {r['path']}" for r in routes)
-    assert len(keys) == 16
+    assert len(keys) == 21
 
 
 def test_register_get_command_report_and_list_from_the_samples(
@@ -356,3 +356,49 @@ def test_a_rule_naming_a_command_its_device_refuses_is_422(
 
 def load_sample(name: str) -> dict[str, Any]:
     return dict(json.loads((DEVICES / f"{name}.json").read_text()))
+
+
+def test_a_schedule_from_the_samples_is_a_scheduler_schedule_that_runs_its_scene(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    from ems_local.scheduler import scheduler_input
+
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    created = ok(replay(api, sample("schedules-create"), admin_token), 201)
+    path = {"schedule_id": created["schedule_id"]}
+    assert (created["expression"], created["timezone"]) == ("cron(0 7 ? * MON-FRI *)", "Europe/Berlin")
+    moto_scheduler = boto3.client("scheduler", region_name="us-east-1")
+    held = moto_scheduler.get_schedule(Name=f"ems-devices-{created['schedule_id']}")
+    assert (held["ScheduleExpression"], held["ScheduleExpressionTimezone"], held["State"]) == (
+        "cron(0 7 ? * MON-FRI *)", "Europe/Berlin", "ENABLED",
+    )  # fmt: skip
+    function = Stack.from_file().functions()["DevicesFunction"]
+    assert held["Target"]["Arn"] == function["Environment"]["Variables"]["DEVICES_FUNCTION_ARN"]
+
+    fired = scheduler_input(held["Target"]["Input"], held["Arn"], parse_time("2030-01-07T06:00:00Z", "t"))
+    sample_input = json.loads((EVENTS / "schedule" / "device-schedule.json").read_text())
+    assert fired == {
+        **sample_input,
+        "schedule": {**sample_input["schedule"], "schedule_id": created["schedule_id"]},
+    }
+    run = api.invoke("DevicesFunction", fired)
+    assert run == api.invoke("DevicesFunction", fired)  # a retried firing sends nothing twice
+    commands = ok(replay(api, sample("devices-commands"), admin_token))["items"]
+    assert sorted((c["command"], c["source"]) for c in commands) == [
+        ("set_mode", "schedule"),
+        ("set_setpoint", "schedule"),
+    ]
+
+    assert ok(replay(api, sample("schedules-get"), admin_token, path=path))["name"] == "Office morning"
+    assert [x["schedule_id"] for x in ok(replay(api, sample("schedules-list"), admin_token))["items"]] == [
+        created["schedule_id"]
+    ]
+    ok(replay(api, sample("schedules-put"), admin_token, path=path))
+    assert moto_scheduler.get_schedule(Name=f"ems-devices-{created['schedule_id']}")[
+        "ScheduleExpression"
+    ] == ("cron(30 6 ? * MON-FRI *)")
+    assert ok(replay(api, sample("schedules-delete"), admin_token, path=path)) == {"deleted": True}
+    assert moto_scheduler.list_schedules()["Schedules"] == []
+    refused(replay(api, sample("schedules-get"), admin_token, path=path), 404, "schedule_id")
+    body = {"name": "x", "cron": "0 7 * * *", "action": {"device_id": "DEVICE_001", "command": "on"}}
+    refused(replay(api, sample("schedules-create"), admin_token, body=body), 422, "cron")
