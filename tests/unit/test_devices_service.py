@@ -302,3 +302,15 @@ def test_the_summary_shows_no_power_to_a_token_that_may_not_see_live_readings(
     assert (summary.current_power_kw, summary.dr_eligible_now_kw) == (None, None)
     assert (summary.total, summary.rated_power_kw) == (2, 8.0)
     assert devices.summary(SITE, caller(data_aggregation="site"), s, at()).current_power_kw == 3.4
+
+
+def test_other_domains_send_and_release_through_device_commands(s: devices.Stores) -> None:
+    commander = devices.DeviceCommands(s, sent_by="dr")
+    shed = commander.send(
+        SITE, "BATT001", "set_power", {"kw": -3, "duration_minutes": 60}, "dr", "dr-inv-7-BATT001"
+    )
+    assert (shed.source, shed.sent_by, shed.params) == ("dr", "dr", {"kw": -3.0, "duration_minutes": 60})
+    with pytest.raises(Conflict):
+        commander.send(SITE, "BATT001", "set_power", {"kw": 2}, "battery")
+    assert commander.release(SITE, "BATT001", "dr").controller is None
+    assert commander.send(SITE, "BATT001", "set_power", {"kw": 2}, "battery").status == "pending"

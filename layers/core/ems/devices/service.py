@@ -349,6 +349,33 @@ def release(site: str, device_id: str, source: Source, s: Stores, sent_by: str =
     return Released(released=source, controller=wish.source, restored=restored)
 
 
+class DeviceCommands:
+    """`send` and `release` for the domains that act through devices (batteries' plans, demand
+    response, the optimiser), behind a port of their own (STYLE.md: `DeviceCommands`). Their
+    functions' app.py wire it: `DeviceCommands(devices.Stores(...))` with the stores of
+    functions/devices/app.py. A refusal by a higher controller is a Conflict naming it."""
+
+    def __init__(self, stores: Stores, sent_by: str = "system") -> None:
+        self._stores, self._sent_by = stores, sent_by
+
+    def send(
+        self,
+        site: str,
+        device_id: str,
+        command: str,
+        params: dict[str, Any],
+        source: Source,
+        command_id: str | None = None,
+    ) -> Command:
+        request = CommandRequest.model_validate(
+            {"command": command, "params": params, "command_id": command_id}
+        )
+        return send(site, device_id, request, source, self._stores, self._sent_by)
+
+    def release(self, site: str, device_id: str, source: Source) -> Released:
+        return release(site, device_id, source, self._stores, self._sent_by)
+
+
 # ---------------------------------------------------------------- the hourly plan
 
 
