@@ -296,10 +296,34 @@ def test_device_list_pages_and_put(api: InProcessApi, admin_token: str, publishe
                         body={"device_id": "X", "name": "x", "device_type": "toaster"}), 422, "device_type")  # fmt: skip
 
 
-def test_realtime_pushes_the_command_on_its_device_topic(api: InProcessApi) -> None:
+def test_realtime_pushes_the_command_on_its_device_topic(
+    api: InProcessApi, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample DeviceCommandChanged reaches a connection subscribed to devices/DEVICE_001 of hq."""
+    realtime = load_function("functions/realtime/")
+    posts: list[tuple[str, Any]] = []
+
+    class Recorder:
+        def post(self, connection_id: str, data: bytes) -> None:
+            posts.append((connection_id, json.loads(data)))
+
+    monkeypatch.setattr(realtime, "poster", Recorder())
+    ws = json.loads((EVENTS / "websocket" / "connect.json").read_text())
+    token = issue(["iot"], sites=[SITE])
+    assert (
+        api.invoke("RealtimeFunction", {**ws, "queryStringParameters": {"token": token}})["statusCode"] == 200
+    )
+    subscribe = json.loads((EVENTS / "websocket" / "subscribe.json").read_text())
+    subscribe["body"] = json.dumps({"action": "subscribe", "topics": ["devices/DEVICE_001", "devices/OTHER"]})
+    reply = json.loads(api.invoke("RealtimeFunction", subscribe)["body"])
+    assert reply["data"]["accepted"] == ["devices/DEVICE_001", "devices/OTHER"]
+
     event = json.loads((EVENTS / "eventbridge" / "device-command-changed.json").read_text())
-    # No subscriber: nothing posted, and no error.
-    assert api.invoke("RealtimeFunction", event) == {"connections": 0, "posts": 0, "failed": 0}
+    assert api.invoke("RealtimeFunction", event) == {"connections": 1, "posts": 1, "failed": 0}
+    ((connection, message),) = posts
+    assert connection == ws["requestContext"]["connectionId"]
+    assert (message["topic"], message["type"]) == ("devices/DEVICE_001", "command")
+    assert message["data"] == event["detail"]["command"]
 
 
 def telemetry_received(api: InProcessApi, *points: tuple[int, float]) -> Any:
