@@ -135,3 +135,37 @@ def test_the_office_rule_fires_once_while_hot_and_again_after_it_cooled(
     finally:
         thermometer.disconnect()
         thermometer.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def dst_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The night Berlin moves to summer time: 2030-03-31 01:00 UTC is 03:00 CEST (02:00 CET before)."""
+    home: Path = tmp_path_factory.mktemp("devicesdst")
+    with running_local_cloud(
+        home, "--no-building", "--clock", "2030-03-31T00:30:00Z", "--speed", "30"
+    ) as described:
+        yield described
+
+
+def test_a_berlin_cron_fires_at_the_utc_instant_of_summer_time_on_the_local_scheduler(
+    dst_stack: dict[str, Any],
+) -> None:
+    clock = ScaledClock.from_env(dst_stack["clock"]["env"])
+    admin = {"authorization": f"Bearer {dst_stack['admin_token']}"}
+    with httpx.Client(base_url=dst_stack["http"], timeout=30, headers=admin, params={"site": SITE}) as client:
+        created(client.post("/api/v1/iot/devices", json={"device_id": "DEVICE_001", "name": "Office HVAC",
+                                                        "device_type": "hvac"}))  # fmt: skip
+        schedule = created(client.post("/api/v1/iot/schedules", json={
+            "name": "Warm the office by 03:00", "cron": "0 3 * * ? *", "timezone": "Europe/Berlin",
+            "action": {"device_id": "DEVICE_001", "command": "set_mode", "params": {"mode": "heat"}},
+        }))  # fmt: skip
+        assert clock.now().isoformat() < "2030-03-31T00:59", "the stack started too late to see 01:00 UTC"
+
+        def sent() -> list[dict[str, Any]]:
+            return client.get("/api/v1/iot/devices/DEVICE_001/commands").json()["items"]
+
+        (command,) = wait_for(sent, "the schedule's first firing", 150)
+        # 03:00 in Berlin that morning is 01:00 UTC (CEST); a fixed +01:00 would have said 02:00 UTC.
+        assert command["command_id"] == f"{schedule['schedule_id']}-0-20300331T010000Z"
+        assert (command["source"], command["command"]) == ("schedule", "set_mode")
+        assert command["issued_at"] < "2030-03-31T01:30"
