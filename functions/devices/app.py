@@ -87,7 +87,7 @@ def summary() -> DevicesSummary:
 
 @app.get("/api/v1/iot/devices/<device_id>")
 def get_device(device_id: str) -> DeviceView:
-    return devices.get_device(request_site(app), device_id, stores())
+    return devices.get_device(request_site(app), device_id, claims(app), stores())
 
 
 @app.put("/api/v1/iot/devices/<device_id>")

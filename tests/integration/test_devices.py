@@ -426,3 +426,18 @@ def test_a_schedule_from_the_samples_is_a_scheduler_schedule_that_runs_its_scene
     refused(replay(api, sample("schedules-get"), admin_token, path=path), 404, "schedule_id")
     body = {"name": "x", "cron": "0 7 * * *", "action": {"device_id": "DEVICE_001", "command": "on"}}
     refused(replay(api, sample("schedules-create"), admin_token, body=body), 422, "cron")
+
+
+def test_a_limited_token_gets_the_device_without_its_reported_state(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    ok(replay(api, sample("devices-instructions"), admin_token), 201)
+    device_reports(api, "hq:DEVICE_001", {"mode": "cool", "room_c": 23.4})
+    assert ok(replay(api, sample("devices-get"), admin_token))["shadow"]["reported"]["room_c"] == 23.4
+    for limits in ({"embargo_minutes": 30}, {"data_aggregation": "room"}):
+        limited = issue(["iot"], sites=[SITE], **limits)
+        shadow = ok(replay(api, sample("devices-get"), limited))["shadow"]
+        assert (shadow["reported"], shadow["delta"]) == ({}, {})
+        assert shadow["desired"] == {"mode": "cool", "command_id": "cmd-2030-01-01-0001"}
+        assert shadow["withheld"] == "this token does not see one device's live readings"

@@ -83,13 +83,13 @@ def test_a_second_registration_is_409_and_an_unknown_site_404(s: devices.Stores)
 
 
 def test_get_shows_the_shadow_delta_connectivity_and_last_command(s: devices.Stores) -> None:
-    view = devices.get_device(SITE, "DEVICE_001", s)
+    view = devices.get_device(SITE, "DEVICE_001", caller(), s)
     assert (view.connectivity, view.last_command, view.shadow.desired) == ("unknown", None, {})
     sent = devices.send(SITE, "DEVICE_001", cmd("set_setpoint", celsius=21), "manual", s, "alice", at())
     devices.on_presence(
         {"clientId": "hq:DEVICE_001", "eventType": "connected", "timestamp": 1_900_000_000_000}, s
     )
-    view = devices.get_device(SITE, "DEVICE_001", s)
+    view = devices.get_device(SITE, "DEVICE_001", caller(), s)
     assert view.shadow.desired == {"setpoint_c": 21.0, "command_id": sent.command_id}
     assert view.shadow.delta == {"setpoint_c": 21.0, "command_id": sent.command_id}
     assert (view.connectivity, view.controller) == ("online", "manual")
@@ -104,9 +104,9 @@ def test_presence_moves_only_forward_in_time(s: devices.Stores) -> None:
     assert devices.on_presence(
         {"clientId": thing, "eventType": "disconnected", "timestamp": 1000}, s
     ).endswith("(older than the last event)")
-    assert devices.get_device(SITE, "DEVICE_001", s).connectivity == "online"
+    assert devices.get_device(SITE, "DEVICE_001", caller(), s).connectivity == "online"
     devices.on_presence({"clientId": thing, "eventType": "disconnected", "timestamp": 3000}, s)
-    assert devices.get_device(SITE, "DEVICE_001", s).connectivity == "offline"
+    assert devices.get_device(SITE, "DEVICE_001", caller(), s).connectivity == "offline"
     assert devices.on_presence({"clientId": "someone:else", "eventType": "connected", "timestamp": 1}, s) == (
         "unknown client someone:else"
     )
@@ -125,7 +125,7 @@ def test_deleting_a_device_with_open_commands_is_409_unless_forced(s: devices.St
     assert devices.delete_device(SITE, "DEVICE_001", True, s).commands_closed == 1
     assert "hq:DEVICE_001" not in iot(s).things
     with pytest.raises(NotFound):
-        devices.get_device(SITE, "DEVICE_001", s)
+        devices.get_device(SITE, "DEVICE_001", caller(), s)
     assert devices.delete_device(SITE, "BATT001", False, s).deleted  # no open command: no force needed
 
 
@@ -228,7 +228,7 @@ def test_a_rule_cannot_undo_a_dr_shed_and_release_restores_the_next_holder(s: de
         with pytest.raises(Conflict) as refused:
             devices.send(SITE, "DEVICE_001", cmd("on"), source, s, now=at(3))  # type: ignore[arg-type]
         assert "controlled by dr" in refused.value.message
-    assert devices.get_device(SITE, "DEVICE_001", s).last_command.command_id == shed.command_id  # type: ignore[union-attr]
+    assert devices.get_device(SITE, "DEVICE_001", caller(), s).last_command.command_id == shed.command_id  # type: ignore[union-attr]
 
     released = devices.release(SITE, "DEVICE_001", "dr", s)
     assert (released.controller, released.restored.command, released.restored.params) == (  # type: ignore[union-attr]
@@ -314,3 +314,22 @@ def test_other_domains_send_and_release_through_device_commands(s: devices.Store
         commander.send(SITE, "BATT001", "set_power", {"kw": 2}, "battery")
     assert commander.release(SITE, "BATT001", "dr").controller is None
     assert commander.send(SITE, "BATT001", "set_power", {"kw": 2}, "battery").status == "pending"
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"data_aggregation": "room"},
+        {"data_aggregation": "site"},
+        {"embargo_minutes": 15},
+        {"time_aggregation": "1h"},
+    ],
+)
+def test_a_limited_token_sees_no_reported_state(s: devices.Stores, limits: dict[str, Any]) -> None:
+    sent = devices.send(SITE, "DEVICE_001", cmd("set_setpoint", celsius=21), "manual", s, now=at())
+    iot(s).report("hq:DEVICE_001", {"setpoint_c": 21.0, "room_c": 23.4, "command_id": sent.command_id})
+    full = devices.get_device(SITE, "DEVICE_001", caller(), s).shadow
+    assert (full.reported["room_c"], full.withheld) == (23.4, None)
+    limited = devices.get_device(SITE, "DEVICE_001", caller(**limits), s).shadow
+    assert (limited.reported, limited.delta, limited.desired) == ({}, {}, full.desired)
+    assert limited.withheld == "this token does not see one device's live readings"

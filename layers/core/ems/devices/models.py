@@ -62,6 +62,8 @@ class Shadow(BaseModel):
     reported: dict[str, Any] = Field(default_factory=dict)
     delta: dict[str, Any] = Field(default_factory=dict)
     version: int | None = None
+    # Why `reported` (and so `delta`) is left out for this token, when it is.
+    withheld: str | None = None
 
 
 class CommandRequest(BaseModel):

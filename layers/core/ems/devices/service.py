@@ -55,6 +55,7 @@ from ems.devices.models import (
     Schedule,
     ScheduleIn,
     ScheduleRun,
+    Shadow,
 )
 from ems.devices.ports import (
     Commands,
@@ -133,13 +134,24 @@ def connectivity(device: Device) -> str:
     return "unknown" if device.connected is None else ("online" if device.connected else "offline")
 
 
-def get_device(site: str, device_id: str, s: Stores) -> DeviceView:
+def visible_shadow(shadow: Shadow, caller: Claims) -> Shadow:
+    """The shadow as `caller` may see it. Its reported state is the device's live state, one
+    device's raw values of now: only a token that sees single readings live gets it (and the delta,
+    which is the difference from it); desired is what EMS asked for, no reading."""
+    if caller.data_aggregation == "raw" and caller.sees_live():
+        return shadow
+    return shadow.model_copy(
+        update={"reported": {}, "delta": {}, "withheld": "this token does not see one device's live readings"}
+    )
+
+
+def get_device(site: str, device_id: str, caller: Claims, s: Stores) -> DeviceView:
     device = s.devices.get(site, device_id)
     last = s.commands.get(site, device_id, device.last_command_id) if device.last_command_id else None
     holder = rules.holder_of(list(s.devices.controls(site, device_id)))
     return DeviceView(
-        **device.model_dump(), shadow=s.iot.shadow(device.thing_name), connectivity=connectivity(device),
-        last_command=last, controller=holder,
+        **device.model_dump(), shadow=visible_shadow(s.iot.shadow(device.thing_name), caller),
+        connectivity=connectivity(device), last_command=last, controller=holder,
     )  # fmt: skip
 
 
