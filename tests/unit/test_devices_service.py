@@ -333,3 +333,10 @@ def test_a_limited_token_sees_no_reported_state(s: devices.Stores, limits: dict[
     limited = devices.get_device(SITE, "DEVICE_001", caller(**limits), s).shadow
     assert (limited.reported, limited.delta, limited.desired) == ({}, {}, full.desired)
     assert limited.withheld == "this token does not see one device's live readings"
+
+
+def test_an_explicit_null_in_an_update_changes_nothing(s: devices.Stores) -> None:
+    updated = devices.update_device(
+        SITE, "DEVICE_001", DeviceUpdate.model_validate({"sensors": None, "name": "HVAC 1"}), s
+    )
+    assert (updated.sensors, updated.name, updated.rated_power_kw) == ([], "HVAC 1", 3.0)

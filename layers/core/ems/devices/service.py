@@ -157,8 +157,10 @@ def get_device(site: str, device_id: str, caller: Claims, s: Stores) -> DeviceVi
 
 def update_device(site: str, device_id: str, change: DeviceUpdate, s: Stores, now: Clock = utc_now) -> Device:
     device = s.devices.get(site, device_id)
-    fields = change.model_dump(exclude_unset=True)
-    return s.devices.replace(device.model_copy(update={**fields, "updated_at": to_iso(now())}))
+    fields = change.model_dump(exclude_unset=True, exclude_none=True)
+    return s.devices.replace(
+        Device.model_validate({**device.model_dump(), **fields, "updated_at": to_iso(now())})
+    )
 
 
 def delete_device(site: str, device_id: str, force: bool, s: Stores) -> Deleted:
@@ -172,9 +174,10 @@ def delete_device(site: str, device_id: str, force: bool, s: Stores) -> Deleted:
             "delete with ?force=true",
             "device_id",
         )
+    # The thing first: a retry after any failure finds the device still there and goes on.
+    s.iot.delete_thing(device.thing_name)
     s.commands.delete_all(site, device_id)
     s.devices.delete(site, device_id)
-    s.iot.delete_thing(device.thing_name)
     return Deleted(commands_closed=len(open_commands))
 
 

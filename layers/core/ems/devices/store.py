@@ -471,6 +471,8 @@ class IotCoreCloud:
         try:
             iot.create_thing(**args)
         except Exception as exc:
+            if error_code(exc) == "ResourceAlreadyExistsException":  # the same name, other attributes
+                raise Conflict(f"IoT thing {thing} exists with other attributes", "device_id") from exc
             if error_code(exc) != "ResourceNotFoundException":  # the thing type is new
                 raise
             iot.create_thing_type(thingTypeName=thing_type)
