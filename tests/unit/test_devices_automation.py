@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ems.core.errors import Invalid
 from ems.devices import service as devices
@@ -215,3 +217,59 @@ def test_a_rule_whose_action_the_device_cannot_take_is_422(s: devices.Stores) ->
     with pytest.raises(Invalid) as refused:
         devices.create_rule(SITE, RuleIn.model_validate(bad), s)
     assert refused.value.field == "action.device_id"
+
+
+# ---------------------------------------------------------------- invariants (hypothesis)
+
+EDGES = settings(max_examples=200, deadline=None)
+# A series of (minutes after T0, above 26 or not): increasing times, steps of 1 to 20 minutes.
+steps = st.lists(st.tuples(st.integers(1, 20), st.booleans()), min_size=1, max_size=40)
+
+
+def as_series(raw: list[tuple[int, bool]]) -> list[tuple[int, float]]:
+    minute, out = 0, []
+    for gap, hot in raw:
+        minute += gap
+        out.append((T0_MS + minute * MIN, 27.0 if hot else 25.0))
+    return out
+
+
+@EDGES
+@given(steps, st.lists(st.integers(1, 40), max_size=5))
+def test_cutting_a_series_into_batches_fires_the_same(raw: list[tuple[int, bool]], cuts: list[int]) -> None:
+    points = as_series(raw)
+    whole = run(points)[1]
+    state, fired, start = EdgeState(), [], 0
+    for cut in sorted({min(c, len(points)) for c in cuts} | {len(points)}):
+        state, fires = run(points[start:cut], state)
+        fired += fires
+        start = cut
+    assert fired == whole
+
+
+@EDGES
+@given(steps)
+def test_each_firing_ends_a_true_run_of_five_minutes_and_runs_fire_at_most_once(
+    raw: list[tuple[int, bool]],
+) -> None:
+    points = as_series(raw)
+    fires = run(points)[1]
+    hot_runs = 0
+    previous_hot = False
+    for _, value in points:
+        hot = value > 26
+        hot_runs += hot and not previous_hot
+        previous_hot = hot
+    assert len(fires) <= hot_runs
+    for minute in fires:
+        at = T0_MS + int(minute * MIN)
+        before = [(ts, v) for ts, v in points if ts <= at]
+        assert before[-1][1] > 26
+        # Back from the firing: every reading true, no silence over 15 minutes, over at least 5 minutes.
+        i = len(before) - 1
+        while i > 0 and before[i - 1][1] > 26 and before[i][0] - before[i - 1][0] <= 15 * MIN:
+            i -= 1
+        assert at - before[i][0] >= 5 * MIN
+    # Delivered again, it fires nothing.
+    state = run(points)[0]
+    assert run(points, state)[1] == []
