@@ -6,6 +6,7 @@ DeviceCommandChanged events pushed by RealtimeFunction. DevicesFunction's events
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -441,3 +442,36 @@ def test_a_limited_token_gets_the_device_without_its_reported_state(
         assert (shadow["reported"], shadow["delta"]) == ({}, {})
         assert shadow["desired"] == {"mode": "cool", "command_id": "cmd-2030-01-01-0001"}
         assert shadow["withheld"] == "this token does not see one device's live readings"
+
+
+def test_the_same_batch_judged_by_eight_invocations_at_once_fires_one_command(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    """Redelivery and concurrency at once: the rule's state is written on its version's condition in
+    moto (whose conditional writes hold a lock, ems_local.moto_dynamodb), so one evaluation wins."""
+    ok(replay(api, sample("devices-create"), admin_token), 201)
+    rule = ok(replay(api, sample("rules-create"), admin_token), 201)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def evaluate() -> None:
+        try:
+            results.append(telemetry_received(api, (0, 27.0), (3, 27.5), (5, 28.0)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(r["fired"] for r in results) == 1
+    commands = ok(replay(api, sample("devices-commands"), admin_token))["items"]
+    assert [c["command_id"] for c in commands] == [f"{rule['rule_id']}-{1_893_456_000_000 + 5 * 60_000}"]
+    view = ok(replay(api, sample("rules-get"), admin_token, path={"rule_id": rule["rule_id"]}))
+    assert (view["fired"], view["last_ms"], len(view["last_firings"])) == (
+        True,
+        1_893_456_000_000 + 5 * 60_000,
+        1,
+    )
