@@ -76,6 +76,10 @@ class MemoryDevices:
         )
         return True
 
+    def set_last_command(self, site_id: str, device_id: str, command_id: str) -> None:
+        key = (site_id, device_id)
+        self.devices[key] = self.get(site_id, device_id).model_copy(update={"last_command_id": command_id})
+
     def controls(self, site_id: str, device_id: str) -> dict[str, Control]:
         return {k: v.model_copy() for k, v in self.control.get((site_id, device_id), {}).items()}
 
@@ -143,6 +147,9 @@ class MemoryCommands:
             for (s, d, _), c in self.commands.items()
             if (s, d) == (site_id, device_id) and c.status == "pending"
         ]
+
+    def commanded(self, site_id: str) -> set[str]:
+        return {d for (s, d, _), c in self.commands.items() if s == site_id and c.status == "pending"}
 
     def stale(self, before_ms: int, limit: int) -> list[Command]:
         pending = [

@@ -226,7 +226,7 @@ def send(
         site, device_id,
         Control(source=source, command=command.command, params=params, command_id=command.command_id, at=command.issued_at),
     )  # fmt: skip
-    s.devices.replace(device.model_copy(update={"last_command_id": command.command_id}))
+    s.devices.set_last_command(site, device_id, command.command_id)
     _deliver(command, device, s)
     s.events.publish([_changed(command)])
     logger.info(
@@ -443,12 +443,13 @@ def summary(site: str, caller: Claims, s: Stores, now: Clock = utc_now) -> Devic
     plan = s.devices.get_plan(site)
     by_type: dict[str, int] = {}
     by_state = {"online": 0, "offline": 0, "commanded": 0}
+    commanded = s.commands.commanded(site)
     for device in devices:
         by_type[device.device_type] = by_type.get(device.device_type, 0) + 1
         state = connectivity(device)
         if state != "unknown":
             by_state[state] += 1
-        if s.commands.open_for(site, device.device_id):
+        if device.device_id in commanded:
             by_state["commanded"] += 1
     power = _current_power_kw(site, devices, s) if caller.sees_live() else None
     eligible = [d for d in devices if d.dr_eligible]

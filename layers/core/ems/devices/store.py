@@ -196,6 +196,11 @@ class DeviceStore:
             raise
         return True
 
+    def set_last_command(self, site_id: str, device_id: str, command_id: str) -> None:
+        DeviceItem(site_id, DEVICE + device_id).update(
+            actions=[DeviceItem.last_command_id.set(command_id)], condition=DeviceItem.pk.exists()
+        )
+
     # ------------------------------------------------------------ controllers and the plan
 
     def controls(self, site_id: str, device_id: str) -> dict[str, Control]:
@@ -293,6 +298,15 @@ class CommandStore:
                 filter_condition=DeviceItem.status == "pending", consistent_read=True,
             )
         ]  # fmt: skip
+
+    def commanded(self, site_id: str) -> set[str]:
+        """The site's devices with a pending command: one Query over the site's commands (keys and
+        status only), not one a device."""
+        found = DeviceItem.query(
+            site_id, DeviceItem.sk.startswith(COMMAND), filter_condition=DeviceItem.status == "pending",
+            attributes_to_get=["sk"],
+        )  # fmt: skip
+        return {item.sk.removeprefix(COMMAND).split("#", 1)[0] for item in found}
 
     def stale(self, before_ms: int, limit: int) -> list[Command]:
         keys = [
