@@ -36,6 +36,7 @@ from ems_sim.devices import (
 __all__ = ["Balance", "Building", "CommandRefused", "RoomSpec", "SensorSpec"]
 
 HVAC_ID, WATER_HEATER_ID, BATTERY_ID = "DEVICE_001", "DEVICE_002", "BATT001"
+RADIATOR_KW_PER_K_M3 = 0.0008  # a room's radiators: 2 kW at 25 K above a 100 m3 room
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,15 @@ class Building:
         self.pv.available_kw = physics.pv_kw(ghi, clear_pct, self.pv_peak_kw)
         self.outdoor_c = physics.outdoor_c(now)
         working_hours = 7 <= now.hour < 19 and now.weekday() < 5
+        pump = self.devices[f"{self.site_id}-heat-pump"]
+        assert isinstance(pump, HeatPump)
+        pump.radiators_kw = 0.0
         for name, room in self.room_state.items():
             wanted = self.rng.randint(0, room.max_occupancy) if working_hours else 0
             room.occupancy = max(0, round(room.occupancy + (wanted - room.occupancy) * 0.3))
             solar_kw = self.solar_kw[name] = physics.solar_gain_kw(room.window_m2, ghi, clear_pct, room.facing,
                                                                    azimuth)  # fmt: skip
-            heat_kw = 0.0
+            heat_kw, hvac_room = 0.0, False
             for hvac in self.of_type("hvac"):
                 if isinstance(hvac, Hvac) and hvac.room == name:
                     hvac.electric_kw, heat_kw = physics.hvac_heat_kw(
@@ -219,7 +223,12 @@ class Building:
                         hvac.mode,
                         float(hvac.rated_power_kw or 0),
                     )
-                    heat_kw = heat_kw if hvac.on else 0.0
+                    heat_kw, hvac_room = (heat_kw if hvac.on else 0.0), True
+            if not hvac_room:  # the heat pump's radiators heat the others
+                heat_kw = physics.radiator_kw(
+                    pump.tank.temperature_c, room.temperature_c, RADIATOR_KW_PER_K_M3 * room.volume_m3
+                )
+                pump.radiators_kw += heat_kw
             room.step(dt_s, self.outdoor_c, heat_kw, solar_kw)
         for device in self.devices.values():
             device.step(dt_s, now)

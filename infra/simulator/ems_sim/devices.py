@@ -161,16 +161,18 @@ SG_READY_BOOST_K = 5.0
 
 @dataclass
 class HeatPump(WaterHeater):
-    """Heats a buffer tank that feeds the heating (its setpoint is the flow temperature) at a COP."""
+    """Heats a buffer tank at a COP (its setpoint is the flow temperature); the tank feeds the radiators
+    of the rooms without HVAC (the building takes their heat out of it: `radiators_kw`)."""
 
     setpoint_c: float = 45.0
     element_kw: float = 4.0  # electric
     cop: float = 3.0
     mode: str = "heat"
     sg_ready: int = 2
+    radiators_kw: float = 0.0  # heat the rooms took from the tank over the last step
     tank: physics.Tank = field(
-        default_factory=lambda: physics.Tank(litres=300.0, loss_kw_per_k=0.15, temperature_c=42.0)
-    )  # the heating's draw is its "loss"
+        default_factory=lambda: physics.Tank(litres=300.0, loss_kw_per_k=0.01, temperature_c=42.0)
+    )
     COMMANDS: ClassVar[tuple[str, ...]] = ("on", "off", "set_setpoint", "set_mode", "sg_ready")
     SETPOINT_C: ClassVar[tuple[float, float]] = (20.0, 65.0)
     MODES: ClassVar[tuple[str, ...]] = ("heat", "cool", "auto", "dhw")
@@ -205,7 +207,7 @@ class HeatPump(WaterHeater):
 
     def step(self, dt_s: float, now: datetime) -> None:
         self.thermostat()
-        self.tank.step(dt_s, self.draw_kw * self.cop)
+        self.tank.step(dt_s, self.draw_kw * self.cop - self.radiators_kw)
 
     def reported(self) -> dict[str, Any]:
         state = super().reported() | {"mode": self.mode, "sg_ready": self.sg_ready}
@@ -300,7 +302,9 @@ class EvCharger(Device):
     session_kwh: float = 0.0
     target_kwh: float | None = None  # energy to deliver in this session
     charge: dict[str, Any] | None = None  # the last charge command's params, as desired shows them
+    arrival_kwh: float = 24.0  # every day at ARRIVAL_HOUR_UTC a car comes in with this much
     COMMANDS: ClassVar[tuple[str, ...]] = ("on", "off", "set_power", "charge")
+    ARRIVAL_HOUR_UTC: ClassVar[int] = 7
 
     @property
     def done(self) -> bool:
@@ -333,6 +337,9 @@ class EvCharger(Device):
 
     def step(self, dt_s: float, now: datetime) -> None:
         hours = dt_s / 3600
+        arrival = now.replace(hour=self.ARRIVAL_HOUR_UTC, minute=0, second=0, microsecond=0)
+        if now - timedelta(seconds=dt_s) < arrival <= now:  # the next car, a new session
+            self.car_kwh, self.session_kwh, self.target_kwh = self.arrival_kwh, 0.0, None
         if hours <= 0 or self.draw_kw == 0:
             return
         room_kwh = self.car_capacity_kwh - self.car_kwh

@@ -220,6 +220,11 @@ def hvac_heat_kw(
     return abs(heat_kw) / cop, heat_kw
 
 
+def radiator_kw(flow_c: float, room_c: float, kw_per_k: float, valve_closes_c: float = 21.0) -> float:
+    """A radiator's heat into a room, its conductance x (flow - room), its valve shut from 21 °C."""
+    return max(0.0, kw_per_k * (flow_c - room_c)) if room_c < valve_closes_c else 0.0
+
+
 WATER_KWH_PER_K_LITRE = 4.186 / 3600  # water's specific heat, 4.186 kJ/(kg K), 1 kg a litre
 
 
