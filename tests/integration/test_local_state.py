@@ -93,9 +93,8 @@ def test_things_shadows_and_schedules_made_at_run_time_are_back_after_a_restart(
         described = iot.describe_thing(thingName=thing)
         assert described["thingTypeName"] == "hvac"
         assert described["attributes"] == {"site": "site-a", "device_id": "DEVICE_001"}
-        assert iot.describe_thing_type(thingTypeName="hvac")["thingTypeProperties"][
-            "thingTypeDescription"
-        ] == ("HVAC units")
+        properties = iot.describe_thing_type(thingTypeName="hvac")["thingTypeProperties"]
+        assert properties["thingTypeDescription"] == "HVAC units"
         document = json.loads(iot_data.get_thing_shadow(thingName=thing)["payload"].read())
         assert document["state"]["desired"] == desired and document["state"]["reported"] == {"power": "on"}
         assert document["state"]["delta"] == desired  # power differs, and command_id is not reported
