@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import queue
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +30,9 @@ def broker() -> Iterator[tuple[MqttBroker, list[tuple[str, bytes, str]]]]:
     running.stop()
 
 
-def _client(port: int, client_id: str) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
+def _client(
+    port: int, client_id: str, topics: tuple[str, ...] = ("$aws/things/dev-1/shadow/#", "ems/#")
+) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
     connected: queue.Queue[Any] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -41,7 +42,7 @@ def _client(port: int, client_id: str) -> tuple[mqtt.Client, queue.Queue[tuple[s
     client.connect("127.0.0.1", port)
     client.loop_start()
     assert not connected.get(timeout=10).is_failure
-    client.subscribe([("$aws/things/dev-1/shadow/#", 1), ("ems/#", 1)])
+    client.subscribe([(topic, 1) for topic in topics])
     assert not any(code.is_failure for code in connected.get(timeout=10))
     return client, received
 
@@ -91,10 +92,8 @@ def _presence(received: queue.Queue[tuple[str, bytes]], event: str, client_id: s
 
 def test_presence_events_on_connect_clean_disconnect_and_a_dropped_connection(broker: Any) -> None:
     running, _ = broker
-    watcher, received = _client(running.port, "watcher")
-    watcher.subscribe("$aws/events/presence/+/+", 1)
+    watcher, received = _client(running.port, "watcher", ("$aws/events/presence/+/+",))
     try:
-        time.sleep(0.5)  # let the subscription settle (no answer to wait on beyond suback)
         before_ms = int(utc_now().timestamp() * 1000)
         device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-a:DEVICE_001")
         device.connect("127.0.0.1", running.port)

@@ -44,6 +44,7 @@ class DeviceClient:
         listen: bool = True,
     ) -> None:  # fmt: skip
         self.site, self.device_id, self.listen = site, device_id, listen
+        self.host, self.port = host, port
         self.thing = thing_name(site, device_id)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.thing)
         self.client.on_connect = self._connected
@@ -145,6 +146,15 @@ class BuildingFleet:
                 reported = self.building.reported(device_id)
         client = self.clients[device_id]
         client.publish(shadow_topic(client.thing, "update"), {"state": {"reported": reported}}, qos=1)
+
+    def disconnect(self, device_id: str) -> None:
+        """The device goes away (switched off, its network down): its connection closes."""
+        self.clients[device_id].close()
+
+    def connect(self, device_id: str) -> None:
+        """The device comes back: a new connection, which asks for its shadow (what was desired meanwhile)."""
+        old = self.clients[device_id]
+        self.clients[device_id] = DeviceClient(old.site, device_id, old.host, old.port, self._received)
 
     def stop(self) -> None:
         self._stop.set()
