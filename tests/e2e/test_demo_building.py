@@ -141,3 +141,25 @@ def test_a_refused_command_is_reported_with_its_reason(stack: dict[str, Any]) ->
         "command_id": "c-2", "status": "rejected", "reason": "setpoint °C 40 is outside this device's range 16 to 30"
     }  # fmt: skip
     assert reported["setpoint_c"] == 21.0
+
+
+def test_the_meter_reads_the_sum_of_the_devices_at_each_tick(stack: dict[str, Any], telemetry: Any) -> None:
+    loads = ["DEVICE_001", "DEVICE_002", "demo-heat-pump", "demo-lighting", "demo-plug", "demo-ev-charger"]
+    wanted = {"demo-meter", "demo-pv", "BATT001", *loads}
+    ticks: dict[int, dict[str, float]] = {}
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        try:
+            topic, message = telemetry.get(timeout=1)
+        except queue.Empty:
+            continue
+        device = topic.split("/")[3]
+        if device in wanted:
+            tick = ticks.setdefault(message["ts"], {})
+            tick[device] = float(message["readings"][0]["metrics"]["power_w"])
+            if wanted <= tick.keys():
+                break
+    else:
+        pytest.fail("no tick with every device's telemetry")
+    expected_w = sum(tick[d] for d in loads) - tick["demo-pv"] + tick["BATT001"]
+    assert tick["demo-meter"] == pytest.approx(expected_w, abs=1.0)  # each rounded to 0.1 W

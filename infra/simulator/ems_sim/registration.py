@@ -18,13 +18,13 @@ DEVICES_PATH = "/api/v1/iot/devices"
 
 def register(
     http_url: str, token: str, site: str, rooms: list[str] | tuple[str, ...], sensors: list[SensorSpec],
-    devices: list[dict[str, Any]] | None = None,
+    devices: list[dict[str, Any]] | None = None, transport: httpx.BaseTransport | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Create what is missing; how many rooms, sensors and devices were created, and how many devices
     were not registered because the route is not there (`devices_unrouted`)."""
     headers = {"authorization": f"Bearer {token}", "x-site": site}
     created = {"rooms": 0, "sensors": 0, "devices": 0, "devices_unrouted": 0}
-    with httpx.Client(base_url=http_url, headers=headers, timeout=60) as client:
+    with httpx.Client(base_url=http_url, headers=headers, timeout=60, transport=transport) as client:
         for room in rooms:
             created["rooms"] += _create(client, "/api/v1/rooms", {"name": room})
         for sensor in sensors:
