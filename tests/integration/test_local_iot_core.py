@@ -134,6 +134,36 @@ def test_presence_events_on_connect_clean_disconnect_and_a_dropped_connection(br
         watcher.loop_stop()
 
 
+def test_a_second_connection_of_a_client_id_ends_the_first_as_iot_core_does(broker: Any) -> None:
+    running, _ = broker
+    watcher, received = _client(running.port, "watcher", ("$aws/events/presence/+/+",))
+    first = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="twin")
+    second = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="twin")
+    try:
+        first.connect("127.0.0.1", running.port)
+        first.loop_start()
+        opened = _presence(received, "connected", "twin")
+        first.loop_stop()  # it stays connected but will not reconnect once it is ended
+        second.connect("127.0.0.1", running.port)
+        second.loop_start()
+        events = {
+            event["eventType"]: event for event in (json.loads(received.get(timeout=10)[1]) for _ in range(2))
+        }
+        ended, took_over = events["disconnected"], events["connected"]
+        assert (ended["sessionIdentifier"], ended["disconnectReason"]) == (
+            opened["sessionIdentifier"],
+            "DUPLICATE_CLIENTID",
+        )
+        assert ended["clientInitiatedDisconnect"] is False
+        assert (took_over["eventType"], took_over["versionNumber"]) == ("connected", 1)
+        assert second.is_connected()
+    finally:
+        second.disconnect()
+        second.loop_stop()
+        watcher.disconnect()
+        watcher.loop_stop()
+
+
 def test_a_topic_rule_on_presence_events_invokes_its_target() -> None:
     submitted: queue.Queue[tuple[str, Any, str]] = queue.Queue()
     # topic() counts from 1, as IoT SQL does: $aws(1)/events(2)/presence(3)/<event>(4)/<clientId>(5).
