@@ -1,5 +1,7 @@
-"""The demo building's physics, pure: the sun and a PV array under moving clouds, a battery, loads,
-rooms (temperature, humidity, CO2) and the energy balance at the main meter.
+"""The demo building's physics, pure: the sun and a PV array under moving clouds, a battery, rooms
+(temperature, humidity, CO2) and water tanks as first-order thermal models (`relax`: after one time
+constant a gap shrinks to 1/e), HVAC that holds a setpoint, radiators, and the energy balance at the
+main meter.
 
 Sign conventions: power in kW; a load draws >= 0; PV generates >= 0; the battery's power is > 0 while
 charging and < 0 while discharging. The main meter reads what the building takes from the grid:
@@ -107,19 +109,6 @@ class Battery:
 
 
 # --- loads and rooms ----------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    """Something that draws power: on or off, at a level (0..1) of its rated power."""
-
-    rated_kw: float
-    on: bool = True
-    level: float = 1.0
-
-    @property
-    def power_kw(self) -> float:
-        return self.rated_kw * max(0.0, min(1.0, self.level)) if self.on else 0.0
 
 
 def relax(value: float, target: float, dt_s: float, tau_s: float) -> float:
