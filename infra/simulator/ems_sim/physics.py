@@ -108,7 +108,7 @@ class Battery:
         return power_kw
 
 
-# --- loads and rooms ----------------------------------------------------------------------------
+# --- rooms, HVAC and tanks: first order --------------------------------------------------------
 
 
 def relax(value: float, target: float, dt_s: float, tau_s: float) -> float:
