@@ -114,6 +114,8 @@ REFUSALS = [
     ("demo-pv", "curtail", {"percent": 120}, "curtail % 120 is outside this device's range 0 to 100"),
     ("demo-ev-charger", "charge", {"current_a": 20}, "current A 20 is outside this device's range 6 to 16"),
     ("demo-ev-charger", "charge", {"power_kw": 12}, "kW 12 is outside this device's range 0 to 11"),
+    ("demo-ev-charger", "charge", {"power_kw": 7, "departure": "2026-06-21T10:00:00Z"},
+     "departure 2026-06-21T10:00:00Z is not after now (2026-06-21T11:00:00+00:00)"),
     (BATTERY_ID, "set_power", {"kw": 6}, "kW (+ charge, - discharge) 6 is outside this device's range -5 to 5"),
     (BATTERY_ID, "set_power", {"kw": 1, "duration_minutes": 0}, "duration_minutes 0 is outside this device's range 1 to 1440"),
 ]  # fmt: skip

@@ -278,3 +278,15 @@ def test_the_meter_is_the_sum_and_moves_by_a_commanded_share() -> None:
     after_w = building.telemetry("demo-meter", 1)["readings"][0]["metrics"]["power_w"]
     assert after_w == pytest.approx(meter_w - 800, abs=0.2)
     assert before != meter_w
+
+
+def test_the_car_charges_until_its_departure_then_leaves() -> None:
+    ev = EvCharger("ev", "ev_charger", "EV", rated_power_kw=11.0, car_kwh=20)
+    ev.apply("charge", {"power_kw": 6.0, "departure": "2026-06-21T11:30:00Z"}, NOON)
+    ev.step(3600, NOON + timedelta(hours=1))  # 30 minutes at 6 kW before it leaves: 3 kWh
+    assert (ev.car_kwh, ev.plugged_in, ev.draw_kw) == (pytest.approx(23), False, 0.0)
+    with pytest.raises(CommandRefused, match="no car is plugged in"):
+        ev.apply("charge", {"power_kw": 6.0}, NOON + timedelta(hours=1))
+    tomorrow = datetime(2026, 6, 22, 7, 0, tzinfo=UTC)  # the next car comes at 07:00 UTC
+    ev.step(600, tomorrow + timedelta(minutes=5))  # from 06:55: 5 minutes at 6 kW after it came
+    assert (ev.plugged_in, ev.car_kwh, ev.draw_kw) == (True, pytest.approx(24.5), 6.0)

@@ -294,9 +294,12 @@ EV_CURRENT_A = (6.0, 16.0)
 
 @dataclass
 class EvCharger(Device):
-    """Charges the car plugged in at its setpoint until the car is full or the session's target is met."""
+    """Charges the car plugged in at its setpoint until the car is full, the session's target is met or
+    the car leaves (its departure); a car comes every morning."""
 
     setpoint_kw: float = 7.4
+    plugged_in: bool = True
+    departure: datetime | None = None
     car_capacity_kwh: float = 60.0
     car_kwh: float = 30.0
     session_kwh: float = 0.0
@@ -309,7 +312,8 @@ class EvCharger(Device):
     @property
     def done(self) -> bool:
         full = self.car_kwh >= self.car_capacity_kwh - 1e-9
-        return full or (self.target_kwh is not None and self.session_kwh >= self.target_kwh - 1e-9)
+        met = self.target_kwh is not None and self.session_kwh >= self.target_kwh - 1e-9
+        return full or met or not self.plugged_in
 
     @property
     def draw_kw(self) -> float:
@@ -324,6 +328,8 @@ class EvCharger(Device):
     def _charge(self, params: dict[str, Any], now: datetime) -> None:
         if not self.on:
             raise CommandRefused("the charger is off: turn it on first")
+        if not self.plugged_in:
+            raise CommandRefused("no car is plugged in")
         if self.car_kwh >= self.car_capacity_kwh - 1e-9:
             raise CommandRefused(f"the car is already full ({self.car_capacity_kwh:g} kWh)")
         if params.get("power_kw") is not None:
@@ -333,30 +339,51 @@ class EvCharger(Device):
             kw = min(float(self.rated_power_kw or 0), amps * EV_KW_PER_A)
         target = params.get("target_kwh")
         target_kwh = None if target is None else within(number(params, "target_kwh"), 0, 1e6, "target kWh")
+        departure = None if params.get("departure") is None else _departure(params["departure"], now)
         self.setpoint_kw, self.target_kwh, self.session_kwh, self.charge = kw, target_kwh, 0.0, dict(params)
+        self.departure = departure
 
     def step(self, dt_s: float, now: datetime) -> None:
         hours = dt_s / 3600
         arrival = now.replace(hour=self.ARRIVAL_HOUR_UTC, minute=0, second=0, microsecond=0)
         if now - timedelta(seconds=dt_s) < arrival <= now:  # the next car, a new session
             self.car_kwh, self.session_kwh, self.target_kwh = self.arrival_kwh, 0.0, None
-        if hours <= 0 or self.draw_kw == 0:
-            return
-        room_kwh = self.car_capacity_kwh - self.car_kwh
-        if self.target_kwh is not None:
-            room_kwh = min(room_kwh, self.target_kwh - self.session_kwh)
-        delivered_kwh = min(self.draw_kw * hours, max(room_kwh, 0.0))
-        self.car_kwh += delivered_kwh
-        self.session_kwh += delivered_kwh
+            self.plugged_in, self.departure = True, None
+            hours = (now - arrival).total_seconds() / 3600  # it charges from its arrival on
+        leaves = self.departure is not None and self.departure <= now
+        if leaves:  # it charges until it leaves
+            assert self.departure is not None
+            hours = max(0.0, dt_s - (now - self.departure).total_seconds()) / 3600
+        if hours > 0 and self.draw_kw > 0:
+            room_kwh = self.car_capacity_kwh - self.car_kwh
+            if self.target_kwh is not None:
+                room_kwh = min(room_kwh, self.target_kwh - self.session_kwh)
+            delivered_kwh = min(self.draw_kw * hours, max(room_kwh, 0.0))
+            self.car_kwh += delivered_kwh
+            self.session_kwh += delivered_kwh
+        if leaves:
+            self.plugged_in, self.departure = False, None
 
     def reported(self) -> dict[str, Any]:
         return super().reported() | {
             "power_kw": self.setpoint_kw, "charge": self.charge, "car_kwh": round(self.car_kwh, 3),
-            "charging": self.draw_kw > 0,
+            "plugged_in": self.plugged_in, "charging": self.draw_kw > 0,
         }  # fmt: skip
 
     def metrics(self) -> dict[str, float]:
         return super().metrics() | {"car_kwh": round(self.car_kwh, 3)}
+
+
+def _departure(value: Any, now: datetime) -> datetime:
+    try:
+        departure = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandRefused(f"departure {value!r} is not an ISO 8601 time") from None
+    if departure.tzinfo is None:
+        raise CommandRefused(f"departure {value!r} has no UTC offset")
+    if departure <= now:
+        raise CommandRefused(f"departure {value} is not after now ({now.isoformat()})")
+    return departure
 
 
 @dataclass
