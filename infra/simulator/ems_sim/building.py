@@ -287,8 +287,9 @@ class Building:
 
     def receive(self, device_id: str, message: dict[str, Any], delta: bool = False) -> dict[str, Any] | None:
         """A command from its topic (`delta` False) or the shadow's delta (True): the report to send to
-        the shadow, with `command_id` and `last_command` (applied, or rejected with the reason); None
-        for a command_id already answered (the other copy came first) or a delta with nothing in it."""
+        the shadow, with `command_id` and `last_command` (applied, or rejected with the reason). None:
+        nothing to report, for a command_id already answered (the other copy came first) or a refused
+        command without a command_id (no last_command can name it)."""
         state = dict(message)
         command_id = state.pop("command_id", None)
         command_id = str(command_id) if command_id is not None else None
