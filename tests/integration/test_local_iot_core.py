@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,6 +157,9 @@ def test_a_second_connection_of_a_client_id_ends_the_first_as_iot_core_does(brok
         )
         assert ended["clientInitiatedDisconnect"] is False
         assert (took_over["eventType"], took_over["versionNumber"]) == ("connected", 1)
+        give_up = time.monotonic() + 10  # its CONNACK, read by paho's thread
+        while not second.is_connected() and time.monotonic() < give_up:
+            time.sleep(0.05)
         assert second.is_connected()
     finally:
         second.disconnect()
