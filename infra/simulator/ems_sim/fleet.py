@@ -136,8 +136,9 @@ class BuildingFleet:
         if reported is None:
             return
         answer = reported.get("last_command") or {}
-        if answer.get("status") == "rejected":
-            self.log(f"{device_id}: rejected {answer.get('command_id')}: {answer.get('reason')}")
+        if answer:
+            reason = f": {answer['reason']}" if answer.get("reason") else ""
+            self.log(f"{device_id}: {answer['status']} {answer['command_id']}{reason}")
         self._report(device_id, reported)
 
     def _report(self, device_id: str, reported: dict[str, Any] | None = None) -> None:
