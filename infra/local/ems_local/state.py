@@ -272,7 +272,7 @@ def _restore_iot(saved: dict[str, Any], client: Callable[[str], Any], region: st
 def _set_shadow_version(region: str, thing: str, shadow: str | None, version: int) -> None:
     """The shadow's version as it was (a device or EMS may order documents by it): moto's API has no
     way to set it, so its backend's shadow is changed in place (moto 5.2's FakeThing.thing_shadows,
-    checked by tests/integration/test_moto_process.py)."""
+    checked by tests/integration/test_pinned_moto_internals.py)."""
     from moto.iot.models import iot_backends
 
     backend = iot_backends[ACCOUNT][region]
