@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ems.batteries.optimizer import Battery, DeferrableLoad, Problem, Schedule, optimize
+from ems.batteries.optimizer import optimize
+from ems.batteries.schedule import Battery, DeferrableLoad, Problem, Schedule
 from ems.core.errors import Invalid
 
 settings.register_profile("battery_optimizer", deadline=None, max_examples=40)
@@ -370,11 +371,19 @@ def test_malformed_input_is_invalid_naming_the_field(problem: Problem, field: st
     assert caught.value.field == field
 
 
-def test_importing_the_optimizer_does_not_import_highspy() -> None:
-    """The module is safe on any import path; HiGHS loads only when a model is solved."""
-    code = "import sys, ems.batteries.optimizer; print('highspy' in sys.modules, 'numpy' in sys.modules)"
+def imported_after(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    return set(out.stdout.split())
+
+
+def test_the_problem_and_schedule_models_import_no_numerical_library() -> None:
+    """Any function may build a Problem or read a Schedule; the science layer stays the optimiser's."""
+    assert not {"numpy", "highspy"} & imported_after("ems.batteries.schedule")
+
+
+def test_importing_the_optimizer_does_not_load_highspy() -> None:
+    assert "highspy" not in imported_after("ems.batteries.optimizer")
 
 
 # --- invariants over random inputs -----------------------------------------------------------------------

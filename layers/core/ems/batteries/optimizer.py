@@ -1,4 +1,5 @@
-"""The battery schedule as a linear program on HiGHS: plain dataclasses in, plain dataclasses out, no I/O.
+"""The battery schedule as a linear program on HiGHS (highspy's matrix API): ems.batteries.schedule's
+dataclasses in and out, no I/O.
 
 Minimise, over the horizon's slots (length `slot_minutes`, dt = slot_minutes / 60 h):
 
@@ -10,9 +11,8 @@ Wear convention: `wear_cost_per_kwh` is paid once per kWh charged and once per k
 counted on the grid (AC) side of the battery, where its powers are. Hence a kWh bought at p_lo, kept
 and sold at p_hi pays iff eta_c * eta_d * (p_hi - w) > p_lo + w.
 
-Powers are grid-side kW; `charge_kw` and `discharge_kw` are both >= 0 (battery_kw = charge - discharge).
-SoC is the energy stored at the end of each slot. highspy is imported where the model is solved, so
-importing this module costs nothing (the API functions never load it).
+numpy and highspy are the science layer's: only the optimiser's function imports this module, and
+highspy loads when a model is first solved.
 """
 
 from __future__ import annotations
@@ -21,115 +21,22 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from ems.batteries.schedule import Battery, BatterySchedule, DeferrableLoad, Problem, Schedule
 from ems.core.errors import Invalid
+
+__all__ = ["Battery", "BatterySchedule", "DeferrableLoad", "Problem", "Schedule", "optimize"]
 
 # Flows smaller than this (kW) count as zero when looking for a slot that charges and discharges at
 # once, or imports and exports at once.
 SIMULTANEOUS_FLOW_TOLERANCE_KW = 1e-6
 _CLEAN_KW = 1e-9
 
-
-@dataclass(frozen=True)
-class Battery:
-    battery_id: str
-    capacity_kwh: float
-    max_charge_kw: float
-    max_discharge_kw: float
-    start_soc_pct: float
-    charge_efficiency: float = 1.0
-    discharge_efficiency: float = 1.0
-    soc_min_pct: float = 0.0
-    soc_max_pct: float = 100.0
-    wear_cost_per_kwh: float = 0.0
-    # Charge taper: above taper_start_soc_pct the charge power limit falls linearly from max_charge_kw to
-    # taper_end_kw at soc_max_pct. Applied at the slot's end SoC, the highest of the slot, so the power
-    # held through the slot never exceeds the limit at any SoC it passes.
-    taper_start_soc_pct: float | None = None
-    taper_end_kw: float = 0.0
-    # The least SoC at the horizon's end; None: the start SoC (the plan does not sell the contents).
-    end_soc_pct: float | None = None
-
-    def kwh(self, pct: float) -> float:
-        return self.capacity_kwh * pct / 100.0
-
-
-@dataclass(frozen=True)
-class DeferrableLoad:
-    """A load that needs `energy_kwh` in slots [start_slot, end_slot) (an EV: kWh by departure), at a
-    continuous power between min_kw and max_kw inside the window and none outside it."""
-
-    load_id: str
-    energy_kwh: float
-    start_slot: int
-    end_slot: int
-    max_kw: float
-    min_kw: float = 0.0
-
-
-@dataclass(frozen=True)
-class Problem:
-    slot_minutes: int
-    import_price_per_kwh: Sequence[float]
-    export_price_per_kwh: Sequence[float]
-    load_kw: Sequence[float]
-    pv_kw: Sequence[float]
-    batteries: Sequence[Battery] = ()
-    deferrable_loads: Sequence[DeferrableLoad] = ()
-    import_limit_kw: float | None = None
-    export_limit_kw: float | None = None
-    # Demand charge on the billing period's peak import; the peak already set this period is a floor,
-    # so a re-plan does not pay again for it.
-    demand_charge_per_kw: float = 0.0
-    peak_so_far_kw: float = 0.0
-
-    @property
-    def slots(self) -> int:
-        return len(self.load_kw)
-
-    @property
-    def slot_hours(self) -> float:
-        return self.slot_minutes / 60.0
-
-
-@dataclass(frozen=True)
-class BatterySchedule:
-    battery_id: str
-    charge_kw: tuple[float, ...]
-    discharge_kw: tuple[float, ...]
-    soc_kwh: tuple[float, ...]  # at the end of each slot
-    soc_pct: tuple[float, ...]
-
-    @property
-    def battery_kw(self) -> tuple[float, ...]:
-        """Grid-side power per slot, charging positive."""
-        return tuple(c - d for c, d in zip(self.charge_kw, self.discharge_kw, strict=True))
-
-
-@dataclass(frozen=True)
-class Schedule:
-    slot_minutes: int
-    batteries: tuple[BatterySchedule, ...]
-    import_kw: tuple[float, ...]
-    export_kw: tuple[float, ...]
-    curtailment_kw: tuple[float, ...]
-    deferrable_kw: dict[str, tuple[float, ...]]
-    peak_import_kw: float
-    import_cost: float
-    export_revenue: float
-    wear_cost: float
-    demand_charge_cost: float
-    cost: float  # HiGHS's objective: import_cost - export_revenue + wear_cost + demand_charge_cost
-    # The same slots, loads, PV and deferrable loads with no battery, solved the same way; None when no
-    # schedule without the battery meets the grid limits.
-    cost_without_battery: float | None
-    saving: float | None
-    status: str
-    solve_ms: float  # building and solving the battery plan (not the no-battery one)
-    # (battery id, slot) pairs and slots where the LP alone chose simultaneous flows, so a binary was added.
-    binary_battery_slots: tuple[tuple[str, int], ...] = ()
-    binary_grid_slots: tuple[int, ...] = ()
+Floats = NDArray[np.float64]
+Columns = NDArray[np.int64]
 
 
 def optimize(problem: Problem) -> Schedule:
@@ -300,49 +207,58 @@ def _infeasible(p: Problem) -> Invalid:
 
 
 class _Model:
-    """Columns and row-wise constraint rows as flat lists, the shape HiGHS's matrix API takes."""
+    """Columns (bounds, cost) and blocks of constraint rows, each block a matrix of column indices and one of
+    coefficients (a row per line), gathered into the row-wise arrays HiGHS's matrix API takes."""
 
     def __init__(self) -> None:
-        self.col_cost: list[float] = []
-        self.col_lower: list[float] = []
-        self.col_upper: list[float] = []
-        self.integer: list[int] = []
-        self.row_lower: list[float] = []
-        self.row_upper: list[float] = []
-        self.row_start: list[int] = []
-        self.row_index: list[int] = []
-        self.row_value: list[float] = []
+        self.lower: list[Floats] = []
+        self.upper: list[Floats] = []
+        self.cost: list[Floats] = []
+        self.count = 0
+        self.integer: list[Columns] = []
+        self.blocks: list[tuple[Columns, Floats, Floats, Floats]] = []
 
-    def columns(self, lower: Sequence[float], upper: Sequence[float], cost: Sequence[float]) -> range:
-        first = len(self.col_cost)
-        self.col_lower += lower
-        self.col_upper += upper
-        self.col_cost += cost
-        return range(first, len(self.col_cost))
+    def columns(self, lower: object, upper: object, cost: object, shape: tuple[int, ...]) -> Columns:
+        size = math.prod(shape)
+        index = np.arange(self.count, self.count + size, dtype=np.int64).reshape(shape)
+        for into, values in ((self.lower, lower), (self.upper, upper), (self.cost, cost)):
+            into.append(np.broadcast_to(np.asarray(values, dtype=np.float64), shape).ravel())
+        self.count += size
+        return index
 
-    def binary(self) -> int:
-        (column,) = self.columns([0.0], [1.0], [0.0])
-        self.integer.append(column)
-        return column
+    def binaries(self, count: int) -> Columns:
+        index = self.columns(0.0, 1.0, 0.0, (count,))
+        self.integer.append(index)
+        return index
 
-    def row(self, index: Sequence[int], value: Sequence[float], lower: float, upper: float) -> None:
-        self.row_start.append(len(self.row_index))
-        self.row_index += index
-        self.row_value += value
-        self.row_lower.append(lower)
-        self.row_upper.append(upper)
+    def rows(self, index: Columns, value: object, lower: object, upper: object) -> None:
+        """One row per line of `index` (rows x nonzeros); `value`, `lower`, `upper` broadcast to it."""
+        count = index.shape[0]
+        self.blocks.append(
+            (
+                index,
+                np.broadcast_to(np.asarray(value, dtype=np.float64), index.shape),
+                np.broadcast_to(np.asarray(lower, dtype=np.float64), (count,)),
+                np.broadcast_to(np.asarray(upper, dtype=np.float64), (count,)),
+            )
+        )
+
+    def column_upper(self) -> Floats:
+        return np.concatenate(self.upper)
 
 
 @dataclass
 class _Columns:
-    import_kw: range
-    export_kw: range
-    curtailment_kw: range
+    import_kw: Columns  # (slots,)
+    export_kw: Columns
+    curtailment_kw: Columns
+    import_most_kw: Floats  # the import and export columns' upper bounds, the binaries' big-M
+    export_most_kw: Floats
     peak_import_kw: int | None
-    charge_kw: list[range] = field(default_factory=list)
-    discharge_kw: list[range] = field(default_factory=list)
-    soc_kwh: list[range] = field(default_factory=list)
-    deferrable_kw: list[range] = field(default_factory=list)
+    charge_kw: Columns = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # (batteries, slots)
+    discharge_kw: Columns = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    soc_kwh: Columns = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    deferrable_kw: Columns = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))  # (loads, slots)
 
 
 def _taper(b: Battery) -> tuple[float, float]:
@@ -353,124 +269,123 @@ def _taper(b: Battery) -> tuple[float, float]:
     return (b.max_charge_kw - b.taper_end_kw) / (b.kwh(b.soc_max_pct) - start_kwh), start_kwh
 
 
+def _window_mask(p: Problem) -> NDArray[np.bool_]:
+    """(loads, slots): True where a deferrable load may run."""
+    slot = np.arange(p.slots)
+    return np.array(
+        [(d.start_slot <= slot) & (slot < d.end_slot) for d in p.deferrable_loads], dtype=bool
+    ).reshape(len(p.deferrable_loads), p.slots)
+
+
 def _grid_columns(m: _Model, p: Problem, batteries: Sequence[Battery]) -> _Columns:
     """Grid import and export, PV curtailment and the peak. A slot never needs to import more than it can
     use (load, deferrable loads, charging) nor export more than it can make (PV, discharging): those
     bounds are implied by "never import and export in one slot" and keep every LP bounded (a negative
     import price with an export price above it would otherwise pay without limit)."""
     n, dt = p.slots, p.slot_hours
-    inf = math.inf
-    most_used_kw = [
-        p.load_kw[t]
-        + sum(d.max_kw for d in p.deferrable_loads if d.start_slot <= t < d.end_slot)
-        + sum(b.max_charge_kw for b in batteries)
-        for t in range(n)
-    ]
-    most_made_kw = [p.pv_kw[t] + sum(b.max_discharge_kw for b in batteries) for t in range(n)]
-    import_limit = inf if p.import_limit_kw is None else p.import_limit_kw
-    export_limit = inf if p.export_limit_kw is None else p.export_limit_kw
-    import_kw = m.columns(
-        [0.0] * n,
-        [min(import_limit, u) for u in most_used_kw],
-        [dt * price for price in p.import_price_per_kwh],
+    load_kw, pv_kw = np.asarray(p.load_kw, dtype=np.float64), np.asarray(p.pv_kw, dtype=np.float64)
+    deferrable_most_kw = (
+        np.array([d.max_kw for d in p.deferrable_loads]) @ _window_mask(p) if p.deferrable_loads else 0.0
     )
-    export_kw = m.columns(
-        [0.0] * n,
-        [min(export_limit, u) for u in most_made_kw],
-        [-dt * price for price in p.export_price_per_kwh],
-    )
-    curtailment_kw = m.columns([0.0] * n, list(p.pv_kw), [0.0] * n)
+    most_used_kw = load_kw + deferrable_most_kw + sum(b.max_charge_kw for b in batteries)
+    most_made_kw = pv_kw + sum(b.max_discharge_kw for b in batteries)
+    import_most_kw = np.minimum(math.inf if p.import_limit_kw is None else p.import_limit_kw, most_used_kw)
+    export_most_kw = np.minimum(math.inf if p.export_limit_kw is None else p.export_limit_kw, most_made_kw)
+    import_kw = m.columns(0.0, import_most_kw, dt * np.asarray(p.import_price_per_kwh), (n,))
+    export_kw = m.columns(0.0, export_most_kw, -dt * np.asarray(p.export_price_per_kwh), (n,))
+    curtailment_kw = m.columns(0.0, pv_kw, 0.0, (n,))
     peak = None
     if p.demand_charge_per_kw > 0:
-        (peak,) = m.columns([p.peak_so_far_kw], [inf], [p.demand_charge_per_kw])
-    return _Columns(import_kw, export_kw, curtailment_kw, peak)
+        peak = int(m.columns(p.peak_so_far_kw, math.inf, p.demand_charge_per_kw, (1,))[0])
+    return _Columns(import_kw, export_kw, curtailment_kw, import_most_kw, export_most_kw, peak)
 
 
 def _battery_columns(m: _Model, p: Problem, batteries: Sequence[Battery], cols: _Columns) -> None:
-    """Charge and discharge power (with the wear cost) and the SoC, within its bounds; the last slot's
-    SoC no lower than the end SoC (the start's, by default)."""
-    n, dt = p.slots, p.slot_hours
-    for b in batteries:
-        wear = [dt * b.wear_cost_per_kwh] * n
-        cols.charge_kw.append(m.columns([0.0] * n, [b.max_charge_kw] * n, wear))
-        cols.discharge_kw.append(m.columns([0.0] * n, [b.max_discharge_kw] * n, wear))
-        end_kwh = b.kwh(b.start_soc_pct if b.end_soc_pct is None else b.end_soc_pct)
-        lower = [b.kwh(b.soc_min_pct)] * n
-        lower[-1] = max(lower[-1], end_kwh)
-        cols.soc_kwh.append(m.columns(lower, [b.kwh(b.soc_max_pct)] * n, [0.0] * n))
+    """Charge and discharge power (with the wear cost) and the SoC within its bounds; the last slot's SoC no
+    lower than the end SoC (the start's, by default)."""
+    n, count, dt = p.slots, len(batteries), p.slot_hours
+    by_battery = (count, 1)
+
+    def each(values: list[float]) -> Floats:
+        return np.array(values, dtype=np.float64).reshape(by_battery)
+
+    wear = dt * each([b.wear_cost_per_kwh for b in batteries])
+    cols.charge_kw = m.columns(0.0, each([b.max_charge_kw for b in batteries]), wear, (count, n))
+    cols.discharge_kw = m.columns(0.0, each([b.max_discharge_kw for b in batteries]), wear, (count, n))
+    soc_lower_kwh = np.repeat(each([b.kwh(b.soc_min_pct) for b in batteries]), n, axis=1)
+    end_kwh = [b.kwh(b.start_soc_pct if b.end_soc_pct is None else b.end_soc_pct) for b in batteries]
+    soc_lower_kwh[:, -1] = np.maximum(soc_lower_kwh[:, -1], end_kwh)
+    cols.soc_kwh = m.columns(soc_lower_kwh, each([b.kwh(b.soc_max_pct) for b in batteries]), 0.0, (count, n))
 
 
 def _deferrable_columns(m: _Model, p: Problem, cols: _Columns) -> None:
-    for d in p.deferrable_loads:
-        inside = [d.start_slot <= t < d.end_slot for t in range(p.slots)]
-        cols.deferrable_kw.append(
-            m.columns(
-                [d.min_kw if i else 0.0 for i in inside],
-                [d.max_kw if i else 0.0 for i in inside],
-                [0.0] * p.slots,
-            )
-        )
+    """Power between min_kw and max_kw inside each load's window, none outside it."""
+    inside = _window_mask(p)
+    count = len(p.deferrable_loads)
+    min_kw = np.array([d.min_kw for d in p.deferrable_loads], dtype=np.float64).reshape(count, 1)
+    max_kw = np.array([d.max_kw for d in p.deferrable_loads], dtype=np.float64).reshape(count, 1)
+    cols.deferrable_kw = m.columns(min_kw * inside, max_kw * inside, 0.0, (count, p.slots))
 
 
 def _power_balance_rows(m: _Model, p: Problem, cols: _Columns) -> None:
     """Per slot, kW: import - export - curtailment + discharge - charge - deferrable = load - pv."""
-    for t in range(p.slots):
-        index = [cols.import_kw[t], cols.export_kw[t], cols.curtailment_kw[t]]
-        value = [1.0, -1.0, -1.0]
-        for charge, discharge in zip(cols.charge_kw, cols.discharge_kw, strict=True):
-            index += [discharge[t], charge[t]]
-            value += [1.0, -1.0]
-        for deferrable in cols.deferrable_kw:
-            index.append(deferrable[t])
-            value.append(-1.0)
-        net_kw = p.load_kw[t] - p.pv_kw[t]
-        m.row(index, value, net_kw, net_kw)
+    index = np.column_stack(
+        [
+            cols.import_kw,
+            cols.export_kw,
+            cols.curtailment_kw,
+            cols.discharge_kw.T,
+            cols.charge_kw.T,
+            cols.deferrable_kw.T,
+        ]
+    )
+    batteries, loads = cols.charge_kw.shape[0], cols.deferrable_kw.shape[0]
+    value = [1.0, -1.0, -1.0] + [1.0] * batteries + [-1.0] * batteries + [-1.0] * loads
+    net_kw = np.asarray(p.load_kw, dtype=np.float64) - np.asarray(p.pv_kw, dtype=np.float64)
+    m.rows(index, value, net_kw, net_kw)
 
 
 def _soc_dynamics_rows(m: _Model, p: Problem, batteries: Sequence[Battery], cols: _Columns) -> None:
     """Per battery and slot, kWh: soc[t] - soc[t-1] - dt * eta_c * charge[t] + dt / eta_d * discharge[t] = 0,
     soc[-1] being the start SoC."""
     dt = p.slot_hours
-    for b, charge, discharge, soc in zip(
-        batteries, cols.charge_kw, cols.discharge_kw, cols.soc_kwh, strict=True
-    ):
-        stored_per_kw = dt * b.charge_efficiency
-        drawn_per_kw = dt / b.discharge_efficiency
+    for k, b in enumerate(batteries):
+        charge, discharge, soc = cols.charge_kw[k], cols.discharge_kw[k], cols.soc_kwh[k]
+        stored_per_kw, drawn_per_kw = dt * b.charge_efficiency, dt / b.discharge_efficiency
         start_kwh = b.kwh(b.start_soc_pct)
-        m.row([soc[0], charge[0], discharge[0]], [1.0, -stored_per_kw, drawn_per_kw], start_kwh, start_kwh)
-        for t in range(1, p.slots):
-            m.row(
-                [soc[t], soc[t - 1], charge[t], discharge[t]],
-                [1.0, -1.0, -stored_per_kw, drawn_per_kw],
-                0.0,
-                0.0,
-            )
+        m.rows(
+            np.array([[soc[0], charge[0], discharge[0]]]),
+            [1.0, -stored_per_kw, drawn_per_kw],
+            start_kwh,
+            start_kwh,
+        )
+        if p.slots > 1:
+            index = np.column_stack([soc[1:], soc[:-1], charge[1:], discharge[1:]])
+            m.rows(index, [1.0, -1.0, -stored_per_kw, drawn_per_kw], 0.0, 0.0)
 
 
-def _charge_taper_rows(m: _Model, p: Problem, batteries: Sequence[Battery], cols: _Columns) -> None:
+def _charge_taper_rows(m: _Model, batteries: Sequence[Battery], cols: _Columns) -> None:
     """Per tapered battery and slot, kW: charge[t] + slope * soc[t] <= max_charge_kw + slope * taper_start_kwh
     (slope in kW per kWh): the limit is max_charge_kw at the taper's start and taper_end_kw at soc_max."""
-    for b, charge, soc in zip(batteries, cols.charge_kw, cols.soc_kwh, strict=True):
+    for k, b in enumerate(batteries):
         slope, start_kwh = _taper(b)
-        if slope <= 0:
-            continue
-        for t in range(p.slots):
-            m.row([charge[t], soc[t]], [1.0, slope], -math.inf, b.max_charge_kw + slope * start_kwh)
+        if slope > 0:
+            index = np.column_stack([cols.charge_kw[k], cols.soc_kwh[k]])
+            m.rows(index, [1.0, slope], -math.inf, b.max_charge_kw + slope * start_kwh)
 
 
 def _deferrable_energy_rows(m: _Model, p: Problem, cols: _Columns) -> None:
     """Per deferrable load, kWh: sum over its window of dt * power = energy_kwh."""
-    for d, power in zip(p.deferrable_loads, cols.deferrable_kw, strict=True):
-        window = list(range(d.start_slot, d.end_slot))
-        m.row([power[t] for t in window], [p.slot_hours] * len(window), d.energy_kwh, d.energy_kwh)
+    for k, d in enumerate(p.deferrable_loads):
+        window = cols.deferrable_kw[k, d.start_slot : d.end_slot]
+        m.rows(window.reshape(1, -1), p.slot_hours, d.energy_kwh, d.energy_kwh)
 
 
-def _peak_import_rows(m: _Model, p: Problem, cols: _Columns) -> None:
+def _peak_import_rows(m: _Model, cols: _Columns) -> None:
     """Per slot, kW: import[t] - peak_import <= 0 (the peak's own lower bound is the period's peak so far)."""
-    if cols.peak_import_kw is None:
-        return
-    for t in range(p.slots):
-        m.row([cols.import_kw[t], cols.peak_import_kw], [1.0, -1.0], -math.inf, 0.0)
+    if cols.peak_import_kw is not None:
+        index = np.column_stack([cols.import_kw, np.full_like(cols.import_kw, cols.peak_import_kw)])
+        m.rows(index, [1.0, -1.0], -math.inf, 0.0)
 
 
 def _one_direction_rows(
@@ -492,16 +407,39 @@ def _one_direction_rows(
     anywhere is feasible for the fully constrained MILP, hence optimal for it, so binaries are added only
     for the (battery, slot) pairs and slots that showed such flows, and the model solved again, until none do.
     """
-    for b_index, t in sorted(battery_slots):
-        b = batteries[b_index]
-        u = m.binary()
-        m.row([cols.charge_kw[b_index][t], u], [1.0, -b.max_charge_kw], -math.inf, 0.0)
-        m.row([cols.discharge_kw[b_index][t], u], [1.0, b.max_discharge_kw], -math.inf, b.max_discharge_kw)
-    for t in sorted(grid_slots):
-        g = m.binary()
-        import_m, export_m = m.col_upper[cols.import_kw[t]], m.col_upper[cols.export_kw[t]]
-        m.row([cols.import_kw[t], g], [1.0, -import_m], -math.inf, 0.0)
-        m.row([cols.export_kw[t], g], [1.0, export_m], -math.inf, export_m)
+    if battery_slots:
+        k, t = np.array(sorted(battery_slots), dtype=np.int64).T
+        u = m.binaries(len(k))
+        max_charge_kw = np.array([batteries[i].max_charge_kw for i in k])
+        max_discharge_kw = np.array([batteries[i].max_discharge_kw for i in k])
+        m.rows(
+            np.column_stack([cols.charge_kw[k, t], u]),
+            np.column_stack([np.ones(len(k)), -max_charge_kw]),
+            -math.inf,
+            0.0,
+        )
+        m.rows(
+            np.column_stack([cols.discharge_kw[k, t], u]),
+            np.column_stack([np.ones(len(k)), max_discharge_kw]),
+            -math.inf,
+            max_discharge_kw,
+        )
+    if grid_slots:
+        t = np.array(sorted(grid_slots), dtype=np.int64)
+        g = m.binaries(len(t))
+        import_m, export_m = cols.import_most_kw[t], cols.export_most_kw[t]
+        m.rows(
+            np.column_stack([cols.import_kw[t], g]),
+            np.column_stack([np.ones(len(t)), -import_m]),
+            -math.inf,
+            0.0,
+        )
+        m.rows(
+            np.column_stack([cols.export_kw[t], g]),
+            np.column_stack([np.ones(len(t)), export_m]),
+            -math.inf,
+            export_m,
+        )
 
 
 # --- solving ---------------------------------------------------------------------------------------------
@@ -533,9 +471,9 @@ def _build(
     _deferrable_columns(m, p, cols)
     _power_balance_rows(m, p, cols)
     _soc_dynamics_rows(m, p, batteries, cols)
-    _charge_taper_rows(m, p, batteries, cols)
+    _charge_taper_rows(m, batteries, cols)
     _deferrable_energy_rows(m, p, cols)
-    _peak_import_rows(m, p, cols)
+    _peak_import_rows(m, cols)
     _one_direction_rows(m, batteries, cols, battery_slots, grid_slots)
     return m, cols
 
@@ -549,118 +487,100 @@ def _solve(p: Problem, batteries: Sequence[Battery]) -> _Plan | None:
         solved = _run_highs(m)
         if solved is None:
             return None
-        values, objective = solved
+        v, objective = solved
+        tol = SIMULTANEOUS_FLOW_TOLERANCE_KW
         both_ways = {
-            (b, t)
-            for b in range(len(batteries))
-            for t in range(p.slots)
-            if min(values[cols.charge_kw[b][t]], values[cols.discharge_kw[b][t]])
-            > SIMULTANEOUS_FLOW_TOLERANCE_KW
+            (int(k), int(t))
+            for k, t in np.argwhere(np.minimum(v[cols.charge_kw], v[cols.discharge_kw]) > tol)
         } - battery_slots
         import_and_export = {
-            t
-            for t in range(p.slots)
-            if min(values[cols.import_kw[t]], values[cols.export_kw[t]]) > SIMULTANEOUS_FLOW_TOLERANCE_KW
+            int(t) for t in np.flatnonzero(np.minimum(v[cols.import_kw], v[cols.export_kw]) > tol)
         } - grid_slots
         if not both_ways and not import_and_export:
-            return _plan(p, batteries, cols, values, objective, battery_slots, grid_slots)
+            return _plan(p, batteries, cols, v, objective, battery_slots, grid_slots)
         battery_slots |= both_ways
         grid_slots |= import_and_export
 
 
-def _run_highs(m: _Model) -> tuple[list[float], float] | None:
+def _run_highs(m: _Model) -> tuple[Floats, float] | None:
     """(column values, objective) of the optimum; None if HiGHS proves the model infeasible."""
     import highspy  # the science layer's; kept off every other function's import path
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", 0.0)
-    n = len(m.col_cost)
-    h.addVars(n, _array(m.col_lower), _array(m.col_upper))
-    h.changeColsCost(n, _array(range(n), int), _array(m.col_cost))
+    # One thread: these models are small, and HiGHS's thread pool costs more than it saves (bench/battery.py:
+    # 96 slots x 1 battery took about 3x as long with the default pool on 2 cores). Presolve only for the MILP
+    # passes: on the LP it costs more than it removes.
+    h.setOptionValue("threads", 1)
+    if not m.integer:
+        h.setOptionValue("presolve", "off")
+    lower, upper, cost = np.concatenate(m.lower), np.concatenate(m.upper), np.concatenate(m.cost)
+    h.addVars(m.count, lower, upper)
+    h.changeColsCost(m.count, np.arange(m.count, dtype=np.int32), cost)
     if m.integer:
-        h.changeColsIntegrality(
-            len(m.integer),
-            _array(m.integer, int),
-            _array([highspy.HighsVarType.kInteger] * len(m.integer), None),
-        )
-    h.addRows(
-        len(m.row_lower),
-        _array(m.row_lower),
-        _array(m.row_upper),
-        len(m.row_index),
-        _array(m.row_start, int),
-        _array(m.row_index, int),
-        _array(m.row_value),
-    )
-    h.run()
+        integer = np.concatenate(m.integer).astype(np.int32)
+        h.changeColsIntegrality(len(integer), integer, np.full(len(integer), highspy.HighsVarType.kInteger))
+    index = np.concatenate([block[0].ravel() for block in m.blocks]).astype(np.int32)
+    value = np.concatenate([block[1].ravel() for block in m.blocks])
+    row_lower = np.concatenate([block[2] for block in m.blocks])
+    row_upper = np.concatenate([block[3] for block in m.blocks])
+    widths = np.concatenate([np.full(block[0].shape[0], block[0].shape[1]) for block in m.blocks])
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int32)
+    h.addRows(len(row_lower), row_lower, row_upper, len(index), starts, index, value)
+    if h.run() == highspy.HighsStatus.kError:
+        # HiGHS's scheduler is global: one started with other threads settings refuses this run until reset.
+        highspy.Highs.resetGlobalScheduler(True)
+        h.run()
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kInfeasible:
         return None
     if status != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-    return [_clean(v) for v in h.getSolution().col_value], h.getInfo().objective_function_value
-
-
-def _array(values: Any, kind: Any = float) -> Any:
-    import numpy
-
-    return numpy.asarray(list(values), dtype=kind)
-
-
-def _clean(kw: float) -> float:
-    return 0.0 if abs(kw) < _CLEAN_KW else kw
+    v = np.asarray(h.getSolution().col_value, dtype=np.float64)
+    v[np.abs(v) < _CLEAN_KW] = 0.0
+    return v, float(h.getInfo().objective_function_value)
 
 
 def _plan(
     p: Problem,
     batteries: Sequence[Battery],
     cols: _Columns,
-    v: list[float],
+    v: Floats,
     objective: float,
     battery_slots: set[tuple[int, int]],
     grid_slots: set[int],
 ) -> _Plan:
     dt = p.slot_hours
-
-    def series(columns: range) -> tuple[float, ...]:
-        return tuple(v[c] for c in columns)
-
+    charge_kw, discharge_kw, soc_kwh = v[cols.charge_kw], v[cols.discharge_kw], v[cols.soc_kwh]
     schedules = tuple(
         BatterySchedule(
             battery_id=b.battery_id,
-            charge_kw=series(charge),
-            discharge_kw=series(discharge),
-            soc_kwh=series(soc),
-            soc_pct=tuple(100.0 * v[c] / b.capacity_kwh for c in soc),
+            charge_kw=tuple(charge_kw[k].tolist()),
+            discharge_kw=tuple(discharge_kw[k].tolist()),
+            soc_kwh=tuple(soc_kwh[k].tolist()),
+            soc_pct=tuple((100.0 * soc_kwh[k] / b.capacity_kwh).tolist()),
         )
-        for b, charge, discharge, soc in zip(
-            batteries, cols.charge_kw, cols.discharge_kw, cols.soc_kwh, strict=True
-        )
+        for k, b in enumerate(batteries)
     )
-    import_kw, export_kw = series(cols.import_kw), series(cols.export_kw)
-    peak_kw = max(p.peak_so_far_kw, *import_kw)
-    import_cost = dt * sum(price * kw for price, kw in zip(p.import_price_per_kwh, import_kw, strict=True))
-    export_revenue = dt * sum(price * kw for price, kw in zip(p.export_price_per_kwh, export_kw, strict=True))
-    wear_cost = dt * sum(
-        b.wear_cost_per_kwh * (sum(s.charge_kw) + sum(s.discharge_kw))
-        for b, s in zip(batteries, schedules, strict=True)
-    )
-    demand_charge_cost = p.demand_charge_per_kw * peak_kw
+    import_kw, export_kw = v[cols.import_kw], v[cols.export_kw]
+    peak_kw = max(p.peak_so_far_kw, float(import_kw.max()))
+    wear = np.array([b.wear_cost_per_kwh for b in batteries], dtype=np.float64)
+    wear_cost = dt * float(wear @ (charge_kw.sum(axis=1) + discharge_kw.sum(axis=1))) if batteries else 0.0
     return _Plan(
         batteries=schedules,
-        import_kw=import_kw,
-        export_kw=export_kw,
-        curtailment_kw=series(cols.curtailment_kw),
+        import_kw=tuple(import_kw.tolist()),
+        export_kw=tuple(export_kw.tolist()),
+        curtailment_kw=tuple(v[cols.curtailment_kw].tolist()),
         deferrable_kw={
-            d.load_id: series(c) for d, c in zip(p.deferrable_loads, cols.deferrable_kw, strict=True)
+            d.load_id: tuple(v[cols.deferrable_kw[k]].tolist()) for k, d in enumerate(p.deferrable_loads)
         },
         peak_import_kw=peak_kw,
-        import_cost=import_cost,
-        export_revenue=export_revenue,
+        import_cost=dt * float(np.dot(p.import_price_per_kwh, import_kw)),
+        export_revenue=dt * float(np.dot(p.export_price_per_kwh, export_kw)),
         wear_cost=wear_cost,
-        demand_charge_cost=demand_charge_cost,
+        demand_charge_cost=p.demand_charge_per_kw * peak_kw,
         cost=objective,
-        binary_battery_slots=tuple((batteries[b].battery_id, t) for b, t in sorted(battery_slots)),
+        binary_battery_slots=tuple((batteries[k].battery_id, t) for k, t in sorted(battery_slots)),
         binary_grid_slots=tuple(sorted(grid_slots)),
     )
