@@ -415,8 +415,18 @@ def random_batteries(draw: st.DrawFn, index: int) -> Battery:
 def problems(draw: st.DrawFn) -> Problem:
     n = draw(st.integers(min_value=1, max_value=12))
     count = draw(st.integers(min_value=0, max_value=2))
+    slot_minutes = draw(st.sampled_from([15, 60]))
+    deferrable: tuple[DeferrableLoad, ...] = ()
+    if draw(st.booleans()):
+        start = draw(st.integers(min_value=0, max_value=n - 1))
+        end = draw(st.integers(min_value=start + 1, max_value=n))
+        most_kwh = 3.0 * (end - start) * slot_minutes / 60
+        deferrable = (
+            DeferrableLoad("ev", round(draw(st.floats(0.0, 1.0)) * most_kwh, 3), start, end, max_kw=3.0),
+        )
     return Problem(
-        slot_minutes=draw(st.sampled_from([15, 60])),
+        slot_minutes=slot_minutes,
+        deferrable_loads=deferrable,
         import_price_per_kwh=draw(st.lists(prices, min_size=n, max_size=n)),
         export_price_per_kwh=draw(st.lists(prices, min_size=n, max_size=n)),
         load_kw=draw(st.lists(powers, min_size=n, max_size=n)),
@@ -448,9 +458,15 @@ def test_random_schedules_keep_every_invariant(p: Problem) -> None:
             s.import_kw[t] + p.pv_kw[t] - s.curtailment_kw[t] + sum(b.discharge_kw[t] for b in s.batteries)
         )
         used = p.load_kw[t] + s.export_kw[t] + sum(b.charge_kw[t] for b in s.batteries)
+        used += sum(kw[t] for kw in s.deferrable_kw.values())
         assert supplied == pytest.approx(used, abs=TOL)
         assert 0 <= s.curtailment_kw[t] <= p.pv_kw[t] + TOL
         assert p.export_limit_kw is None or s.export_kw[t] <= p.export_limit_kw + TOL
+    for d in p.deferrable_loads:
+        ev_kw = s.deferrable_kw[d.load_id]
+        assert sum(ev_kw) * dt == pytest.approx(d.energy_kwh, abs=TOL)
+        assert all(kw == 0 for t, kw in enumerate(ev_kw) if not d.start_slot <= t < d.end_slot)
+        assert all(-TOL <= kw <= d.max_kw + TOL for kw in ev_kw)
     recomputed = dt * sum(
         p.import_price_per_kwh[t] * s.import_kw[t] - p.export_price_per_kwh[t] * s.export_kw[t]
         + sum(b.wear_cost_per_kwh * (plan.charge_kw[t] + plan.discharge_kw[t]) for b, plan in zip(p.batteries, s.batteries, strict=True))
