@@ -416,6 +416,7 @@ def problems(draw: st.DrawFn) -> Problem:
     n = draw(st.integers(min_value=1, max_value=12))
     count = draw(st.integers(min_value=0, max_value=2))
     slot_minutes = draw(st.sampled_from([15, 60]))
+    import_price = draw(st.lists(prices, min_size=n, max_size=n))
     deferrable: tuple[DeferrableLoad, ...] = ()
     if draw(st.booleans()):
         start = draw(st.integers(min_value=0, max_value=n - 1))
@@ -427,8 +428,11 @@ def problems(draw: st.DrawFn) -> Problem:
     return Problem(
         slot_minutes=slot_minutes,
         deferrable_loads=deferrable,
-        import_price_per_kwh=draw(st.lists(prices, min_size=n, max_size=n)),
-        export_price_per_kwh=draw(st.lists(prices, min_size=n, max_size=n)),
+        import_price_per_kwh=import_price,
+        # Equal prices half the time: every split of a slot's flow costs the same there.
+        export_price_per_kwh=import_price
+        if draw(st.booleans())
+        else draw(st.lists(prices, min_size=n, max_size=n)),
         load_kw=draw(st.lists(powers, min_size=n, max_size=n)),
         pv_kw=draw(st.lists(powers, min_size=n, max_size=n)),
         batteries=tuple(draw(random_batteries(i)) for i in range(count)),
