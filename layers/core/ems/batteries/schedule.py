@@ -60,7 +60,8 @@ class Problem:
     import_limit_kw: float | None = None
     export_limit_kw: float | None = None
     # Demand charge on the billing period's peak import; the peak already set this period is a floor,
-    # so a re-plan does not pay again for it.
+    # so a re-plan does not pay again for it (importing up to it costs no more). demand_charge_cost counts
+    # the whole peak, the part already set included, with and without the battery alike.
     demand_charge_per_kw: float = 0.0
     peak_so_far_kw: float = 0.0
 
