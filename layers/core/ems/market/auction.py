@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 from typing import Literal
 
 Side = Literal["buy", "sell"]
@@ -71,12 +72,10 @@ def amount(quantity_wh: int, price: Decimal) -> Decimal:
 
 
 def clear(book: list[BookOrder]) -> Clearing:
-    bids = sorted(
-        (o for o in book if o.side == "buy"), key=lambda o: (-o.limit_price, o.entered_ms, o.order_id)
-    )
-    offers = sorted(
-        (o for o in book if o.side == "sell"), key=lambda o: (o.limit_price, o.entered_ms, o.order_id)
-    )
+    # Two stable sorts: by time of entry, then by price (reverse keeps the time order within a price).
+    by_entry = sorted(book, key=attrgetter("entered_ms", "order_id"))
+    bids = sorted((o for o in by_entry if o.side == "buy"), key=attrgetter("limit_price"), reverse=True)
+    offers = sorted((o for o in by_entry if o.side == "sell"), key=attrgetter("limit_price"))
     fills: list[Fill] = []
     i = j = 0
     bid_left = bids[0].quantity_wh if bids else 0

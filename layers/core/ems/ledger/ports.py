@@ -1,0 +1,14 @@
+"""What reading the ledger needs of its store (ems.ledger.store.LedgerStore; tests: an in-memory fake)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from ems.core.pagination import Page
+from ems.ledger.models import LedgerEntry
+
+
+class Entries(Protocol):
+    def entries(self, site_id: str, limit: int, next_token: str | None) -> Page[LedgerEntry]: ...
+    def total(self, site_id: str, currency: str) -> Decimal: ...

@@ -1,0 +1,345 @@
+"""Orders, the clearing of a slot and its settlement, and what a site sees of the market.
+
+- `place_order` checks an order against its slot (aligned to 15 minutes, before its gate closure, at
+  most a week ahead) and the site's tariff at that slot: a buyer never bids above the grid import
+  price (it could buy from the grid for that), a seller never asks below the feed-in price.
+- `clear_slot` closes the slot (its book is frozen from then on), runs the auction on the book,
+  settles every trade with its two ledger entries (ems.market.store: transactions of 25 trades,
+  idempotent by trade id), records the fills and the clearing, and publishes `MarketCleared` once.
+  A re-run, or a run at the same time, computes the same trades and writes none of them twice.
+- A site sees its own orders and its side of its trades, never who was on the other side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
+from ems.core.errors import Conflict, Invalid, NotFound
+from ems.core.events import DomainEvent, EventPublisher
+from ems.core.observability import logger
+from ems.ledger.models import LedgerEntry
+from ems.market import auction
+from ems.market.models import (
+    LEDGER_SOURCE,
+    MARKET_CLEARED,
+    MARKET_SOURCE,
+    MAX_DAYS_AHEAD,
+    SLOT_MS,
+    Clearing,
+    ClearingReport,
+    DepthLevel,
+    MarketRules,
+    MarketStatus,
+    Order,
+    OrderIn,
+    OrderPage,
+    OrdersQuery,
+    SiteTrade,
+    SlotDepth,
+    TradePage,
+    TradesQuery,
+)
+from ems.market.ports import Ledger, MarketBook, SiteDirectory, TariffSource, TradeLegs
+from ems.tariffs.models import DEFAULT_TARIFF, price_at
+
+ORDER_ID = re.compile(r"^\d{13}-\d{13}-[0-9a-f]{8}$")
+DAY_MS = 24 * 3_600_000
+STATUS_SLOTS = 96  # the status shows the next day of slots that have orders
+
+
+@dataclass(frozen=True)
+class Stores:
+    book: MarketBook
+    sites: SiteDirectory
+    tariffs: TariffSource
+    ledger: Ledger
+    events: EventPublisher
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def slot_of(value: str | int | float, field: str = "delivery_start") -> int:
+    """A delivery start as its slot (epoch ms); 422 unless it starts a 15-minute slot."""
+    slot_ms = _ms(parse_time(value, field))
+    if slot_ms % SLOT_MS:
+        raise Invalid("must start a 15-minute slot (:00, :15, :30 or :45, whole minutes)", field)
+    return slot_ms
+
+
+def _kwh(wh: int) -> Decimal:
+    return Decimal(wh) / 1000
+
+
+def _wh(kwh: Decimal) -> int:
+    return int(kwh * 1000)
+
+
+# ---------------------------------------------------------------- orders
+
+
+def tariff_bounds(site_id: str, slot_ms: int, s: Stores) -> tuple[Decimal, Decimal]:
+    """(grid import price, feed-in price) per kWh at the slot's start, from the site's tariff."""
+    site = s.sites.get_site(site_id)
+    tariff = s.tariffs.get_tariff(site_id) or DEFAULT_TARIFF
+    at = datetime.fromtimestamp(slot_ms / 1000, UTC)
+    return (
+        Decimal(str(price_at(tariff.import_price, at, site.timezone))),
+        Decimal(str(price_at(tariff.export_price, at, site.timezone))),
+    )
+
+
+def place_order(site_id: str, body: OrderIn, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Order:
+    moment = _ms(now())
+    slot_ms = slot_of(body.delivery_start)
+    gate_ms = rules.gate_closure_ms(slot_ms)
+    if slot_ms <= moment:
+        raise Invalid("must be in the future", "delivery_start")
+    if gate_ms <= moment:
+        raise Invalid(
+            f"the slot's gate closed at {iso_ms(gate_ms)} ({rules.gate_closure_minutes} minutes before delivery)",
+            "delivery_start",
+        )
+    if slot_ms > moment + MAX_DAYS_AHEAD * DAY_MS:
+        raise Invalid(f"must be at most {MAX_DAYS_AHEAD} days ahead", "delivery_start")
+    import_price, feed_in_price = tariff_bounds(site_id, slot_ms, s)
+    if body.side == "buy" and body.price_per_kwh > import_price:
+        raise Invalid(
+            f"a buyer's limit may not be above the grid import price of the slot, {import_price} per kWh",
+            "price_per_kwh",
+        )
+    if body.side == "sell" and body.price_per_kwh < feed_in_price:
+        raise Invalid(
+            f"a seller's limit may not be below the feed-in price of the slot, {feed_in_price} per kWh",
+            "price_per_kwh",
+        )
+    order = Order(
+        order_id=f"{slot_ms:013d}-{moment:013d}-{secrets.token_hex(4)}",
+        site_id=site_id, side=body.side, quantity_kwh=body.quantity_kwh, price_per_kwh=body.price_per_kwh,
+        delivery_start=iso_ms(slot_ms), gate_closure=iso_ms(gate_ms), created_at=iso_ms(moment),
+        client_token=body.client_token,
+    )  # fmt: skip
+    placed = s.book.place(order, slot_ms)
+    if placed.order_id != order.order_id and not _same_order(
+        placed, body, slot_ms
+    ):  # a retry returns the first
+        raise Conflict("this client_token was used for another order", "client_token")
+    return placed
+
+
+def _same_order(placed: Order, body: OrderIn, slot_ms: int) -> bool:
+    return (placed.side, placed.quantity_kwh, placed.price_per_kwh, placed.delivery_start) == (
+        body.side,
+        body.quantity_kwh,
+        body.price_per_kwh,
+        iso_ms(slot_ms),
+    )
+
+
+def _order_slot(order_id: str) -> int:
+    if not ORDER_ID.match(order_id):
+        raise NotFound(f"no order {order_id!r} of this site", "id")
+    return int(order_id[:13])
+
+
+def cancel_order(site_id: str, order_id: str, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Order:
+    slot_ms = _order_slot(order_id)
+    order = s.book.get_order(site_id, order_id)
+    if order.status != "open":
+        if order.status == "cancelled":
+            return order
+        raise Invalid(f"the order is {order.status.replace('_', ' ')}: only an open order is cancelled", "id")
+    if rules.gate_closure_ms(slot_ms) <= _ms(now()):
+        raise Invalid(f"the slot's gate closed at {order.gate_closure}: the order stays in its book", "id")
+    return s.book.cancel(site_id, order_id, slot_ms)
+
+
+def list_orders(site_id: str, q: OrdersQuery, book: MarketBook) -> OrderPage:
+    page = book.orders(site_id, q.limit, q.next_token)
+    return OrderPage(items=page.items, count=page.count, next_token=page.next_token)
+
+
+def list_trades(site_id: str, q: TradesQuery, book: MarketBook) -> TradePage:
+    page = book.trades(site_id, q.limit, q.next_token)
+    return TradePage(items=page.items, count=page.count, next_token=page.next_token)
+
+
+# ---------------------------------------------------------------- clearing and settlement
+
+
+def book_order(order: Order) -> auction.BookOrder:
+    return auction.BookOrder(
+        order.order_id, order.site_id, order.side, _wh(order.quantity_kwh), order.price_per_kwh,
+        entered_ms=int(order.order_id[14:27]),
+    )  # fmt: skip
+
+
+def trade_id(slot_ms: int, fill: auction.Fill) -> str:
+    """Derived from the two orders (they meet at most once in a slot), so every run names it alike."""
+    return f"{slot_ms:013d}-{hashlib.sha256(f'{fill.bid_id}|{fill.offer_id}'.encode()).hexdigest()[:16]}"
+
+
+def trade_legs(
+    trade: str, buyer: str, seller: str, wh: int, price: Decimal, slot_ms: int, orders: tuple[str | None, str | None],
+    kind: str, currency: str, at: str,
+) -> TradeLegs:  # fmt: skip
+    """A trade's two sides and their ledger entries: the buyer owes `amount`, the seller is owed it
+    (a site on both sides of one trade gets one entry of 0)."""
+    money = auction.amount(wh, price)
+    legs = tuple(
+        SiteTrade(
+            trade_id=trade,
+            site_id=site,
+            kind=kind,
+            side=side,
+            quantity_kwh=_kwh(wh),
+            price_per_kwh=price,
+            amount=sign * money,
+            currency=currency,
+            delivery_start=iso_ms(slot_ms),
+            order_id=order_id,
+            settled_at=at,
+        )
+        for site, side, sign, order_id in ((buyer, "buy", -1, orders[0]), (seller, "sell", 1, orders[1]))
+    )
+    owed: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        owed[leg.site_id] += leg.amount
+    entries = tuple(
+        LedgerEntry(
+            site_id=site,
+            source=LEDGER_SOURCE,
+            source_id=trade,
+            amount=total,
+            currency=currency,
+            at=at,
+            memo=f"{kind} {'purchase' if total < 0 else 'sale'} for {iso_ms(slot_ms)}",
+        )
+        for site, total in owed.items()
+    )
+    return TradeLegs(trade, legs, entries)
+
+
+def clear_slot(
+    delivery_start: str | int | float, s: Stores, rules: MarketRules, now: Clock = utc_now
+) -> ClearingReport:
+    slot_ms = slot_of(delivery_start)
+    at = to_iso(now())
+    s.book.close(slot_ms, at)  # from here on the book cannot change
+    orders = s.book.book(slot_ms)
+    result = auction.clear([book_order(o) for o in orders])
+    trades = [
+        trade_legs(
+            trade_id(slot_ms, f),
+            f.buyer,
+            f.seller,
+            f.quantity_wh,
+            result.price,
+            slot_ms,
+            (f.bid_id, f.offer_id),
+            "auction",
+            rules.currency,
+            at,
+        )
+        for f in result.fills
+        if result.price is not None
+    ]
+    settled = s.book.settle(trades, s.ledger)
+    filled: dict[str, int] = defaultdict(int)
+    for f in result.fills:
+        filled[f.bid_id] += f.quantity_wh
+        filled[f.offer_id] += f.quantity_wh
+    closed = [_filled(o, filled.get(o.order_id, 0), result.price) for o in orders]
+    clearing = Clearing(
+        delivery_start=iso_ms(slot_ms), gate_closure=iso_ms(rules.gate_closure_ms(slot_ms)),
+        price_per_kwh=result.price, interval_low=result.low, interval_high=result.high,
+        volume_kwh=_kwh(result.volume_wh), orders=len(orders), trades=len(trades), cleared_at=at,
+    )  # fmt: skip
+    first_run = s.book.record(slot_ms, clearing, closed)
+    if first_run:
+        sites = sorted({o.site_id for o in orders})
+        s.events.publish(
+            [
+                DomainEvent(
+                    MARKET_SOURCE,
+                    MARKET_CLEARED,
+                    {"sites": sites, "clearing": clearing.model_dump(mode="json")},
+                )
+            ]
+        )
+    logger.info(
+        "slot cleared",
+        extra={"slot": iso_ms(slot_ms), "orders": len(orders), "trades": len(trades), "settled": settled,
+               "first_run": first_run},
+    )  # fmt: skip
+    return ClearingReport(clearing=clearing, settled=settled, first_run=first_run)
+
+
+def _filled(order: Order, wh: int, price: Decimal | None) -> Order:
+    whole = _wh(order.quantity_kwh)
+    status = "unfilled" if wh == 0 else "filled" if wh == whole else "partially_filled"
+    return order.model_copy(
+        update={"status": status, "filled_kwh": _kwh(wh), "clearing_price": price if wh else None}
+    )
+
+
+def clear_due(s: Stores, rules: MarketRules, now: Clock = utc_now) -> list[ClearingReport]:
+    """The schedule at each gate closure: every slot with orders whose gate has closed and that is not
+    cleared yet (a run missed or late is caught up by the next one)."""
+    moment = _ms(now())
+    gate_ms = rules.gate_closure_minutes * 60_000
+    due = [slot for slot in s.book.open_slots(moment - DAY_MS, moment + gate_ms) if slot - gate_ms <= moment]
+    return [clear_slot(slot, s, rules, now) for slot in due]
+
+
+# ---------------------------------------------------------------- the market as a site sees it
+
+
+def next_gate_closure_ms(moment_ms: int, rules: MarketRules) -> int:
+    gate_ms = rules.gate_closure_minutes * 60_000
+    return ((moment_ms + gate_ms) // SLOT_MS + 1) * SLOT_MS - gate_ms
+
+
+def depth(orders: list[Order], side: str) -> list[DepthLevel]:
+    """Open quantity at each price level of one side, best first: no order ids, no sites."""
+    levels: dict[Decimal, list[Decimal]] = defaultdict(list)
+    for order in orders:
+        if order.side == side and order.status == "open":
+            levels[order.price_per_kwh].append(order.quantity_kwh)
+    prices = sorted(levels, reverse=side == "buy")
+    return [
+        DepthLevel(price_per_kwh=p, quantity_kwh=sum(levels[p], Decimal(0)), orders=len(levels[p]))
+        for p in prices
+    ]
+
+
+def market_status(s: Stores, rules: MarketRules, now: Clock = utc_now) -> MarketStatus:
+    moment = _ms(now())
+    slots = [
+        slot
+        for slot in s.book.open_slots(moment, moment + MAX_DAYS_AHEAD * DAY_MS)
+        if rules.gate_closure_ms(slot) > moment
+    ][:STATUS_SLOTS]
+    depths = []
+    for slot in slots:
+        orders = s.book.book(slot)
+        depths.append(
+            SlotDepth(
+                delivery_start=iso_ms(slot),
+                gate_closure=iso_ms(rules.gate_closure_ms(slot)),
+                bids=depth(orders, "buy"),
+                offers=depth(orders, "sell"),
+            )
+        )
+    return MarketStatus(
+        slots=depths, last_clearing=s.book.last_clearing(),
+        next_gate_closure=iso_ms(next_gate_closure_ms(moment, rules)), currency=rules.currency,
+    )  # fmt: skip
