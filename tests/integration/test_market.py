@@ -1,0 +1,206 @@
+"""The P2P market against moto: orders through /api/v1/p2p, a slot cleared by an administrator and by the
+gate-closure schedule's event, trades and their ledger entries in the template's tables, what each
+site's token sees, and one slot's settlement run from several threads at once (settled exactly once).
+
+Sites a, b, c: grid import 0.30, feed-in 0.08 per kWh."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ems.core.clock import iso_ms
+from ems.market import service as market
+from ems.market.models import MarketRules, OrderIn
+from tests.support.fakes import ListPublisher
+from tests.support.inprocess import InProcessApi, load_function, ok, refused
+from tests.support.tokens import issue
+
+SLOT_MS = 900_000
+# The first slot whose gate (15 minutes before it) is at least 20 minutes away.
+SLOT = (int(time.time() * 1000) + 35 * 60_000) // SLOT_MS * SLOT_MS + SLOT_MS
+START = iso_ms(SLOT)
+
+
+@pytest.fixture
+def sites(monkeypatch: pytest.MonkeyPatch, api: InProcessApi, admin_token: str) -> dict[str, Any]:
+    """Sites a, b, c with their tariffs; a token of each holding only `p2p`; the market function's
+    events kept in a list."""
+    tokens = {}
+    for site in ("a", "b", "c"):
+        ok(api.request("POST", "/api/v1/sites", token=admin_token, body={"site_id": site, "name": site}), 201)
+        ok(api.request("PUT", "/api/v1/tariffs", token=admin_token, headers={"x-site": site},
+                       body={"import_price": 0.30, "export_price": 0.08}))  # fmt: skip
+        tokens[site] = issue(["p2p"], sites=[site])
+    module = load_function("functions/market/")
+    module.stores.cache_clear()
+    real, events = module.stores(), ListPublisher()
+    monkeypatch.setattr(module, "stores", lambda: replace(real, events=events))
+    return {"tokens": tokens, "events": events, "module": module}
+
+
+def place(api: InProcessApi, token: str, side: str, kwh: float, price: float, **extra: Any) -> Any:
+    body = {"side": side, "quantity_kwh": kwh, "price_per_kwh": price, "delivery_start": START, **extra}
+    return api.request("POST", "/api/v1/p2p/orders", token=token, body=body)
+
+
+def get(api: InProcessApi, token: str, path: str, **query: Any) -> Any:
+    return ok(api.request("GET", f"/api/v1/p2p/{path}", token=token, query=query))
+
+
+def test_two_sites_trade_and_a_third_sees_neither(api: InProcessApi, admin_token: str, sites: Any) -> None:
+    t = sites["tokens"]
+    ok(place(api, t["a"], "buy", 2, 0.25), 201)
+    ok(place(api, t["b"], "sell", 1.5, 0.10), 201)
+    ok(place(api, t["b"], "sell", 1, 0.28), 201)  # above a's bid: stays unfilled
+    depth = get(api, t["c"], "market/status")["slots"]
+    assert [(s["delivery_start"], [lvl["quantity_kwh"] for lvl in s["offers"]]) for s in depth] == [
+        (START, [1.5, 1.0])
+    ]
+    # Only an administrator's token clears.
+    refused(
+        api.request("POST", "/api/v1/p2p/market/clear", token=t["a"], body={"delivery_start": START}),
+        403,
+        "token",
+    )
+    report = ok(
+        api.request("POST", "/api/v1/p2p/market/clear", token=admin_token, body={"delivery_start": START})
+    )
+    # a's bid is partly filled (1.5 of 2 kWh): its limit 0.25 is the price.
+    assert report["clearing"]["price_per_kwh"] == 0.25
+    assert (report["clearing"]["volume_kwh"], report["settled"], report["first_run"]) == (1.5, 1, True)
+    [bought] = get(api, t["a"], "transactions")["items"]
+    [sold] = get(api, t["b"], "transactions")["items"]
+    assert (bought["side"], bought["quantity_kwh"], bought["amount"]) == ("buy", 1.5, -0.375)
+    assert (sold["side"], sold["amount"]) == ("sell", 0.375)
+    assert "b" not in bought.values() and "a" not in sold.values()
+    assert get(api, t["a"], "balance")["balance"] == -0.375
+    assert get(api, t["b"], "balance")["balance"] == 0.375
+    assert get(api, t["c"], "transactions")["items"] == [] and get(api, t["c"], "balance")["entries"] == []
+    # c's token cannot ask for a's
+    assert api.request("GET", "/api/v1/p2p/balance", token=t["c"], headers={"x-site": "a"}).status == 403
+    statuses = sorted((o["side"], o["status"], o["filled_kwh"]) for o in get(api, t["b"], "orders")["items"])
+    assert statuses == [("sell", "filled", 1.5), ("sell", "unfilled", 0.0)]
+    # Again: nothing is settled twice, and the event went out once.
+    again = ok(
+        api.request("POST", "/api/v1/p2p/market/clear", token=admin_token, body={"delivery_start": START})
+    )
+    assert (again["settled"], again["first_run"]) == (0, False)
+    assert get(api, t["a"], "balance")["balance"] == -0.375
+    assert [e.detail_type for e in sites["events"].events] == ["MarketCleared"]
+    assert sites["events"].events[0].detail["sites"] == ["a", "b"]
+    assert get(api, t["c"], "market/status")["last_clearing"]["price_per_kwh"] == 0.25
+
+
+def test_orders_are_checked_and_idempotent(api: InProcessApi, sites: Any) -> None:
+    t = sites["tokens"]["a"]
+    assert "import price" in refused(place(api, t, "buy", 1, 0.31), 422, "price_per_kwh")
+    assert "feed-in" in refused(place(api, t, "sell", 1, 0.05), 422, "price_per_kwh")
+    refused(place(api, t, "buy", 0, 0.2), 422, "quantity_kwh")
+    refused(place(api, t, "buy", 1001, 0.2), 422, "quantity_kwh")
+    refused(place(api, t, "buy", 1, 0.2, delivery_start=iso_ms(SLOT + 60_000)), 422, "delivery_start")
+    refused(place(api, t, "buy", 1, 0.2, delivery_start=iso_ms(SLOT - 2 * 3_600_000)), 422, "delivery_start")
+    refused(place(api, t, "hold", 1, 0.2), 422, "side")
+    first = ok(place(api, t, "buy", 1, 0.2, client_token="retry-1"), 201)
+    again = ok(place(api, t, "buy", 1, 0.2, client_token="retry-1"), 201)
+    assert again["order_id"] == first["order_id"]
+    refused(place(api, t, "buy", 2, 0.2, client_token="retry-1"), 409, "client_token")
+    assert get(api, t, "orders")["count"] == 1
+    # cancel: another site's order is not found; one's own is cancelled (twice is fine)
+    refused(
+        api.request("DELETE", f"/api/v1/p2p/orders/{first['order_id']}", token=sites["tokens"]["b"]),
+        404,
+        "id",
+    )
+    assert (
+        ok(api.request("DELETE", f"/api/v1/p2p/orders/{first['order_id']}", token=t))["status"] == "cancelled"
+    )
+    assert (
+        ok(api.request("DELETE", f"/api/v1/p2p/orders/{first['order_id']}", token=t))["status"] == "cancelled"
+    )
+    # pages
+    for n in range(3):
+        ok(place(api, t, "buy", 1, round(0.1 + n / 100, 2)), 201)
+    page = get(api, t, "orders", limit=3)
+    rest = get(api, t, "orders", limit=3, next_token=page["next_token"])
+    assert (page["count"], rest["count"], rest["next_token"]) == (3, 1, None)
+    refused(
+        api.request("GET", "/api/v1/p2p/orders", token=t, query={"next_token": "junk"}), 400, "next_token"
+    )
+
+
+def test_the_gate_closure_schedule_clears_the_slots_due(
+    api: InProcessApi, sites: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = sites["tokens"]
+    ok(place(api, t["a"], "buy", 1, 0.2), 201)
+    ok(place(api, t["b"], "sell", 1, 0.1), 201)
+    gate = datetime.fromtimestamp((SLOT - 15 * 60_000) / 1000 + 1, UTC)  # a second after gate closure
+    monkeypatch.setattr(market.clear_due, "__defaults__", (lambda: gate,))
+    result = api.invoke("MarketFunction", {"clear": "due"})  # the schedule's Input (template.yaml)
+    assert result == {"cleared": [START], "settled": 1}
+    assert get(api, t["a"], "balance")["balance"] == -0.15
+
+
+# ---------------------------------------------------------------- several settlements at once
+
+BUYERS, SELLERS, RUNS = 6, 5, 4
+
+
+def test_concurrent_runs_of_one_slot_settle_every_trade_once(api: InProcessApi, sites: Any) -> None:
+    """6 buyers each bid 10 x 1 kWh (at 0.20 to 0.25), 5 sellers each offer 12 x 1 kWh at 0.10: every
+    order fills (60 kWh each way), 60 trades (transactions of 25, 25 and 10). Nothing is rejected, so
+    the interval is [0.10, 0.20] and the price 0.15. Four runs at once: each buyer owes 10 x 0.15 = 1.5,
+    each seller is owed 12 x 0.15 = 1.8, once."""
+    from ems.ledger.store import LedgerStore
+    from ems.market.store import MarketStore
+    from ems.registry.store import RegistryStore
+
+    registry = RegistryStore()
+    stores = market.Stores(
+        book=MarketStore(), sites=registry, tariffs=registry, ledger=LedgerStore(), events=ListPublisher()
+    )
+    rules = MarketRules()
+    names = [f"buyer{i}" for i in range(BUYERS)] + [f"seller{i}" for i in range(SELLERS)]
+    admin = issue(["*"])
+    for site in names:
+        ok(api.request("POST", "/api/v1/sites", token=admin, body={"site_id": site, "name": site}), 201)
+        ok(api.request("PUT", "/api/v1/tariffs", token=admin, headers={"x-site": site},
+                       body={"import_price": 0.30, "export_price": 0.08}))  # fmt: skip
+    for i in range(BUYERS):
+        for n in range(10):
+            market.place_order(f"buyer{i}", OrderIn(side="buy", quantity_kwh=Decimal(1), price_per_kwh=Decimal("0.20") + Decimal(i) / 100, delivery_start=START), stores, rules)  # fmt: skip
+    for i in range(SELLERS):
+        for n in range(12):
+            market.place_order(f"seller{i}", OrderIn(side="sell", quantity_kwh=Decimal(1), price_per_kwh=Decimal("0.10"), delivery_start=START), stores, rules)  # fmt: skip
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(market.clear_slot(START, stores, rules))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(RUNS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(r.settled for r in reports) == 60  # every trade written by exactly one run
+    assert sum(r.first_run for r in reports) == 1
+    assert {r.clearing.price_per_kwh for r in reports} == {Decimal("0.15")}
+    ledger = LedgerStore()
+    for i in range(BUYERS):
+        assert ledger.total(f"buyer{i}", "EUR") == Decimal("-1.5")
+    for i in range(SELLERS):
+        assert ledger.total(f"seller{i}", "EUR") == Decimal("1.8")
+    entries = sum(ledger.entries(site, 200, None).count for site in names)
+    assert entries == 120
