@@ -173,19 +173,24 @@ def test_concurrent_runs_of_one_slot_settle_every_trade_once(api: InProcessApi, 
         ok(api.request("POST", "/api/v1/sites", token=admin, body={"site_id": site, "name": site}), 201)
         ok(api.request("PUT", "/api/v1/tariffs", token=admin, headers={"x-site": site},
                        body={"import_price": 0.30, "export_price": 0.08}))  # fmt: skip
+
+    def order(site: str, side: str, price: str) -> None:
+        body = OrderIn(side=side, quantity_kwh=Decimal(1), price_per_kwh=Decimal(price), delivery_start=START)
+        market.place_order(site, body, stores, rules)
+
     for i in range(BUYERS):
-        for n in range(10):
-            market.place_order(f"buyer{i}", OrderIn(side="buy", quantity_kwh=Decimal(1), price_per_kwh=Decimal("0.20") + Decimal(i) / 100, delivery_start=START), stores, rules)  # fmt: skip
+        for _ in range(10):
+            order(f"buyer{i}", "buy", f"0.2{i}")
     for i in range(SELLERS):
-        for n in range(12):
-            market.place_order(f"seller{i}", OrderIn(side="sell", quantity_kwh=Decimal(1), price_per_kwh=Decimal("0.10"), delivery_start=START), stores, rules)  # fmt: skip
+        for _ in range(12):
+            order(f"seller{i}", "sell", "0.10")
     reports: list[Any] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             reports.append(market.clear_slot(START, stores, rules))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(RUNS)]
