@@ -206,16 +206,26 @@ class MarketStore:
 
     def settle(self, trades: Sequence[TradeLegs], ledger: Ledger) -> int:
         """Transactions of 25 trades (100 items). A chunk that loses a condition has trades written
-        already (a re-run, or a concurrent run): its trades go again one transaction each, and only
-        the ones not there yet are written."""
+        already (a re-run, or a concurrent run): one BatchGet finds which, and the rest go again in
+        one transaction; should that lose too (a run at the same time), each goes alone."""
         new = 0
         for start in range(0, len(trades), TRADES_PER_TRANSACTION):
             chunk = trades[start : start + TRADES_PER_TRANSACTION]
             written = self._write(chunk, ledger)
             if written is None:
-                written = sum(self._write([trade], ledger) or 0 for trade in chunk)
+                missing = self._missing(chunk)
+                written = self._write(missing, ledger) if missing else 0
+            if written is None:
+                written = sum(self._write([trade], ledger) or 0 for trade in self._missing(chunk))
             new += written
         return new
+
+    @staticmethod
+    def _missing(trades: Sequence[TradeLegs]) -> list[TradeLegs]:
+        """The trades not written yet (a trade's sides are written together: its first tells)."""
+        keys = {(SITE + t.legs[0].site_id, f"{TRADE}{t.trade_id}#{t.legs[0].side}"): t for t in trades}
+        found = {(item.pk, item.sk) for item in MarketItem.batch_get(list(keys), consistent_read=True)}
+        return [trade for key, trade in keys.items() if key not in found]
 
     def _write(self, trades: Sequence[TradeLegs], ledger: Ledger) -> int | None:
         """All of `trades` or none: their number, or None when a condition was lost (or 0 for a
