@@ -6,6 +6,7 @@ Sites a, b, c: grid import 0.30, feed-in 0.08 per kWh."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import replace
@@ -19,7 +20,7 @@ from ems.core.clock import iso_ms
 from ems.market import service as market
 from ems.market.models import MarketRules, OrderIn
 from tests.support.fakes import ListPublisher
-from tests.support.inprocess import InProcessApi, load_function, ok, refused
+from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
 from tests.support.tokens import issue
 
 SLOT_MS = 900_000
@@ -209,3 +210,36 @@ def test_concurrent_runs_of_one_slot_settle_every_trade_once(api: InProcessApi, 
         assert ledger.total(f"seller{i}", "EUR") == Decimal("1.8")
     entries = sum(ledger.entries(site, 200, None).count for site in names)
     assert entries == 120
+
+
+# ---------------------------------------------------------------- the sample events
+
+
+def test_the_sample_events_replay(api: InProcessApi, admin_token: str, sites: Any) -> None:
+    """events/http/p2p (their slot moved to an open one), the schedule's event and MarketCleared."""
+    ok(api.request("POST", "/api/v1/sites", token=admin_token, body={"site_id": "hq", "name": "HQ"}), 201)
+    ok(api.request("PUT", "/api/v1/tariffs", token=admin_token, headers={"x-site": "hq"},
+                   body={"import_price": 0.30, "export_price": 0.08}))  # fmt: skip
+    order = {"side": "sell", "quantity_kwh": 2.5, "price_per_kwh": 0.14, "delivery_start": START}
+    placed = ok(api.replay("http/p2p/orders-place.json", admin_token, body=json.dumps(order)), 201)
+    assert placed["site_id"] == "hq" and placed["quantity_kwh"] == 2.5
+    assert ok(api.replay("http/p2p/orders-list.json", admin_token))["count"] == 1
+    refused(
+        api.replay("http/p2p/orders-cancel.json", admin_token), 404, "id"
+    )  # the sample's order is not hq's
+    assert (
+        ok(api.replay("http/p2p/market-status.json", admin_token))["slots"][0]["offers"][0]["quantity_kwh"]
+        == 2.5
+    )
+    cleared = ok(
+        api.replay("http/p2p/market-clear.json", admin_token, body=json.dumps({"delivery_start": START}))
+    )
+    assert (cleared["clearing"]["orders"], cleared["clearing"]["price_per_kwh"]) == (1, None)
+    assert ok(api.replay("http/p2p/transactions-list.json", admin_token))["items"] == []
+    assert ok(api.replay("http/p2p/balance-get.json", admin_token))["balance"] == 0
+    schedule = json.loads((EVENTS / "schedule" / "market-gate-closure.json").read_text())
+    assert api.invoke("MarketFunction", schedule) == {"cleared": [], "settled": 0}
+    pushed = api.invoke(
+        "RealtimeFunction", json.loads((EVENTS / "eventbridge" / "market-cleared.json").read_text())
+    )
+    assert pushed == {"connections": 0, "posts": 0, "failed": 0}
