@@ -18,12 +18,16 @@ from ems.market.models import (
     ClearRequest,
     MarketRules,
     MarketStatus,
+    MarkupsIn,
     Order,
     OrderIn,
     OrderPage,
     OrdersQuery,
-    TradePage,
+    Prices,
+    Proposal,
     TradesQuery,
+    TransactionIn,
+    TransactionsPage,
 )
 from ems.market.store import MarketStore
 from ems.registry.store import RegistryStore
@@ -79,8 +83,28 @@ def clear_slot() -> ClearingReport:
 
 
 @app.get("/api/v1/p2p/transactions")
-def list_trades() -> TradePage:
+def list_trades() -> TransactionsPage:
     return market.list_trades(request_site(app), query_model(app, TradesQuery), stores().book)
+
+
+@app.post("/api/v1/p2p/transactions")
+def propose_transaction() -> tuple[Proposal, int]:
+    return market.propose_transaction(request_site(app), body(app, TransactionIn), stores(), rules()), 201
+
+
+@app.post("/api/v1/p2p/transactions/<transaction_id>/accept")
+def accept_transaction(transaction_id: str) -> Proposal:
+    return market.accept_transaction(request_site(app), transaction_id, stores(), rules())
+
+
+@app.get("/api/v1/p2p/prices")
+def prices() -> Prices:
+    return market.prices(request_site(app), stores(), rules())
+
+
+@app.put("/api/v1/p2p/prices")
+def put_prices() -> Prices:
+    return market.put_markups(request_site(app), body(app, MarkupsIn), stores(), rules())
 
 
 @app.get("/api/v1/p2p/balance")

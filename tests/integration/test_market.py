@@ -149,6 +149,41 @@ def test_the_gate_closure_schedule_clears_the_slots_due(
     assert get(api, t["a"], "balance")["balance"] == -0.15
 
 
+def test_a_bilateral_transaction_counts_once_the_peer_accepts(api: InProcessApi, sites: Any) -> None:
+    t = sites["tokens"]
+    deal = {"peer": "b", "quantity_kwh": 2, "price_per_kwh": 0.2, "delivery_start": START, "side": "buy"}
+    proposal = ok(api.request("POST", "/api/v1/p2p/transactions", token=t["a"], body=deal), 201)
+    tid = proposal["transaction_id"]
+    assert [p["transaction_id"] for p in get(api, t["b"], "transactions")["proposals"]] == [tid]
+    assert get(api, t["c"], "transactions")["proposals"] == []
+    assert get(api, t["a"], "balance")["balance"] == 0  # not until the peer accepts
+    accept = f"/api/v1/p2p/transactions/{tid}/accept"
+    refused(api.request("POST", accept, token=t["a"]), 403, "id")
+    refused(api.request("POST", accept, token=t["c"]), 404, "id")
+    accepted = ok(api.request("POST", accept, token=t["b"]))
+    assert ok(api.request("POST", accept, token=t["b"]))["trade_id"] == accepted["trade_id"]
+    assert (get(api, t["a"], "balance")["balance"], get(api, t["b"], "balance")["balance"]) == (-0.4, 0.4)
+    [bought] = get(api, t["a"], "transactions")["items"]
+    assert (bought["kind"], bought["side"], bought["amount"]) == ("bilateral", "buy", -0.4)
+    refused(
+        api.request("POST", "/api/v1/p2p/transactions", token=t["a"], body={**deal, "peer": "zz"}),
+        422,
+        "peer",
+    )
+
+
+def test_prices_suggest_limits_from_the_markups(api: InProcessApi, sites: Any) -> None:
+    """No clearing yet: market price (0.30 + 0.08) / 2 = 0.19; buy 0.19 x 0.95 = 0.1805, sell 0.19 x 1.1."""
+    t = sites["tokens"]["a"]
+    assert get(api, t, "prices")["buy_price_per_kwh"] == 0.19
+    put = ok(
+        api.request("PUT", "/api/v1/p2p/prices", token=t, body={"buy_percentage": 5, "sell_percentage": 10})
+    )
+    assert (put["buy_price_per_kwh"], put["sell_price_per_kwh"]) == (0.1805, 0.209)
+    refused(api.request("PUT", "/api/v1/p2p/prices", token=t, body={"buy_percentage": 101, "sell_percentage": 1}),
+            422, "buy_percentage")  # fmt: skip
+
+
 # ---------------------------------------------------------------- several settlements at once
 
 BUYERS, SELLERS, RUNS = 6, 5, 4
@@ -237,6 +272,16 @@ def test_the_sample_events_replay(api: InProcessApi, admin_token: str, sites: An
     assert (cleared["clearing"]["orders"], cleared["clearing"]["price_per_kwh"]) == (1, None)
     assert ok(api.replay("http/p2p/transactions-list.json", admin_token))["items"] == []
     assert ok(api.replay("http/p2p/balance-get.json", admin_token))["balance"] == 0
+    ok(api.request("POST", "/api/v1/sites", token=admin_token, body={"site_id": "school", "name": "S"}), 201)
+    ok(api.request("PUT", "/api/v1/tariffs", token=admin_token, headers={"x-site": "school"},
+                   body={"import_price": 0.30, "export_price": 0.08}))  # fmt: skip
+    deal = {"peer": "school", "quantity_kwh": 3, "price_per_kwh": 0.15, "delivery_start": START}
+    proposed = ok(api.replay("http/p2p/transactions-propose.json", admin_token, body=json.dumps(deal)), 201)
+    assert (proposed["proposer"], proposed["status"]) == ("hq", "proposed")
+    refused(api.replay("http/p2p/transactions-accept.json", admin_token), 404, "id")  # the sample's id
+    prices = ok(api.replay("http/p2p/prices-put.json", admin_token))
+    assert (prices["buy_percentage"], prices["sell_percentage"]) == (5, 8)
+    assert ok(api.replay("http/p2p/prices-get.json", admin_token))["basis"] == "tariff"
     schedule = json.loads((EVENTS / "schedule" / "market-gate-closure.json").read_text())
     assert api.invoke("MarketFunction", schedule) == {"cleared": [], "settled": 0}
     pushed = api.invoke(

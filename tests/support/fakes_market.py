@@ -11,7 +11,7 @@ from typing import Any
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page
 from ems.ledger.models import LedgerEntry
-from ems.market.models import Clearing, Order, SiteTrade
+from ems.market.models import Clearing, MarkupsIn, Order, Proposal, SiteTrade
 from ems.market.ports import Ledger, TradeLegs
 
 
@@ -61,6 +61,8 @@ class MemoryMarket:
         self.legs: dict[tuple[str, str, str], SiteTrade] = {}
         self.last: Clearing | None = None
         self.transactions = 0
+        self.proposed: dict[str, Proposal] = {}
+        self.site_markups: dict[str, MarkupsIn] = {}
 
     def place(self, order: Order, slot_ms: int) -> Order:
         if order.client_token and (order.site_id, order.client_token) in self.tokens:
@@ -139,3 +141,32 @@ class MemoryMarket:
             (t for t in self.legs.values() if t.site_id == site_id), key=lambda t: t.trade_id, reverse=True
         )
         return _page(mine, limit, next_token)
+
+    # ------------------------------------------------------------ bilateral transactions
+
+    def propose(self, proposal: Proposal) -> None:
+        self.proposed[proposal.transaction_id] = proposal
+
+    def get_proposal(self, site_id: str, transaction_id: str) -> Proposal:
+        found = self.proposed.get(transaction_id)
+        if found is None or site_id not in (found.proposer, found.peer):
+            raise NotFound(f"no transaction {transaction_id!r} of this site", "id")
+        return found
+
+    def accept(self, proposal: Proposal, trade: TradeLegs, ledger: Ledger) -> Proposal:
+        if self.proposed[proposal.transaction_id].status == "accepted":
+            return self.proposed[proposal.transaction_id]
+        assert self.settle([trade], ledger) == 1
+        self.proposed[proposal.transaction_id] = proposal
+        return proposal
+
+    def proposals(self, site_id: str) -> list[Proposal]:
+        return [
+            p for p in self.proposed.values() if site_id in (p.proposer, p.peer) and p.status == "proposed"
+        ]
+
+    def markups(self, site_id: str) -> MarkupsIn | None:
+        return self.site_markups.get(site_id)
+
+    def put_markups(self, site_id: str, markups: MarkupsIn) -> None:
+        self.site_markups[site_id] = markups

@@ -10,10 +10,18 @@ from typing import Any
 
 import pytest
 
-from ems.core.errors import Conflict, Invalid, NotFound
+from ems.core.errors import Conflict, Forbidden, Invalid, NotFound
 from ems.ledger import service as ledger
 from ems.market import service as market
-from ems.market.models import MARKET_CLEARED, MarketRules, OrderIn, OrdersQuery, TradesQuery
+from ems.market.models import (
+    MARKET_CLEARED,
+    MarketRules,
+    MarkupsIn,
+    OrderIn,
+    OrdersQuery,
+    TradesQuery,
+    TransactionIn,
+)
 from ems.tariffs.models import Tariff
 from tests.support.fakes import ListPublisher, MemoryRegistry
 from tests.support.fakes_market import MemoryLedger, MemoryMarket
@@ -239,3 +247,68 @@ def test_the_status_shows_depth_per_open_slot_without_identities(w: World) -> No
     after = market.market_status(w.stores, RULES, w.clock)
     assert after.slots == []
     assert after.last_clearing is not None and after.last_clearing.volume_kwh == Decimal("1.5")
+
+
+# ---------------------------------------------------------------- bilateral transactions and prices
+
+
+def propose(w: World, by: str, peer: str, side: str = "sell", price: str = "0.12", kwh: str = "2") -> Any:
+    body = TransactionIn(
+        peer=peer,
+        quantity_kwh=Decimal(kwh),
+        price_per_kwh=Decimal(price),
+        delivery_start=SLOT.isoformat(),
+        side=side,
+    )
+    return market.propose_transaction(by, body, w.stores, RULES, w.clock)
+
+
+def test_a_bilateral_transaction_settles_once_when_the_peer_accepts(w: World) -> None:
+    proposal = propose(w, "a", "b")  # a sells 2 kWh to b at 0.12
+    assert w.balance("a") == 0 and market.list_trades("b", TradesQuery(), w.book).proposals == [proposal]
+    with pytest.raises(Forbidden):
+        market.accept_transaction("a", proposal.transaction_id, w.stores, RULES, w.clock)
+    with pytest.raises(NotFound):
+        market.accept_transaction("c", proposal.transaction_id, w.stores, RULES, w.clock)
+    accepted = market.accept_transaction("b", proposal.transaction_id, w.stores, RULES, w.clock)
+    again = market.accept_transaction("b", proposal.transaction_id, w.stores, RULES, w.clock)
+    assert (accepted.status, again.trade_id) == ("accepted", accepted.trade_id)
+    assert (w.balance("a"), w.balance("b")) == (Decimal("0.24"), Decimal("-0.24"))
+    [bought] = market.list_trades("b", TradesQuery(), w.book).items
+    assert (bought.kind, bought.side, bought.quantity_kwh, bought.price_per_kwh) == (
+        "bilateral", "buy", Decimal(2), Decimal("0.12"),
+    )  # fmt: skip
+    assert market.list_trades("b", TradesQuery(), w.book).proposals == []
+
+
+def test_a_proposal_is_checked_against_the_peer_and_both_tariffs(w: World) -> None:
+    with pytest.raises(Invalid) as itself:
+        propose(w, "a", "a")
+    with pytest.raises(Invalid) as nobody:
+        propose(w, "a", "nowhere")
+    with pytest.raises(Invalid) as below:
+        propose(w, "a", "b", price="0.05")  # a sells below its feed-in price
+    assert (itself.value.field, nobody.value.field, below.value.field) == ("peer", "peer", "price_per_kwh")
+    w.registry.put_tariff(Tariff(site_id="b", import_price=0.10, export_price=0.05), NOW)
+    offer = propose(w, "a", "b", price="0.12")
+    with pytest.raises(Invalid) as above:  # b would pay above its own import price
+        market.accept_transaction("b", offer.transaction_id, w.stores, RULES, w.clock)
+    assert above.value.field == "price_per_kwh"
+
+
+def test_suggested_prices_apply_the_markups_to_the_market_price(w: World) -> None:
+    """No clearing yet: the market price is the middle of a's import 0.30 and feed-in 0.08, 0.19.
+    Markups 10 % and 20 %: buy 0.19 x 0.9 = 0.171, sell 0.19 x 1.2 = 0.228."""
+    suggested = market.put_markups(
+        "a", MarkupsIn(buy_percentage=Decimal(10), sell_percentage=Decimal(20)), w.stores, RULES, w.clock
+    )
+    assert (suggested.basis, suggested.market_price_per_kwh) == ("tariff", Decimal("0.19"))
+    assert (suggested.buy_price_per_kwh, suggested.sell_price_per_kwh) == (Decimal("0.171"), Decimal("0.228"))
+    w.order("a", "buy", "1", "0.20")
+    w.order("b", "sell", "1", "0.10")
+    w.clear()  # at 0.15
+    after = market.prices("a", w.stores, RULES, w.clock)
+    assert (after.basis, after.buy_price_per_kwh, after.sell_price_per_kwh) == (
+        "last_clearing", Decimal("0.135"), Decimal("0.18"),
+    )  # fmt: skip
+    assert market.prices("b", w.stores, RULES, w.clock).buy_price_per_kwh == Decimal("0.15")  # b set none

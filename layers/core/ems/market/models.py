@@ -151,13 +151,76 @@ class TradesQuery(BaseModel):
     next_token: str | None = None
 
 
-class TradePage(BaseModel):
-    items: list[SiteTrade]
-    count: int
-    next_token: str | None = None
-
-
 class OrderPage(BaseModel):
     items: list[Order]
     count: int
     next_token: str | None = None
+
+
+# ---------------------------------------------------------------- bilateral transactions
+
+ProposalStatus = Literal["proposed", "accepted"]
+
+
+class TransactionIn(BaseModel):
+    """POST /p2p/transactions (the seed's body): the proposing site sells to `peer` unless
+    `side` is "buy"; it counts once the peer accepts it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peer: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+    quantity_kwh: Decimal = Field(gt=0, le=MAX_ORDER_KWH, decimal_places=3)
+    price_per_kwh: Decimal = Field(ge=-10, le=100, decimal_places=4)
+    delivery_start: str | int | float
+    side: Side = "sell"
+
+
+class Proposal(BaseModel):
+    """A bilateral transaction: both sites named it, so both see each other here."""
+
+    transaction_id: str  # "<slot ms 13>-<8 hex>"
+    proposer: str
+    peer: str
+    side: Side  # the proposer's side
+    quantity_kwh: Exact
+    price_per_kwh: Exact
+    delivery_start: str
+    status: ProposalStatus = "proposed"
+    proposed_at: str
+    accepted_at: str | None = None
+    trade_id: str | None = None
+
+
+class TransactionsPage(BaseModel):
+    """GET /p2p/transactions: the site's side of its trades (auction fills and accepted bilateral
+    trades), and the bilateral proposals it made or was made that wait for acceptance."""
+
+    items: list[SiteTrade]
+    count: int
+    next_token: str | None = None
+    proposals: list[Proposal] = []
+
+
+# ---------------------------------------------------------------- suggested prices
+
+
+class MarkupsIn(BaseModel):
+    """PUT /p2p/prices: the original dashboard's markups, in percent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    buy_percentage: Decimal = Field(ge=0, le=100, decimal_places=2)
+    sell_percentage: Decimal = Field(ge=0, le=100, decimal_places=2)
+
+
+class Prices(BaseModel):
+    """Suggested limits for order entry: buy = market x (1 - buy%), sell = market x (1 + sell%).
+    Never applied at settlement (a trade settles at its clearing or agreed price)."""
+
+    buy_percentage: Exact
+    sell_percentage: Exact
+    market_price_per_kwh: Exact
+    basis: Literal["last_clearing", "tariff"]  # the last clearing's price, else the tariff's mid price
+    buy_price_per_kwh: Exact
+    sell_price_per_kwh: Exact
+    currency: str

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ems.core.pagination import Page
 from ems.ledger.models import LedgerEntry
-from ems.market.models import Clearing, Order, SiteTrade
+from ems.market.models import Clearing, MarkupsIn, Order, Proposal, SiteTrade
 from ems.registry.models import Site
 from ems.tariffs.models import Tariff
 
@@ -63,3 +63,17 @@ class MarketBook(Protocol):
 
     def last_clearing(self) -> Clearing | None: ...
     def trades(self, site_id: str, limit: int, next_token: str | None) -> Page[SiteTrade]: ...
+
+    # bilateral transactions
+    def propose(self, proposal: Proposal) -> None: ...
+    def get_proposal(self, site_id: str, transaction_id: str) -> Proposal: ...  # NotFound unless a party
+    def accept(self, proposal: Proposal, trade: TradeLegs, ledger: Ledger) -> Proposal:
+        """Mark it accepted and write its trade with the entries, together; a second accept returns
+        the first one's result."""
+        ...
+
+    def proposals(self, site_id: str) -> list[Proposal]: ...  # waiting for acceptance, by or to the site
+
+    # suggested prices
+    def markups(self, site_id: str) -> MarkupsIn | None: ...
+    def put_markups(self, site_id: str, markups: MarkupsIn) -> None: ...

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
-from ems.core.errors import Conflict, Invalid, NotFound
+from ems.core.errors import Conflict, Forbidden, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.observability import logger
 from ems.ledger.models import LedgerEntry
@@ -37,14 +37,18 @@ from ems.market.models import (
     DepthLevel,
     MarketRules,
     MarketStatus,
+    MarkupsIn,
     Order,
     OrderIn,
     OrderPage,
     OrdersQuery,
+    Prices,
+    Proposal,
     SiteTrade,
     SlotDepth,
-    TradePage,
     TradesQuery,
+    TransactionIn,
+    TransactionsPage,
 )
 from ems.market.ports import Ledger, MarketBook, SiteDirectory, TariffSource, TradeLegs
 from ems.tariffs.models import DEFAULT_TARIFF, price_at
@@ -97,9 +101,9 @@ def tariff_bounds(site_id: str, slot_ms: int, s: Stores) -> tuple[Decimal, Decim
     )
 
 
-def place_order(site_id: str, body: OrderIn, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Order:
-    moment = _ms(now())
-    slot_ms = slot_of(body.delivery_start)
+def open_slot(value: str | int | float, rules: MarketRules, moment: int) -> int:
+    """The slot `value` starts, while its gate is open and at most a week ahead; 422 otherwise."""
+    slot_ms = slot_of(value)
     gate_ms = rules.gate_closure_ms(slot_ms)
     if slot_ms <= moment:
         raise Invalid("must be in the future", "delivery_start")
@@ -110,17 +114,29 @@ def place_order(site_id: str, body: OrderIn, s: Stores, rules: MarketRules, now:
         )
     if slot_ms > moment + MAX_DAYS_AHEAD * DAY_MS:
         raise Invalid(f"must be at most {MAX_DAYS_AHEAD} days ahead", "delivery_start")
+    return slot_ms
+
+
+def check_limit(site_id: str, side: str, price: Decimal, slot_ms: int, s: Stores) -> None:
+    """A buyer never above the grid import price of the slot, a seller never below the feed-in price."""
     import_price, feed_in_price = tariff_bounds(site_id, slot_ms, s)
-    if body.side == "buy" and body.price_per_kwh > import_price:
+    if side == "buy" and price > import_price:
         raise Invalid(
             f"a buyer's limit may not be above the grid import price of the slot, {import_price} per kWh",
             "price_per_kwh",
         )
-    if body.side == "sell" and body.price_per_kwh < feed_in_price:
+    if side == "sell" and price < feed_in_price:
         raise Invalid(
             f"a seller's limit may not be below the feed-in price of the slot, {feed_in_price} per kWh",
             "price_per_kwh",
         )
+
+
+def place_order(site_id: str, body: OrderIn, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Order:
+    moment = _ms(now())
+    slot_ms = open_slot(body.delivery_start, rules, moment)
+    gate_ms = rules.gate_closure_ms(slot_ms)
+    check_limit(site_id, body.side, body.price_per_kwh, slot_ms, s)
     order = Order(
         order_id=f"{slot_ms:013d}-{moment:013d}-{secrets.token_hex(4)}",
         site_id=site_id, side=body.side, quantity_kwh=body.quantity_kwh, price_per_kwh=body.price_per_kwh,
@@ -167,9 +183,10 @@ def list_orders(site_id: str, q: OrdersQuery, book: MarketBook) -> OrderPage:
     return OrderPage(items=page.items, count=page.count, next_token=page.next_token)
 
 
-def list_trades(site_id: str, q: TradesQuery, book: MarketBook) -> TradePage:
+def list_trades(site_id: str, q: TradesQuery, book: MarketBook) -> TransactionsPage:
     page = book.trades(site_id, q.limit, q.next_token)
-    return TradePage(items=page.items, count=page.count, next_token=page.next_token)
+    waiting = book.proposals(site_id) if q.next_token is None else []  # with the first page
+    return TransactionsPage(items=page.items, count=page.count, next_token=page.next_token, proposals=waiting)
 
 
 # ---------------------------------------------------------------- clearing and settlement
@@ -343,3 +360,87 @@ def market_status(s: Stores, rules: MarketRules, now: Clock = utc_now) -> Market
         slots=depths, last_clearing=s.book.last_clearing(),
         next_gate_closure=iso_ms(next_gate_closure_ms(moment, rules)), currency=rules.currency,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- bilateral transactions
+
+
+def propose_transaction(
+    site_id: str, body: TransactionIn, s: Stores, rules: MarketRules, now: Clock = utc_now
+) -> Proposal:
+    moment = _ms(now())
+    slot_ms = open_slot(body.delivery_start, rules, moment)
+    if body.peer == site_id:
+        raise Invalid("a site does not trade with itself", "peer")
+    try:
+        s.sites.get_site(body.peer)
+    except NotFound as exc:
+        raise Invalid(f"no site {body.peer!r}", "peer") from exc
+    check_limit(site_id, body.side, body.price_per_kwh, slot_ms, s)
+    proposal = Proposal(
+        transaction_id=f"{slot_ms:013d}-{secrets.token_hex(4)}", proposer=site_id, peer=body.peer, side=body.side,
+        quantity_kwh=body.quantity_kwh, price_per_kwh=body.price_per_kwh, delivery_start=iso_ms(slot_ms),
+        proposed_at=iso_ms(moment),
+    )  # fmt: skip
+    s.book.propose(proposal)
+    return proposal
+
+
+def accept_transaction(
+    site_id: str, transaction_id: str, s: Stores, rules: MarketRules, now: Clock = utc_now
+) -> Proposal:
+    """The peer accepts: the trade settles at once at the agreed price (its sides and ledger entries
+    with the acceptance, in one transaction); accepting again returns the accepted transaction."""
+    moment = _ms(now())
+    proposal = s.book.get_proposal(site_id, transaction_id)
+    if proposal.peer != site_id:
+        raise Forbidden("only the peer accepts a transaction", "id")
+    if proposal.status == "accepted":
+        return proposal
+    slot_ms = slot_of(proposal.delivery_start)
+    if rules.gate_closure_ms(slot_ms) <= moment:
+        raise Invalid(f"the slot's gate closed at {iso_ms(rules.gate_closure_ms(slot_ms))}", "id")
+    peer_side = "buy" if proposal.side == "sell" else "sell"
+    check_limit(site_id, peer_side, proposal.price_per_kwh, slot_ms, s)
+    buyer, seller = (
+        (proposal.peer, proposal.proposer) if proposal.side == "sell" else (proposal.proposer, proposal.peer)
+    )
+    at = iso_ms(moment)
+    trade = f"{transaction_id}-bilateral"
+    legs = trade_legs(
+        trade, buyer, seller, _wh(proposal.quantity_kwh), proposal.price_per_kwh, slot_ms, (None, None), "bilateral",
+        rules.currency, at,
+    )  # fmt: skip
+    accepted = proposal.model_copy(update={"status": "accepted", "accepted_at": at, "trade_id": trade})
+    return s.book.accept(accepted, legs, s.ledger)
+
+
+# ---------------------------------------------------------------- suggested prices
+
+NO_MARKUPS = MarkupsIn(buy_percentage=Decimal(0), sell_percentage=Decimal(0))
+
+
+def prices(site_id: str, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Prices:
+    """buy = market x (1 - buy%), sell = market x (1 + sell%), where market is the last clearing's
+    price, or with none yet the middle of the site's import and feed-in prices at the next open slot."""
+    markups = s.book.markups(site_id) or NO_MARKUPS
+    last = s.book.last_clearing()
+    if last is not None and last.price_per_kwh is not None:
+        market, basis = last.price_per_kwh, "last_clearing"
+    else:
+        gate = next_gate_closure_ms(_ms(now()), rules)
+        import_price, feed_in_price = tariff_bounds(site_id, gate + rules.gate_closure_minutes * 60_000, s)
+        market, basis = (import_price + feed_in_price) / 2, "tariff"
+    return Prices(
+        buy_percentage=markups.buy_percentage, sell_percentage=markups.sell_percentage,
+        market_price_per_kwh=market, basis=basis,
+        buy_price_per_kwh=market * (1 - markups.buy_percentage / 100),
+        sell_price_per_kwh=market * (1 + markups.sell_percentage / 100), currency=rules.currency,
+    )  # fmt: skip
+
+
+def put_markups(
+    site_id: str, markups: MarkupsIn, s: Stores, rules: MarketRules, now: Clock = utc_now
+) -> Prices:
+    s.book.put_markups(site_id, markups)
+    return prices(site_id, s, rules, now)

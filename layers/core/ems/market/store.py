@@ -11,6 +11,9 @@ Keys:
 - "SITE#<site>" / "TOKEN#<client token>": the order a client token created (idempotent retries).
 - "SITE#<site>" / "TRADE#<trade id>#<side>": the site's side of a trade, written with the trade's
   ledger entries in one transaction.
+- "SITE#<site>" / "BILAT#<transaction id>": a bilateral transaction, once under each of its two sites;
+  accepting it updates both on the condition that it is still proposed, with its trade's sides and
+  ledger entries in the same transaction. "SITE#<site>" / "MARKUPS": the site's suggested-price markups.
 - "MARKET" / "SLOT#<slot ms>": a slot that has orders (the status and the schedule find them);
   "MARKET" / "LAST": the latest slot cleared.
 """
@@ -31,10 +34,11 @@ from pynamodb.transactions import TransactWrite
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.tables import EnvRegion, EnvTableName
-from ems.market.models import Clearing, Order, SiteTrade
+from ems.market.models import Clearing, MarkupsIn, Order, Proposal, SiteTrade
 from ems.market.ports import Ledger, TradeLegs
 
-SLOT, SITE, ORDER, TRADE, TOKEN = "SLOT#", "SITE#", "ORDER#", "TRADE#", "TOKEN#"
+SLOT, SITE, ORDER, TRADE, TOKEN, BILATERAL = "SLOT#", "SITE#", "ORDER#", "TRADE#", "TOKEN#", "BILAT#"
+MARKUPS = "MARKUPS"
 CLOSED, CLEARING, MARKET, LAST = "CLOSED", "CLEARING", "MARKET", "LAST"
 BY_SITE_PAGE_KEYS = ("pk", "sk", "site_pk")
 # DynamoDB takes at most 100 items a transaction; a trade is 4 (two sides, two ledger entries).
@@ -294,3 +298,63 @@ class MarketStore:
         return Page(
             items=items, count=len(items), next_token=encode_token(results.page_iter.last_evaluated_key)
         )
+
+    # ------------------------------------------------------------ bilateral transactions
+
+    @staticmethod
+    def _proposal_items(proposal: Proposal) -> list[MarketItem]:
+        doc = _json(proposal)
+        return [
+            MarketItem(SITE + site, BILATERAL + proposal.transaction_id, doc=doc, status=proposal.status)
+            for site in (proposal.proposer, proposal.peer)
+        ]
+
+    def propose(self, proposal: Proposal) -> None:
+        with _transaction() as tx:
+            for item in self._proposal_items(proposal):
+                tx.save(item, condition=MarketItem.pk.does_not_exist())
+
+    def get_proposal(self, site_id: str, transaction_id: str) -> Proposal:
+        try:
+            item = MarketItem.get(SITE + site_id, BILATERAL + transaction_id, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotFound(f"no transaction {transaction_id!r} of this site", "id") from exc
+        return Proposal.model_validate(item.doc)
+
+    def accept(self, proposal: Proposal, trade: TradeLegs, ledger: Ledger) -> Proposal:
+        try:
+            with _transaction() as tx:
+                for item in self._proposal_items(proposal):
+                    tx.save(item, condition=MarketItem.status == "proposed")
+                for leg in trade.legs:
+                    tx.save(
+                        MarketItem(SITE + leg.site_id, f"{TRADE}{trade.trade_id}#{leg.side}", doc=_json(leg)),
+                        condition=MarketItem.pk.does_not_exist(),
+                    )
+                ledger.stage(tx, trade.entries)
+        except TransactWriteError as exc:
+            if "ConditionalCheckFailed" in _reasons(exc):  # accepted meanwhile
+                return self.get_proposal(proposal.peer, proposal.transaction_id)
+            raise
+        return proposal
+
+    def proposals(self, site_id: str) -> list[Proposal]:
+        return [
+            Proposal.model_validate(item.doc)
+            for item in MarketItem.query(
+                SITE + site_id,
+                MarketItem.sk.startswith(BILATERAL),
+                filter_condition=MarketItem.status == "proposed",
+            )
+        ]
+
+    # ------------------------------------------------------------ suggested prices
+
+    def markups(self, site_id: str) -> MarkupsIn | None:
+        try:
+            return MarkupsIn.model_validate(MarketItem.get(SITE + site_id, MARKUPS).doc)
+        except DoesNotExist:
+            return None
+
+    def put_markups(self, site_id: str, markups: MarkupsIn) -> None:
+        MarketItem(SITE + site_id, MARKUPS, doc=_json(markups)).save()
