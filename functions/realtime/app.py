@@ -1,5 +1,5 @@
 """Real-time: the WebSocket routes ($connect with the token check, $disconnect, subscribe,
-unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`) to subscribers.
+unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`, `MarketCleared`) to subscribers.
 
 One function serves both, as the template's EventBridgeRule and the WebSocket integration invoke it:
 they share its tables and its @connections permission. `handler` tells them apart by the event's shape.
