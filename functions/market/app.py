@@ -1,5 +1,6 @@
 """P2P market: the routes of API.md "P2P trading" (/api/v1/p2p/...) and the schedule at each slot's
-gate closure that clears the slots due. `handler` tells the invocations apart by the event's shape."""
+gate closure that clears the slots due and settles the imbalance of slots delivered an hour ago.
+`handler` tells the invocations apart by the event's shape."""
 
 from functools import cache
 from typing import Any
@@ -31,6 +32,7 @@ from ems.market.models import (
 )
 from ems.market.store import MarketStore
 from ems.registry.store import RegistryStore
+from ems.telemetry.backends import telemetry_store
 
 app = http_app("market")
 GATE_CLOSURE = {"clear": "due"}  # the schedule's input (template.yaml)
@@ -45,8 +47,9 @@ def entries() -> LedgerStore:
 def stores() -> market.Stores:
     registry = RegistryStore()
     return market.Stores(
-        book=MarketStore(), sites=registry, tariffs=registry, ledger=entries(), events=EventBridgePublisher()
-    )
+        book=MarketStore(), sites=registry, tariffs=registry, ledger=entries(), events=EventBridgePublisher(),
+        meters=registry, rollups=telemetry_store(),
+    )  # fmt: skip
 
 
 @cache
@@ -110,7 +113,7 @@ def put_prices() -> Prices:
 @app.get("/api/v1/p2p/balance")
 def balance() -> Balance:
     q = query_model(app, TradesQuery)
-    return ledger.balance(request_site(app), rules().currency, q.limit, q.next_token, entries())
+    return ledger.balance(request_site(app), rules().currency, q.limit, q.next_token, claims(app), entries())
 
 
 http_handler = lambda_handler(app)
@@ -119,9 +122,11 @@ http_handler = lambda_handler(app)
 @instrumented("market")
 def gate_closure_handler(event: Any, context: Any) -> dict[str, Any]:
     reports = market.clear_due(stores(), rules())
+    delivered = market.settle_delivered(stores(), rules())
     return {
         "cleared": [r.clearing.delivery_start for r in reports],
         "settled": sum(r.settled for r in reports),
+        "imbalance": [r.delivery_start for r in delivered],
     }
 
 

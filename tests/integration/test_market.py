@@ -145,7 +145,7 @@ def test_the_gate_closure_schedule_clears_the_slots_due(
     gate = datetime.fromtimestamp((SLOT - 15 * 60_000) / 1000 + 1, UTC)  # a second after gate closure
     monkeypatch.setattr(market.clear_due, "__defaults__", (lambda: gate,))
     result = api.invoke("MarketFunction", {"clear": "due"})  # the schedule's Input (template.yaml)
-    assert result == {"cleared": [START], "settled": 1}
+    assert result == {"cleared": [START], "settled": 1, "imbalance": []}
     assert get(api, t["a"], "balance")["balance"] == -0.15
 
 
@@ -239,12 +239,13 @@ def test_concurrent_runs_of_one_slot_settle_every_trade_once(api: InProcessApi, 
     assert sum(r.first_run for r in reports) == 1
     assert {r.clearing.price_per_kwh for r in reports} == {Decimal("0.15")}
     ledger = LedgerStore()
-    for i in range(BUYERS):
-        assert ledger.total(f"buyer{i}", "EUR") == Decimal("-1.5")
-    for i in range(SELLERS):
-        assert ledger.total(f"seller{i}", "EUR") == Decimal("1.8")
-    entries = sum(ledger.entries(site, 200, None).count for site in names)
-    assert entries == 120
+
+    def total(site: str) -> Decimal:
+        return sum((e.amount for e in ledger.entries(site, 200, None).items), Decimal(0))
+
+    assert [total(f"buyer{i}") for i in range(BUYERS)] == [Decimal("-1.5")] * BUYERS
+    assert [total(f"seller{i}") for i in range(SELLERS)] == [Decimal("1.8")] * SELLERS
+    assert sum(ledger.entries(site, 200, None).count for site in names) == 120
 
 
 # ---------------------------------------------------------------- the sample events
@@ -283,8 +284,59 @@ def test_the_sample_events_replay(api: InProcessApi, admin_token: str, sites: An
     assert (prices["buy_percentage"], prices["sell_percentage"]) == (5, 8)
     assert ok(api.replay("http/p2p/prices-get.json", admin_token))["basis"] == "tariff"
     schedule = json.loads((EVENTS / "schedule" / "market-gate-closure.json").read_text())
-    assert api.invoke("MarketFunction", schedule) == {"cleared": [], "settled": 0}
+    assert api.invoke("MarketFunction", schedule) == {"cleared": [], "settled": 0, "imbalance": []}
     pushed = api.invoke(
         "RealtimeFunction", json.loads((EVENTS / "eventbridge" / "market-cleared.json").read_text())
     )
     assert pushed == {"connections": 0, "posts": 0, "failed": 0}
+
+
+# ---------------------------------------------------------------- imbalance after delivery
+
+
+def test_imbalance_after_delivery_from_the_grid_meters_rollups(
+    api: InProcessApi, admin_token: str, sites: Any
+) -> None:
+    """A slot three hours ago: a bought 2 kWh from b at 0.15 (orders placed on a clock before its gate).
+    b's main meter read -6 kW through the slot (1.5 kWh exported): short 0.5 kWh at the import price
+    0.30, -0.15. a's meter read 8 kW (2 kWh imported, as bought): nothing. The schedule's event
+    settles it; b's balance is 0.30 - 0.15; b's hourly token sees the trade alone."""
+    from ems.ledger.store import LedgerStore
+    from ems.market.store import MarketStore
+    from ems.registry.store import RegistryStore
+
+    past = (int(time.time() * 1000) - 3 * 3_600_000) // SLOT_MS * SLOT_MS
+    before_gate = datetime.fromtimestamp((past - 30 * 60_000) / 1000, UTC)
+    registry = RegistryStore()
+    stores = market.Stores(
+        book=MarketStore(), sites=registry, tariffs=registry, ledger=LedgerStore(), events=ListPublisher()
+    )
+    for site, side, price in (("a", "buy", "0.20"), ("b", "sell", "0.10")):
+        body = OrderIn(side=side, quantity_kwh=Decimal(2), price_per_kwh=Decimal(price), delivery_start=past)
+        market.place_order(site, body, stores, MarketRules(), lambda: before_gate)
+    market.clear_slot(past, stores, MarketRules(), lambda: before_gate)
+    for site, watts in (("a", 8000), ("b", -6000)):
+        sensor = {"sensor_id": f"{site}-grid", "name": "grid", "sensor_type": "main_meter"}
+        ok(
+            api.request("POST", "/api/v1/sensors", token=admin_token, headers={"x-site": site}, body=sensor),
+            201,
+        )
+        readings = [
+            {"sensor_id": f"{site}-grid", "ts": past + m * 60_000, "metrics": {"power_w": watts}}
+            for m in range(15)
+        ]
+        ingested = ok(api.request("POST", "/api/v1/data/ingest", token=admin_token, headers={"x-site": site},
+                                  body={"readings": readings}))  # fmt: skip
+        assert ingested["accepted"] == 15
+    assert api.invoke("MarketFunction", {"clear": "due"})["imbalance"] == [iso_ms(past)]
+    assert api.invoke("MarketFunction", {"clear": "due"})["imbalance"] == []  # once
+    b = get(api, sites["tokens"]["b"], "balance")
+    assert (b["balance"], sorted(e["source"] for e in b["entries"])) == (0.15, ["imbalance", "p2p"])
+    assert get(api, sites["tokens"]["a"], "balance")["balance"] == -0.30
+    hourly = issue(["p2p"], sites=["b"], time_aggregation="1h")
+    limited = get(api, hourly, "balance")
+    assert (limited["balance"], limited["withheld"], [e["source"] for e in limited["entries"]]) == (
+        0.30,
+        1,
+        ["p2p"],
+    )

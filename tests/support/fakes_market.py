@@ -4,6 +4,7 @@ names one order, a trade and its entries are written together or not at all, nev
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -44,12 +45,6 @@ class MemoryLedger:
         )
         return _page(mine, limit, next_token)
 
-    def total(self, site_id: str, currency: str) -> Decimal:
-        return sum(
-            (e.amount for e in self.items.values() if e.site_id == site_id and e.currency == currency),
-            Decimal(0),
-        )
-
 
 class MemoryMarket:
     def __init__(self) -> None:
@@ -62,6 +57,7 @@ class MemoryMarket:
         self.last: Clearing | None = None
         self.transactions = 0
         self.proposed: dict[str, Proposal] = {}
+        self.imbalanced: set[int] = set()
         self.site_markups: dict[str, MarkupsIn] = {}
 
     def place(self, order: Order, slot_ms: int) -> Order:
@@ -170,3 +166,22 @@ class MemoryMarket:
 
     def put_markups(self, site_id: str, markups: MarkupsIn) -> None:
         self.site_markups[site_id] = markups
+
+    # ------------------------------------------------------------ after delivery
+
+    def positions(self, slot_ms: int) -> dict[str, Decimal]:
+        traded: dict[str, Decimal] = defaultdict(Decimal)
+        for order in self.book(slot_ms):
+            traded[order.site_id] += order.filled_kwh if order.side == "sell" else -order.filled_kwh
+        for deal in self.proposed.values():
+            if deal.status == "accepted" and deal.transaction_id.startswith(f"{slot_ms:013d}-"):
+                sign = 1 if deal.side == "sell" else -1
+                traded[deal.proposer] += sign * deal.quantity_kwh
+                traded[deal.peer] -= sign * deal.quantity_kwh
+        return dict(traded)
+
+    def delivered_slots(self, before_ms: int) -> list[int]:
+        return sorted(s for s in self.cleared if s <= before_ms and s not in self.imbalanced)
+
+    def imbalance_settled(self, slot_ms: int) -> None:
+        self.imbalanced.add(slot_ms)

@@ -23,7 +23,7 @@ from ems.market.models import (
     TransactionIn,
 )
 from ems.tariffs.models import Tariff
-from tests.support.fakes import ListPublisher, MemoryRegistry
+from tests.support.fakes import ListPublisher, MemoryRegistry, caller
 from tests.support.fakes_market import MemoryLedger, MemoryMarket
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
@@ -65,7 +65,7 @@ class World:
         return market.clear_slot(SLOT_MS, self.stores, RULES, self.clock)
 
     def balance(self, site: str) -> Decimal:
-        return ledger.balance(site, "EUR", 50, None, self.ledger).balance
+        return ledger.balance(site, "EUR", 50, None, caller(), self.ledger, self.clock).balance
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ class LedgerEntry(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     at: str  # ISO 8601: when it was owed
     memo: str | None = None
+    # The newest reading the amount derives from (epoch ms; an imbalance's metered slot), so that a
+    # token's data-sharing limits apply to it; None: derived from no reading (a trade, a benefit).
+    reading_ms: int | None = None
 
 
 class Balance(BaseModel):
@@ -36,3 +39,4 @@ class Balance(BaseModel):
     entries: list[LedgerEntry]
     count: int
     next_token: str | None = None
+    withheld: int = 0  # entries derived from readings this token may not see: in neither list nor sum

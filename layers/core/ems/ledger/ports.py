@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Protocol
 
 from ems.core.pagination import Page
@@ -11,4 +10,3 @@ from ems.ledger.models import LedgerEntry
 
 class Entries(Protocol):
     def entries(self, site_id: str, limit: int, next_token: str | None) -> Page[LedgerEntry]: ...
-    def total(self, site_id: str, currency: str) -> Decimal: ...

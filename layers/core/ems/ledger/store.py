@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from pynamodb.attributes import UnicodeAttribute
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -34,12 +34,13 @@ class LedgerItem(Model):
     currency = UnicodeAttribute()
     at = UnicodeAttribute()
     memo = UnicodeAttribute(null=True)
+    reading_ms = NumberAttribute(null=True)
 
 
 def _item(entry: LedgerEntry) -> LedgerItem:
     return LedgerItem(
         SITE + entry.site_id, f"{entry.source}#{entry.source_id}", amount=str(entry.amount),
-        currency=entry.currency, at=entry.at, memo=entry.memo,
+        currency=entry.currency, at=entry.at, memo=entry.memo, reading_ms=entry.reading_ms,
     )  # fmt: skip
 
 
@@ -48,6 +49,7 @@ def _entry(item: LedgerItem) -> LedgerEntry:
     return LedgerEntry(
         site_id=item.pk.removeprefix(SITE), source=source, source_id=source_id, amount=Decimal(item.amount),
         currency=item.currency, at=item.at, memo=item.memo,
+        reading_ms=None if item.reading_ms is None else int(item.reading_ms),
     )  # fmt: skip
 
 
@@ -78,15 +80,4 @@ class LedgerStore:
         items = [_entry(LedgerItem.from_raw_data(raw)) for raw in page.get("Items", [])]
         return Page(
             items=items, count=len(items), next_token=encode_token(results.page_iter.last_evaluated_key)
-        )
-
-    def total(self, site_id: str, currency: str) -> Decimal:
-        """The sum of every entry of the site in `currency` (all pages, strongly consistent)."""
-        return sum(
-            (
-                Decimal(item.amount)
-                for item in LedgerItem.query(SITE + site_id, consistent_read=True)
-                if item.currency == currency
-            ),
-            Decimal(0),
         )

@@ -22,6 +22,12 @@ MAX_DAYS_AHEAD = 7  # how far ahead a slot takes orders
 MARKET_SOURCE = "ems.market"
 MARKET_CLEARED = "MarketCleared"
 LEDGER_SOURCE = "p2p"  # ems.ledger entries of trades: ("p2p", trade id, site)
+IMBALANCE_SOURCE = "imbalance"  # and of imbalances: ("imbalance", slot ms, site)
+# Readings of a slot can arrive late (a device's buffer): its imbalance is settled an hour after it ends.
+IMBALANCE_DELAY_MS = 3_600_000
+# The sensor types that meter the grid connection (the "grid" flow of ems.overview's
+# FLOW_OF_SENSOR_TYPE; tests/unit/test_market_imbalance.py holds the two equal): power_w > 0 imports.
+GRID_METER_TYPES = ("main_meter", "meter")
 
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["open", "cancelled", "filled", "partially_filled", "unfilled"]
@@ -224,3 +230,20 @@ class Prices(BaseModel):
     buy_price_per_kwh: Exact
     sell_price_per_kwh: Exact
     currency: str
+
+
+# ---------------------------------------------------------------- imbalance after delivery
+
+
+class SiteImbalance(BaseModel):
+    site_id: str
+    traded_export_kwh: Exact  # sold - bought in the slot
+    metered_export_kwh: Exact | None  # export - import at the grid meters; None: no meter reported
+    imbalance_kwh: Exact  # < 0 a seller's shortfall, > 0 a buyer's surplus (only the traded part)
+    amount: Exact
+
+
+class ImbalanceReport(BaseModel):
+    delivery_start: str
+    sites: list[SiteImbalance]
+    posted: int  # ledger entries this run wrote (a re-run: 0)

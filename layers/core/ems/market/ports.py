@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from ems.core.pagination import Page
 from ems.ledger.models import LedgerEntry
 from ems.market.models import Clearing, MarkupsIn, Order, Proposal, SiteTrade
-from ems.registry.models import Site
+from ems.registry.models import Sensor, Site
 from ems.tariffs.models import Tariff
+from ems.telemetry.rollup import Bucket
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,32 @@ class Ledger(Protocol):
         """Add the entries' conditional puts to the market's transaction `tx` (it commits them)."""
         ...
 
+    def post(self, entries: Sequence[LedgerEntry]) -> int:
+        """Write each entry unless it is there already; how many were new."""
+        ...
+
+
+class GridMeters(Protocol):
+    """The site's sensors of one type (the grid meters)."""
+
+    def list_sensors(
+        self, site_id: str, room: str | None, sensor_type: str | None, limit: int, next_token: str | None
+    ) -> Page[Sensor]: ...
+
+
+class Rollups(Protocol):
+    """Buckets of each sensor's metric whose start is in [start_ms, end_ms), by bucket start."""
+
+    def read_rollups(
+        self,
+        site_id: str,
+        sensor_ids: Sequence[str],
+        metric: str,
+        resolution: str,
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[str, dict[int, Bucket]]: ...
+
 
 class MarketBook(Protocol):
     def place(self, order: Order, slot_ms: int) -> Order:
@@ -62,6 +90,9 @@ class MarketBook(Protocol):
         ...
 
     def last_clearing(self) -> Clearing | None: ...
+    def positions(self, slot_ms: int) -> dict[str, Decimal]: ...  # kWh sold - bought, auction and bilateral
+    def delivered_slots(self, before_ms: int) -> list[int]: ...  # closed, imbalance not settled yet
+    def imbalance_settled(self, slot_ms: int) -> None: ...
     def trades(self, site_id: str, limit: int, next_token: str | None) -> Page[SiteTrade]: ...
 
     # bilateral transactions

@@ -19,14 +19,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import Conflict, Forbidden, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.observability import logger
+from ems.core.pagination import MAX_LIMIT, every
 from ems.ledger.models import LedgerEntry
 from ems.market import auction
 from ems.market.models import (
+    GRID_METER_TYPES,
+    IMBALANCE_DELAY_MS,
+    IMBALANCE_SOURCE,
     LEDGER_SOURCE,
     MARKET_CLEARED,
     MARKET_SOURCE,
@@ -35,6 +40,7 @@ from ems.market.models import (
     Clearing,
     ClearingReport,
     DepthLevel,
+    ImbalanceReport,
     MarketRules,
     MarketStatus,
     MarkupsIn,
@@ -44,13 +50,14 @@ from ems.market.models import (
     OrdersQuery,
     Prices,
     Proposal,
+    SiteImbalance,
     SiteTrade,
     SlotDepth,
     TradesQuery,
     TransactionIn,
     TransactionsPage,
 )
-from ems.market.ports import Ledger, MarketBook, SiteDirectory, TariffSource, TradeLegs
+from ems.market.ports import GridMeters, Ledger, MarketBook, Rollups, SiteDirectory, TariffSource, TradeLegs
 from ems.tariffs.models import DEFAULT_TARIFF, price_at
 
 ORDER_ID = re.compile(r"^\d{13}-\d{13}-[0-9a-f]{8}$")
@@ -65,6 +72,8 @@ class Stores:
     tariffs: TariffSource
     ledger: Ledger
     events: EventPublisher
+    meters: GridMeters | None = None  # with rollups: imbalance after delivery (None: not settled)
+    rollups: Rollups | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -444,3 +453,87 @@ def put_markups(
 ) -> Prices:
     s.book.put_markups(site_id, markups)
     return prices(site_id, s, rules, now)
+
+
+# ---------------------------------------------------------------- imbalance after delivery
+#
+# After delivery each site's metered net export in the slot (export - import at its grid meters,
+# from the 15-minute rollup of power_w) is compared with what it traded (sold - bought). Only the
+# traded energy is settled; the rest is ordinary grid supply, billed by the site's supplier:
+#   a net seller that exported less than it sold owes its shortfall (at most what it sold) at the
+#     slot's grid import price: the buyers got that energy from the grid;
+#   a net buyer that imported less than it bought is owed its surplus (at most what it bought) at
+#     the slot's feed-in price: the energy it paid for went to the grid.
+# Seller 2 kWh sold, 1.5 exported: -0.5 kWh x import. Buyer 2 bought, 1 imported: +1 kWh x feed-in.
+
+
+def imbalance_kwh(traded_export: Decimal, metered_export: Decimal) -> Decimal:
+    if traded_export > 0:
+        return -min(traded_export, max(Decimal(0), traded_export - metered_export))
+    if traded_export < 0:
+        return min(-traded_export, max(Decimal(0), metered_export - traded_export))
+    return Decimal(0)
+
+
+def metered_export_kwh(site_id: str, slot_ms: int, meters: GridMeters, rollups: Rollups) -> Decimal | None:
+    """Net export (kWh) at the site's grid meters in the slot; None unless every meter reported in it."""
+    ids = [
+        sensor.sensor_id
+        for sensor_type in GRID_METER_TYPES
+        for sensor in every(partial(meters.list_sensors, site_id, None, sensor_type, MAX_LIMIT))
+    ]
+    if not ids:
+        return None
+    buckets = rollups.read_rollups(site_id, ids, "power_w", "15m", slot_ms, slot_ms + SLOT_MS)
+    means_w = [buckets.get(i, {}).get(slot_ms) for i in ids]
+    if any(b is None or not b.count for b in means_w):
+        return None
+    import_w = sum(b.sum / b.count for b in means_w if b is not None)
+    return -Decimal(str(round(import_w / 1000 * SLOT_MS / 3_600_000, 3)))  # mean W over a quarter hour
+
+
+def settle_imbalance(slot_ms: int, s: Stores, rules: MarketRules, now: Clock = utc_now) -> ImbalanceReport:
+    assert s.meters is not None and s.rollups is not None
+    at = to_iso(now())
+    sites, entries = [], []
+    for site_id, traded in sorted(s.book.positions(slot_ms).items()):
+        if traded == 0:
+            continue
+        metered = metered_export_kwh(site_id, slot_ms, s.meters, s.rollups)
+        deviation = Decimal(0) if metered is None else imbalance_kwh(traded, metered)
+        import_price, feed_in_price = tariff_bounds(site_id, slot_ms, s)
+        money = deviation * (import_price if deviation < 0 else feed_in_price)
+        sites.append(
+            SiteImbalance(
+                site_id=site_id,
+                traded_export_kwh=traded,
+                metered_export_kwh=metered,
+                imbalance_kwh=deviation,
+                amount=money,
+            )
+        )
+        if money:
+            entries.append(
+                LedgerEntry(
+                    site_id=site_id,
+                    source=IMBALANCE_SOURCE,
+                    source_id=f"{slot_ms:013d}",
+                    amount=money,
+                    currency=rules.currency,
+                    at=at,
+                    reading_ms=slot_ms + SLOT_MS - 1,
+                    memo=f"imbalance of {deviation} kWh in {iso_ms(slot_ms)}",
+                )
+            )
+    posted = s.ledger.post(entries)
+    s.book.imbalance_settled(slot_ms)
+    logger.info("imbalance settled", extra={"slot": iso_ms(slot_ms), "sites": len(sites), "posted": posted})
+    return ImbalanceReport(delivery_start=iso_ms(slot_ms), sites=sites, posted=posted)
+
+
+def settle_delivered(s: Stores, rules: MarketRules, now: Clock = utc_now) -> list[ImbalanceReport]:
+    """The schedule: every cleared slot that ended IMBALANCE_DELAY_MS ago and is not settled yet."""
+    if s.meters is None or s.rollups is None:
+        return []
+    before = _ms(now()) - IMBALANCE_DELAY_MS - SLOT_MS
+    return [settle_imbalance(slot, s, rules, now) for slot in s.book.delivered_slots(before)]

@@ -76,6 +76,12 @@ class MarketItem(Model):
     order_id = UnicodeAttribute(null=True)  # a client token's order
     slot = NumberAttribute(null=True)  # MARKET items
     closed = BooleanAttribute(null=True)
+    imbalance = BooleanAttribute(null=True)  # the slot's imbalance is settled
+
+
+def _has_trading(slot_ms: int) -> None:
+    """The slot has orders or trades (an update: it keeps the slot's other flags)."""
+    MarketItem(MARKET, slot_key(slot_ms)).update(actions=[MarketItem.slot.set(slot_ms)])
 
 
 def _transaction() -> TransactWrite:
@@ -134,7 +140,7 @@ class MarketStore:
             if reasons[:1] == ["ConditionalCheckFailed"]:
                 raise Conflict("the slot's gate has closed", "delivery_start") from exc
             raise
-        MarketItem(MARKET, slot_key(slot_ms), slot=slot_ms).save()  # the slot has orders (idempotent)
+        _has_trading(slot_ms)
         return order
 
     def get_order(self, site_id: str, order_id: str) -> Order:
@@ -287,6 +293,31 @@ class MarketStore:
         except DoesNotExist:
             return None
 
+    # ------------------------------------------------------------ after delivery
+
+    def positions(self, slot_ms: int) -> dict[str, Decimal]:
+        traded: dict[str, Decimal] = {}
+        for item in MarketItem.query(slot_key(slot_ms), consistent_read=True):
+            if item.sk.startswith(ORDER) and item.filled_kwh and Decimal(item.filled_kwh):
+                site, sign = str(item.site_pk).removeprefix(SITE), 1 if item.doc["side"] == "sell" else -1
+                traded[site] = traded.get(site, Decimal(0)) + sign * Decimal(item.filled_kwh)
+            elif item.sk.startswith(BILATERAL) and item.status == "accepted":
+                deal = Proposal.model_validate(item.doc)
+                sign = 1 if deal.side == "sell" else -1
+                traded[deal.proposer] = traded.get(deal.proposer, Decimal(0)) + sign * deal.quantity_kwh
+                traded[deal.peer] = traded.get(deal.peer, Decimal(0)) - sign * deal.quantity_kwh
+        return traded
+
+    def delivered_slots(self, before_ms: int) -> list[int]:
+        return [
+            int(item.slot)
+            for item in MarketItem.query(MARKET, MarketItem.sk.between(slot_key(0), slot_key(before_ms)))
+            if item.closed and not item.imbalance and item.slot is not None
+        ]
+
+    def imbalance_settled(self, slot_ms: int) -> None:
+        MarketItem(MARKET, slot_key(slot_ms)).update(actions=[MarketItem.imbalance.set(True)])
+
     def trades(self, site_id: str, limit: int, next_token: str | None) -> Page[SiteTrade]:
         """Newest slot first."""
         results = MarketItem.query(
@@ -332,10 +363,17 @@ class MarketStore:
                         condition=MarketItem.pk.does_not_exist(),
                     )
                 ledger.stage(tx, trade.entries)
+                slot_ms = int(proposal.transaction_id[:13])
+                tx.save(  # in the slot's partition too, for its positions after delivery
+                    MarketItem(slot_key(slot_ms), BILATERAL + proposal.transaction_id, doc=_json(proposal),
+                               status="accepted"),
+                    condition=MarketItem.pk.does_not_exist(),
+                )  # fmt: skip
         except TransactWriteError as exc:
             if "ConditionalCheckFailed" in _reasons(exc):  # accepted meanwhile
                 return self.get_proposal(proposal.peer, proposal.transaction_id)
             raise
+        _has_trading(slot_ms)
         return proposal
 
     def proposals(self, site_id: str) -> list[Proposal]:
