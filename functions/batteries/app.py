@@ -20,7 +20,7 @@ from ems.batteries.models import (
     PowerCommand,
     SummaryQuery,
 )
-from ems.batteries.store import BatteryStore
+from ems.batteries.store import BatteryStore, PlanStore
 from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler, query_model
 from ems.core.pagination import Page
@@ -46,7 +46,7 @@ def device_stores() -> devices.Stores:
 def stores() -> batteries.Stores:
     return batteries.Stores(
         batteries=BatteryStore(), sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(),
-        devices=devices.DeviceCommands(device_stores()),
+        devices=devices.DeviceCommands(device_stores()), plans=PlanStore(),
     )  # fmt: skip
 
 

@@ -189,3 +189,124 @@ class DischargeableBattery:
     soc_pct: float | None
     available_kw: float
     available_kwh: float
+
+
+# ---------------------------------------------------------------- optimisation (the optimiser's function)
+
+HORIZON_HOURS = (24, 48)
+SLOT_MINUTES = (15, 30, 60)  # the forecasts' 15-minute slots, or whole groups of them
+Objective = Literal["cost", "self_consumption"]
+PLAN_CHANGED = "BatteryPlanChanged"  # pushed on batteries/<id> by the realtime function
+BATTERIES_SOURCE = "ems.batteries"
+
+
+class DeferrableLoadIn(BaseModel):
+    """A load that needs energy_kwh between slots start_slot and end_slot (exclusive) of the horizon,
+    at a continuous power in [min_kw, max_kw] there (an EV: kWh by departure)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    load_id: str = Field(pattern=USER_ID_PATTERN)
+    energy_kwh: float = Field(ge=0, le=10_000)
+    start_slot: int = Field(ge=0)
+    end_slot: int = Field(ge=1)
+    max_kw: float = Field(gt=0, le=10_000)
+    min_kw: float = Field(default=0.0, ge=0)
+
+
+class OptimizeRequest(BaseModel):
+    """POST /batteries/{id}/optimize and /batteries/optimize. The series, when given, replace the
+    forecasts (load_kw, pv_kw) and the tariff (import_price, export_price) slot by slot: one value a slot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_hours: int = Field(default=24, ge=HORIZON_HOURS[0], le=HORIZON_HOURS[1])
+    slot_minutes: Literal[15, 30, 60] = 15
+    objective: Objective = "cost"
+    start_soc_pct: float | None = Field(default=None, ge=0, le=100)
+    end_soc_pct: float | None = Field(default=None, ge=0, le=100)
+    load_kw: list[float] | None = None
+    pv_kw: list[float] | None = None
+    import_price: list[float] | None = None
+    export_price: list[float] | None = None
+    deferrable_loads: list[DeferrableLoadIn] = Field(default_factory=list, max_length=20)
+    apply: bool = False
+
+    @property
+    def slots(self) -> int:
+        return self.horizon_hours * 60 // self.slot_minutes
+
+
+class BatterySlot(BaseModel):
+    battery_kw: float  # grid side, charging positive
+    soc_pct: float  # at the slot's end
+
+
+class SlotPlan(BaseModel):
+    start: str
+    load_kw: float
+    pv_kw: float
+    import_price: float
+    export_price: float
+    import_kw: float
+    export_kw: float
+    curtailment_kw: float
+    batteries: dict[str, BatterySlot]
+    deferrable_kw: dict[str, float] = Field(default_factory=dict)
+
+
+class PlanResult(BaseModel):
+    """The optimiser's answer: the schedule per slot, cost with and without the batteries, the saving."""
+
+    site_id: str
+    battery_ids: list[str]
+    start: str
+    slot_minutes: int
+    slots: int
+    objective: Objective
+    start_soc_pct: dict[str, float]
+    sources: dict[str, str]  # where load, pv and prices came from: forecast | tariff | request
+    status: str
+    solve_ms: float
+    cost: float
+    cost_without_battery: float | None
+    saving: float | None
+    import_cost: float
+    export_revenue: float
+    wear_cost: float
+    demand_charge_cost: float
+    peak_import_kw: float
+    schedule: list[SlotPlan]
+    binary_slots: int = 0  # slots where the LP alone chose simultaneous flows and a binary was added
+    applied: bool = False
+
+
+class PlanRun(BaseModel):
+    """One solve of an applied plan (the first, or a re-plan) and the setpoint it sent for its first
+    slot (`slot_start`, at those prices)."""
+
+    at: str
+    slot_start: str
+    import_price: float
+    export_price: float
+    start_soc_pct: float
+    setpoint_kw: float
+    command_id: str | None = None
+    command_status: str | None = None
+    cost: float
+    cost_without_battery: float | None
+    saving: float | None  # over the whole horizon of that run
+
+
+class AppliedPlan(BaseModel):
+    """GET /batteries/{id}/plan: the request it re-plans with, the latest plan and each run."""
+
+    site_id: str
+    battery_id: str
+    device_id: str
+    started_at: str
+    schedule_name: str
+    request: OptimizeRequest
+    latest: PlanResult
+    runs: list[PlanRun]
+    stopped_at: str | None = None

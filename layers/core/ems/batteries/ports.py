@@ -1,6 +1,7 @@
 """What the batteries domain needs, in its own words: its records, and of other domains the site's
 sensors (which report for the battery's inverter), their newest readings and 15-minute history, and
-device commands.
+device commands; for the optimiser also forecasts, the tariff, applied plans, the Scheduler and
+events.
 
 Implemented by ems.batteries.store (BatteryStore), ems.registry.store.RegistryStore (SiteDirectory),
 ems.telemetry's status store (LatestReadings, declared once in ems.registry.status), the telemetry
@@ -11,17 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from ems.batteries.models import Battery
+from ems.batteries.models import AppliedPlan, Battery, PlanResult, PlanRun
+from ems.core.events import EventPublisher
 from ems.core.pagination import Page
 from ems.devices.commands import Source
 from ems.devices.models import Command, Released
 from ems.registry.models import Sensor, Site
 from ems.registry.status import LatestReadings
+from ems.tariffs.models import Tariff
 from ems.telemetry.rollup import Bucket
 
-__all__ = ["BatteryRecords", "DeviceCommands", "LatestReadings", "Rollups", "SiteDirectory", "Stores"]
+__all__ = [
+    "BatteryRecords", "DeviceCommands", "Forecasts", "LatestReadings", "PlanRecords", "Rollups", "Scheduler",
+    "SiteDirectory", "Stores", "TariffSource",
+]  # fmt: skip
 
 
 class BatteryRecords(Protocol):
@@ -74,6 +81,38 @@ class DeviceCommands(Protocol):
     def release(self, site: str, device_id: str, source: Source) -> Released: ...
 
 
+class Forecasts(Protocol):
+    """The site's load (consumption without the batteries) and PV generation, kW per 15-minute slot
+    from `start`."""
+
+    def consumption_kw(self, site: str, start: datetime, slots: int) -> list[float]: ...
+    def generation_kw(self, site: str, start: datetime, slots: int) -> list[float]: ...
+
+
+class TariffSource(Protocol):
+    """The site's own tariff, or None when it has set none."""
+
+    def get_tariff(self, site_id: str) -> Tariff | None: ...
+
+
+class PlanRecords(Protocol):
+    """Applied plans, one per battery. `get_plan` raises NotFound; `add_run` appends a re-plan and
+    replaces the latest result, on the condition that the plan is still there (False when stopped)."""
+
+    def put_plan(self, plan: AppliedPlan) -> None: ...
+    def get_plan(self, site_id: str, battery_id: str) -> AppliedPlan: ...
+    def add_run(self, site_id: str, battery_id: str, run: PlanRun, latest: PlanResult) -> bool: ...
+    def delete_plan(self, site_id: str, battery_id: str) -> None: ...
+    def plans(self, site_id: str) -> list[AppliedPlan]: ...
+
+
+class Scheduler(Protocol):
+    """EventBridge Scheduler: a schedule invoking the optimiser's function with `payload`."""
+
+    def put(self, name: str, expression: str, payload: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Stores:
     batteries: BatteryRecords
@@ -81,3 +120,9 @@ class Stores:
     latest: LatestReadings
     rollups: Rollups
     devices: DeviceCommands | None = None
+    # The optimiser's function's, and the summary's plans:
+    plans: PlanRecords | None = None
+    forecasts: Forecasts | None = None
+    tariffs: TariffSource | None = None
+    scheduler: Scheduler | None = None
+    events: EventPublisher | None = None

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import pairwise
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,10 +31,11 @@ from ems.batteries.models import (
     CommandAccepted,
     Direction,
     DischargeableBattery,
+    PlanRun,
     PowerCommand,
 )
 from ems.batteries.ports import Stores
-from ems.core.clock import Clock, iso_ms, to_iso, utc_now
+from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import Conflict, Invalid
 from ems.core.http import invalid_from
 from ems.core.pagination import MAX_LIMIT, Page, every
@@ -44,6 +46,7 @@ QUARTER_HOURS = 0.25
 # A SoC rise smaller than this says too little of the capacity to count (a 1 % reading step would be
 # a 5 % error on a 20 % swing).
 MIN_SWING_PCT = 20.0
+GRID_SENSOR_TYPES = ("meter", "main_meter")  # the grid connection (the overview's mapping)
 # Float slack when checking a command against a limit it was computed from.
 LIMIT_SLACK = 1e-9
 ONE_DEVICE_LIVE = "this token does not see one device's live readings"
@@ -295,15 +298,21 @@ def largest_kw(
     return best, limit
 
 
-def _soc_now(site: str, battery: Battery, s: Stores) -> float:
+def latest_soc(site: str, battery: Battery, s: Stores) -> float | None:
+    """The battery's newest SoC reading (no token's limits: for commands and plans, not for display)."""
     heard = _readings(site, [battery], s).get(battery.battery_id)
-    if heard is None:
+    return None if heard is None else heard.metrics[SOC_METRIC]
+
+
+def _soc_now(site: str, battery: Battery, s: Stores) -> float:
+    soc = latest_soc(site, battery, s)
+    if soc is None:
         raise Conflict(
             f"battery {battery.battery_id!r} has no state-of-charge reading from its device "
             f"{battery.device_id!r}, so the command cannot be checked against its SoC bounds",
             "soc_pct",
         )
-    return heard.metrics[SOC_METRIC]
+    return soc
 
 
 def command(
@@ -366,10 +375,53 @@ def summary(site: str, days: int, caller: Claims, s: Stores, now: Clock = utc_no
         batteries_reporting=len(readings),
         days=days,
         throughput_kwh=throughput,
+        **_savings(site, batteries, sensors, end_ms, s),
         withheld=None
         if live
         else "this token does not see live readings: stored energy and power now are left out",
     )
+
+
+def _savings(
+    site: str, batteries: list[Battery], sensors: dict[str, list[str]], end_ms: int, s: Stores
+) -> dict[str, Any]:
+    """Savings to date of the applied plans, from metered data: each plan run's prices held from its
+    time to the next run's (or for one slot); for every whole metered quarter in that span, cost with
+    the battery = dt x (import_price x import - export_price x export) of the grid meters' net power g,
+    and without = the same of g - battery power b (what the grid would have seen had the battery
+    been idle). saving = without - with. Quarters after end_ms (now, or the token's embargo) wait."""
+    if s.plans is None:
+        return {}
+    known = {b.battery_id for b in batteries}
+    meters = [
+        m.sensor_id
+        for m in every(partial(s.sites.list_sensors, site, None, None, MAX_LIMIT))
+        if m.sensor_type in GRID_SENSOR_TYPES
+    ]
+    saving, counted = 0.0, 0
+    for plan in s.plans.plans(site):
+        if plan.battery_id not in known or not plan.runs:
+            continue
+        runs = sorted(plan.runs, key=lambda r: r.at)
+        starts = [_ms(parse_time(r.at, "at")) for r in runs]
+        ends = [*starts[1:], starts[-1] + plan.latest.slot_minutes * 60_000]
+        spans = list(zip(starts, ends, runs, strict=True))
+        first, last = spans[0][0], min(spans[-1][1], end_ms)
+        first += -first % QUARTER_MS
+        grid_kw, _ = _quarters(site, meters, first, last, s)
+        battery_kw, _ = _quarters(site, sensors[plan.battery_id], first, last, s)
+        for quarter, g in grid_kw.items():
+            run = next((r for start, end, r in spans if start <= quarter < end), None)
+            if run is None:
+                continue
+            b = battery_kw.get(quarter, 0.0)
+            saving += _quarter_cost(g - b, run) - _quarter_cost(g, run)
+        counted += 1
+    return {"savings_to_date": saving, "plans_counted": counted}
+
+
+def _quarter_cost(grid_kw: float, run: PlanRun) -> float:
+    return QUARTER_HOURS * (run.import_price * max(grid_kw, 0.0) - run.export_price * max(-grid_kw, 0.0))
 
 
 # ---------------------------------------------------------------- for demand response
