@@ -1,7 +1,9 @@
-"""Batteries against moto through BatteriesFunction: the routes replayed from events/http/batteries,
-the battery's SoC from a reading ingested over HTTP, the seed's charge call reaching the inverter's
-classic shadow and command topic (moto's IoT) through the devices domain, a command beyond the
-battery's limits refused with nothing sent, and a limited token that does not see the live state."""
+"""Batteries against moto through BatteriesFunction and OptimizerFunction: the routes replayed from
+events/http/batteries, the battery's SoC from a reading ingested over HTTP, the seed's charge call
+reaching the inverter's classic shadow and command topic (moto's IoT) through the devices domain, a
+command beyond the battery's limits refused with nothing sent, a limited token that does not see the
+live state, and an applied plan: its first setpoint, its Scheduler schedule in moto, a re-plan from
+the schedule's event starting at the SoC measured then, and DELETE."""
 
 from __future__ import annotations
 
@@ -29,11 +31,14 @@ def sample(name: str) -> str:
     return f"batteries/{name}"
 
 
+FUNCTIONS = ("BatteriesFunction", "OptimizerFunction")
+
+
 def test_every_batteries_route_has_exactly_one_sample() -> None:
-    routes = [r for r in Stack.from_file().http_routes() if r["function"] == "BatteriesFunction"]
+    routes = [r for r in Stack.from_file().http_routes() if r["function"] in FUNCTIONS]
     keys = [json.loads(p.read_text())["routeKey"] for p in sorted(SAMPLES.glob("*.json"))]
     assert sorted(keys) == sorted(f"{r['method']} {r['path']}" for r in routes)
-    assert len(keys) == 9
+    assert len(keys) == 13
 
 
 @pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.stem)
@@ -42,9 +47,7 @@ def test_each_batteries_sample_is_shaped_as_api_gateway_sends_it(path: Path) -> 
     routes = [apigw.Route(**r) for r in Stack.from_file().http_routes()]
     method, _, _ = event["routeKey"].partition(" ")
     found = apigw.match(routes, method, event["rawPath"])
-    assert (
-        found is not None and found[0].key == event["routeKey"] and found[0].function == "BatteriesFunction"
-    )
+    assert found is not None and found[0].key == event["routeKey"] and found[0].function in FUNCTIONS
     assert found[1] == event.get("pathParameters", {})
     context = event["requestContext"]
     assert (context["routeKey"], context["http"]["method"], context["http"]["path"]) == (
@@ -167,3 +170,62 @@ def test_a_bad_command_is_a_422_naming_the_field(
 ) -> None:
     reading(api, admin_token, 40.0)
     refused(replay(api, sample("batteries-charge"), admin_token, body=body), 422, field)
+
+
+def shadow_desired(thing: str) -> dict[str, Any]:
+    shadow = boto3.client("iot-data", region_name="us-east-1").get_thing_shadow(thingName=thing)
+    return json.loads(shadow["payload"].read())["state"]["desired"]  # type: ignore[no-any-return]
+
+
+def test_an_applied_plan_sets_the_inverter_re_plans_from_the_measured_soc_and_stops(
+    api: InProcessApi, admin_token: str, site: None
+) -> None:
+    plan = ok(replay(api, sample("batteries-optimize"), admin_token))
+    assert (plan["applied"], plan["status"], plan["slots"], plan["start_soc_pct"]) == (
+        True,
+        "optimal",
+        24,
+        {"BATT001": 20},
+    )
+    first_kw = plan["schedule"][0]["batteries"]["BATT001"]["battery_kw"]
+    assert first_kw > 0  # the first hour is the cheapest: it charges there
+    desired = shadow_desired("hq:BATT001")
+    assert (desired["power_kw"], desired["duration_minutes"]) == (round(first_kw, 3), 60)
+    name = "ems-battery-plan-hq-BATT001"
+    schedule = boto3.client("scheduler", region_name="us-east-1").get_schedule(Name=name)
+    assert schedule["ScheduleExpression"] == "rate(15 minutes)"
+    assert json.loads(schedule["Target"]["Input"]) == json.loads(
+        (EVENTS / "schedule" / "battery-replan.json").read_text()
+    )
+
+    reading(api, admin_token, 35.0)
+    event = json.loads((EVENTS / "schedule" / "battery-replan.json").read_text())
+    outcome = api.invoke("OptimizerFunction", event)
+    assert outcome["replanned"] is True
+    stored = ok(replay(api, sample("batteries-plan-get"), admin_token))
+    assert [r["start_soc_pct"] for r in stored["runs"]] == [20, 35.0]
+    assert (
+        stored["latest"]["sources"]["load_kw"] == "forecast"
+    )  # a re-plan reads the forecasts, not the what-if
+    limited = issue(["batteries"], [SITE], embargo_minutes=15)
+    refused(replay(api, sample("batteries-plan-get"), limited), 403, "token")
+
+    assert ok(replay(api, sample("batteries-plan-delete"), admin_token)) == {"stopped": True, "idle": True}
+    assert shadow_desired("hq:BATT001")["power_kw"] == 0.0
+    with pytest.raises(Exception, match="ResourceNotFound"):
+        boto3.client("scheduler", region_name="us-east-1").get_schedule(Name=name)
+    refused(replay(api, sample("batteries-plan-get"), admin_token), 404, "battery_id")
+    assert api.invoke("OptimizerFunction", event) == {"replanned": False, "setpoint_kw": None}
+
+
+def test_the_site_plan_and_a_bad_request(api: InProcessApi, admin_token: str, site: None) -> None:
+    plan = ok(replay(api, sample("batteries-optimize-site"), admin_token))
+    assert (plan["battery_ids"], plan["applied"]) == (["BATT001"], False)
+    assert plan["saving"] == pytest.approx(plan["cost_without_battery"] - plan["cost"])
+    refused(replay(api, sample("batteries-optimize-site"), admin_token, body={"horizon_hours": 12}), 422,
+            "horizon_hours")  # fmt: skip
+    refused(
+        replay(api, sample("batteries-optimize-site"), admin_token, body={"load_kw": [1.0]}), 422, "load_kw"
+    )
+    refused(replay(api, sample("batteries-optimize"), admin_token, body={"start_soc_pct": 20, "end_soc_pct": 99}),
+            422, "batteries[0].end_soc_pct")  # fmt: skip
