@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import queue
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,9 +28,21 @@ pytestmark = pytest.mark.e2e
 
 SITE = "demo"
 WAIT_SECONDS = 120  # a bound against hanging on a loaded machine, never asserted
-# The first quarter hour is the cheapest of the day: the plan charges flat out there (5 kW, the
-# simulated battery's limit), to cover part of the dear evening's 2 kW load.
-PRICES = [0.05] + [0.1] * 47 + [0.3] * 48
+
+
+def day_ahead() -> dict[str, Any]:
+    """Day-ahead prices as a tariff series from the stack's start: for 12 hours imports cost 0.10 rising
+    by 0.0005 each quarter hour (so the earliest quarter is always the cheapest) and exports earn
+    nothing; then imports cost 0.30 and exports earn 0.25. 0.95 x 0.95 x 0.25 > 0.13: every plan and
+    re-plan in the first hours charges now, flat out (5 kW, the simulated battery's limit)."""
+    start = datetime(2030, 6, 3, tzinfo=UTC)
+    cheap = [{"start": (start + timedelta(minutes=15 * q)).isoformat(), "price": round(0.10 + 0.0005 * q, 4)}
+             for q in range(48)]  # fmt: skip
+    evening = (start + timedelta(hours=12)).isoformat()
+    return {
+        "import_price": [*cheap, {"start": evening, "price": 0.30}],
+        "export_price": [{"start": start.isoformat(), "price": 0.0}, {"start": evening, "price": 0.25}],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +105,13 @@ def test_an_applied_plan_drives_the_simulated_battery(
     start_soc = wait_for(
         lambda: soc_now(http), "the demo battery registered and reporting its SoC", WAIT_SECONDS
     )
-    body = {"slot_minutes": 15, "import_price": PRICES, "export_price": [0.0] * 96, "load_kw": [2.0] * 96,
-            "pv_kw": [0.0] * 96, "apply": True}  # fmt: skip
-    answer = http.post("/api/v1/batteries/BATT001/optimize", json=body)
+    assert http.put("/api/v1/tariffs", json=day_ahead()).status_code == 200
+    answer = http.post("/api/v1/batteries/BATT001/optimize", json={"apply": True})
     assert answer.status_code == 200, answer.text
     plan = answer.json()
     first_kw = plan["schedule"][0]["batteries"]["BATT001"]["battery_kw"]
     assert (plan["applied"], round(first_kw, 3)) == (True, 5.0)
+    assert (plan["sources"]["import_price"], plan["schedule"][0]["export_price"]) == ("tariff", 0.0)
 
     command = commands.get(timeout=WAIT_SECONDS)
     assert (command["command"], command["params"]) == ("set_power", {"kw": 5.0, "duration_minutes": 15})
@@ -115,6 +128,7 @@ def test_an_applied_plan_drives_the_simulated_battery(
     stored = wait_for(replanned, "the first re-plan", WAIT_SECONDS)
     second = stored["runs"][1]["start_soc_pct"]
     assert second > stored["runs"][0]["start_soc_pct"]
+    assert stored["runs"][1]["setpoint_kw"] == 5.0
     reported = http.get("/api/v1/sensors/BATT001/data", params={
         "site": SITE, "metric": "soc_pct", "resolution": "raw", "start_time": stored["started_at"],
         "end_time": stored["runs"][1]["at"],
