@@ -106,7 +106,12 @@ def test_an_applied_plan_drives_the_simulated_battery(
         lambda: soc_now(http), "the demo battery registered and reporting its SoC", WAIT_SECONDS
     )
     assert http.put("/api/v1/tariffs", json=day_ahead()).status_code == 200
-    answer = http.post("/api/v1/batteries/BATT001/optimize", json={"apply": True})
+    # A first invocation whose cold start (numpy, HiGHS) outlasts the emulated 10 s init on a loaded
+    # machine answers 504 with nothing done; the caller's retry is the same request.
+    for _ in range(3):
+        answer = http.post("/api/v1/batteries/BATT001/optimize", json={"apply": True})
+        if answer.status_code != 504:
+            break
     assert answer.status_code == 200, answer.text
     plan = answer.json()
     first_kw = plan["schedule"][0]["batteries"]["BATT001"]["battery_kw"]
@@ -121,20 +126,25 @@ def test_an_applied_plan_drives_the_simulated_battery(
                      WAIT_SECONDS)  # fmt: skip
     assert risen > start_soc
 
-    def replanned() -> Any:
+    def replanned_higher() -> Any:
+        """A re-plan from a SoC above the first run's (one after a reading that followed the charge)."""
         got = http.get("/api/v1/batteries/BATT001/plan")
-        return got.status_code == 200 and len(got.json()["runs"]) >= 2 and got.json()
+        if got.status_code != 200:
+            return None
+        runs = got.json()["runs"]
+        later = [r for r in runs[1:] if r["start_soc_pct"] > runs[0]["start_soc_pct"]]
+        return later and (got.json(), later[0])
 
-    stored = wait_for(replanned, "the first re-plan", WAIT_SECONDS)
-    second = stored["runs"][1]["start_soc_pct"]
-    assert second > stored["runs"][0]["start_soc_pct"]
-    assert stored["runs"][1]["setpoint_kw"] == 5.0
+    stored, run = wait_for(replanned_higher, "a re-plan from the risen SoC", WAIT_SECONDS)
+    assert run["setpoint_kw"] == 5.0
     reported = http.get("/api/v1/sensors/BATT001/data", params={
         "site": SITE, "metric": "soc_pct", "resolution": "raw", "start_time": stored["started_at"],
-        "end_time": stored["runs"][1]["at"],
+        "end_time": run["at"],
     })  # fmt: skip
     assert reported.status_code == 200, reported.text
-    assert second in [p["value"] for p in reported.json()["points"]]  # a SoC the inverter reported
+    assert run["start_soc_pct"] in [
+        p["value"] for p in reported.json()["points"]
+    ]  # a SoC the inverter reported
 
     stopped = http.delete("/api/v1/batteries/BATT001/plan")
     assert stopped.json() == {"stopped": True, "idle": True}
