@@ -65,6 +65,8 @@ def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str,
         report = realtime.push_telemetry(TelemetryReceived.model_validate(detail), store, poster)
     elif detail_type == realtime.DEVICE_COMMAND_CHANGED:
         report = realtime.push_device_command(detail, store, poster)
+    elif detail_type == realtime.BATTERY_PLAN_CHANGED:
+        report = realtime.push_battery_plan(detail, store, poster)
     else:  # the rules' patterns let no other through
         raise ValueError(f"no fan-out for {detail_type!r}")
     return {"connections": report.connections, "posts": report.posts, "failed": report.failed}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ems_sim.building import Building
-from ems_sim.registration import DEVICES_PATH, register
+from ems_sim.registration import BATTERIES_PATH, DEVICES_PATH, register, register_batteries
 
 NOON = datetime(2026, 6, 22, 11, 0, tzinfo=UTC)
 
@@ -69,3 +69,22 @@ def test_no_devices_route_is_said_once_and_the_rest_goes_on() -> None:
 def test_another_failure_is_raised_with_what_was_sent() -> None:
     with pytest.raises(RuntimeError, match=r"POST /api/v1/iot/devices .* 422"):
         run(422)
+
+
+def test_the_battery_behind_the_inverter_is_registered_with_its_physics() -> None:
+    building, calls = Building("demo", NOON), []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(201, json={})
+
+    bodies = building.battery_registrations()
+    assert register_batteries("http://ems.test", "t", "demo", bodies, httpx.MockTransport(answer)) == 1
+    # ems_sim.physics.Battery: 20 kWh, 5 kW, 95 % one way, 10-100 %; the battery is named by its device.
+    assert calls == [(BATTERIES_PATH, {
+        "battery_id": "BATT001", "name": "Battery", "capacity_kwh": 20.0, "max_charge_kw": 5.0, "max_discharge_kw": 5.0,
+        "charge_efficiency": 0.95, "discharge_efficiency": 0.95, "soc_min_pct": 10.0, "soc_max_pct": 100.0,
+        "device_id": "BATT001",
+    })]  # fmt: skip
+    unrouted = httpx.MockTransport(lambda request: httpx.Response(404, json={}))
+    assert register_batteries("http://ems.test", "t", "demo", bodies, unrouted) is None

@@ -159,6 +159,10 @@ class Building:
         """POST /api/v1/iot/devices bodies: every device but the rooms' sensor boxes."""
         return [d.registration() for d in self.devices.values() if not isinstance(d, Environment)]
 
+    def battery_registrations(self) -> list[dict[str, Any]]:
+        """POST /api/v1/batteries bodies: the battery behind each battery inverter."""
+        return [d.battery_registration() for d in self.devices.values() if isinstance(d, BatteryInverter)]
+
     def sensors(self) -> list[SensorSpec]:
         specs = []
         for device in self.devices.values():

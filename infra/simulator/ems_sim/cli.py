@@ -21,7 +21,7 @@ from ems.core import clock
 from ems.core.clock import ScaledClock, utc_now
 from ems_sim.building import Building, SensorSpec
 from ems_sim.fleet import BuildingFleet, LoadFleet
-from ems_sim.registration import DEVICES_PATH, register
+from ems_sim.registration import DEVICES_PATH, register, register_batteries
 
 
 class DemoBuilding:
@@ -50,6 +50,9 @@ class DemoBuilding:
         try:
             site = self.building.site_id
             created = register(self.http_url, self.token, site, self.building.rooms, sensors, devices)
+            batteries = register_batteries(
+                self.http_url, self.token, site, self.building.battery_registrations()
+            )
         except Exception as exc:  # the stack goes on without its demo building, saying why
             self.log(f"registering the demo building failed: {exc}")
             return
@@ -66,6 +69,7 @@ class DemoBuilding:
                 if created["devices_unrouted"]
                 else f"{created['devices']} devices newly registered, "
             )
+            + ("batteries not registered (no batteries route: 404), " if batteries is None else "")
             + f"telemetry every {self.interval_s:g} s"
         )
 

@@ -399,6 +399,17 @@ class BatteryInverter(Device):
     COMMANDS: ClassVar[tuple[str, ...]] = ("on", "off", "set_power", "set_mode")
     MODES: ClassVar[tuple[str, ...]] = ("auto", "manual", "idle")
 
+    def battery_registration(self) -> dict[str, Any]:
+        """The body of POST /api/v1/batteries (API.md) for the battery behind this inverter: its
+        physics' capacity, power, one-way efficiency and SoC bounds, the battery id the device's."""
+        b = self.battery
+        return {
+            "battery_id": self.device_id, "name": "Battery", "capacity_kwh": b.capacity_kwh,
+            "max_charge_kw": b.max_power_kw, "max_discharge_kw": b.max_power_kw, "charge_efficiency": b.efficiency,
+            "discharge_efficiency": b.efficiency, "soc_min_pct": b.min_soc_pct, "soc_max_pct": b.max_soc_pct,
+            "device_id": self.device_id,
+        }  # fmt: skip
+
     @property
     def draw_kw(self) -> float:
         return self.running_kw

@@ -14,6 +14,7 @@ import httpx
 from ems_sim.building import SensorSpec
 
 DEVICES_PATH = "/api/v1/iot/devices"
+BATTERIES_PATH = "/api/v1/batteries"
 
 
 def register(
@@ -48,3 +49,20 @@ def _created(response: httpx.Response, path: str, body: dict[str, Any]) -> int:
     if response.status_code not in (200, 201):
         raise RuntimeError(f"POST {path} {body}: {response.status_code} {response.text}")
     return 1
+
+
+def register_batteries(
+    http_url: str, token: str, site: str, batteries: list[dict[str, Any]],
+    transport: httpx.BaseTransport | None = None,
+) -> int | None:  # fmt: skip
+    """Create the batteries that are missing (POST /api/v1/batteries); how many were created, or None
+    when the batteries routes are not deployed (a 404)."""
+    headers = {"authorization": f"Bearer {token}", "x-site": site}
+    created = 0
+    with httpx.Client(base_url=http_url, headers=headers, timeout=60, transport=transport) as client:
+        for battery in batteries:
+            response = client.post(BATTERIES_PATH, json=battery)
+            if response.status_code == 404:  # the site exists by now: no batteries domain deployed
+                return None
+            created += _created(response, BATTERIES_PATH, battery)
+    return created

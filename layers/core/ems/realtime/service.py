@@ -466,3 +466,22 @@ def push_device_command(
         "command pushed", extra={"site": site, "device_id": device_id, "connections": report.connections}
     )
     return report
+
+
+# What a battery plan's event becomes on `batteries/<id>` (ems.batteries: BatteryPlanChanged).
+BATTERY_PLAN_CHANGED = "BatteryPlanChanged"
+
+
+def push_battery_plan(
+    detail: dict[str, Any], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """An applied plan, a re-plan or a stop, to the site's `batteries/<id>` subscribers (type `plan`,
+    `data` the event's detail: change, plan). The plan starts from one device's SoC measured now: only
+    tokens that see single readings live get it."""
+    site, battery_id = str(detail.get("site", "")), str(detail.get("battery_id", ""))
+    outgoing = Outgoing(f"batteries/{battery_id}", "plan", detail, Grain("raw", "raw", now()))
+    report = publish_many(site, [outgoing], store, poster, now)
+    logger.info(
+        "plan pushed", extra={"site": site, "battery_id": battery_id, "connections": report.connections}
+    )
+    return report
