@@ -105,7 +105,12 @@ def accuracy_rows() -> tuple[list[Row], dict[str, Any]]:
         ),
     ]
     mstl = mstl_forecasts(values)
-    notes: dict[str, Any] = {"train_s": train_s, "rows": model.rows}
+    notes: dict[str, Any] = {
+        "train_s": train_s,
+        "rows": model.rows,
+        "decomposition": model.decomposition,
+        "residual_weight": model.residual_weight,
+    }
     if isinstance(mstl, str):
         notes["mstl"] = mstl
     else:

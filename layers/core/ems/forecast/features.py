@@ -4,7 +4,8 @@ Pure numpy (science layer). A forecast made at `origin` (the index of the first 
 sees only `history[:origin]`: every lag of lead h (0-based slots after the origin) reaches back to
 the most recent observed day or week of its slot (`lag = period * (h // period + 1)`), so no lag is
 shorter than the lead it serves, for any horizon (direct multi-horizon features). The baseline the
-model corrects is the seasonal-naive rule (ems.forecast.naive) plus yesterday's level shift.
+model corrects is the double-seasonal decomposition forecast (ems.forecast.seasonal), made from the
+same history; the lags enter as differences from it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
+from ems.forecast.seasonal import Decomposition, decomposition_forecast
 
+# How long the last slot's departure from last week is taken to persist (a feature, `fade`).
 DEVIATION_HALF_LIFE_HOURS = 6.75
+# The decomposition sees at most this much history (its longest window is 13 weeks; this bounds the
+# cost of a forecast on a long series).
+DECOMPOSITION_HISTORY_WEEKS = 14
 
+# Lags enter as differences from the baseline (trees split on a difference, they cannot take one).
 NAMES: tuple[str, ...] = (
-    "lead", "slot_of_day", "weekday", "holiday", "month", "week_lag", "two_week_lag", "day_lag",
-    "day_lag_change", "level_day", "level_shift", "last", "last_change", "same_slot_mean_4w",
-    "level_week", "clear_sky_w_m2", "holiday_week_ago", "clearness_day",
+    "lead", "slot_of_day", "weekday", "holiday", "month", "baseline", "week_lag_diff", "two_week_lag_diff",
+    "day_lag_diff", "day_lag_change", "level_day_vs_week", "level_shift", "last_diff", "last_change",
+    "same_slot_mean_4w_diff", "fade", "clear_sky_w_m2", "holiday_week_ago", "clearness_day",
 )  # fmt: skip
 
 
@@ -134,11 +141,11 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def baseline_and_features(
-    history: np.ndarray, slots: int, slot_minutes: int, columns: Columns
+    history: np.ndarray, slots: int, slot_minutes: int, columns: Columns, decomposition: Decomposition
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For the `slots` after `history` (its length is the origin): the baseline (seasonal naive plus
-    yesterday's level shift) and the feature matrix (one row a slot, NAMES' columns). `columns` covers
-    at least len(history) + slots slots from the history's first."""
+    """For the `slots` after `history` (its length is the origin): the baseline (the decomposition
+    forecast) and the feature matrix (one row a slot, NAMES' columns). `columns` covers at least
+    len(history) + slots slots from the history's first."""
     day, week = DAY_MINUTES // slot_minutes, WEEK_MINUTES // slot_minutes
     origin = len(history)
     lead = np.arange(slots)
@@ -165,31 +172,34 @@ def baseline_and_features(
     clear_day = columns.clear_sky[max(origin - day, 0) : origin]
     clearness = _nanmean(last_day) / _nanmean(clear_day) if np.nansum(clear_day) > 0 else 0.0
     holiday_week_ago = _at(columns.holiday, t - week_back)
+    fade = 0.5 ** ((lead + 1) * slot_minutes / 60 / DEVIATION_HALF_LIFE_HOURS)
+    recent = history[max(origin - DECOMPOSITION_HISTORY_WEEKS * week, 0) :]
+    baseline = decomposition_forecast(recent, slots, day, week, decomposition)
     rows = np.column_stack(
         [
             lead, columns.slot_of_day[t], columns.weekday[t], columns.holiday[t], columns.month[t],
-            week_lag, two_week_lag, day_lag, day_lag_change, np.full(slots, level_day),
-            np.full(slots, level_shift), np.full(slots, last), np.full(slots, last_change), same_slot_mean,
-            np.full(slots, level_week), clear, holiday_week_ago, np.full(slots, clearness),
+            baseline, week_lag - baseline, two_week_lag - baseline, day_lag - baseline, day_lag_change,
+            np.full(slots, level_day - level_week), np.full(slots, level_shift), np.full(slots, last - baseline[0]),
+            np.full(slots, last_change), same_slot_mean - baseline, fade, clear, holiday_week_ago,
+            np.full(slots, clearness),
         ]
     )  # fmt: skip
-    # The baseline: last week's slot, moved by how far today runs from last week: at first by the
-    # last slot's own difference, fading (half-life DEVIATION_HALF_LIFE_HOURS) into yesterday's level shift.
-    shift = 0.0 if math.isnan(level_shift) else level_shift
-    deviation = shift if math.isnan(last_change) else last_change
-    fade = 0.5 ** ((lead + 1) * slot_minutes / 60 / DEVIATION_HALF_LIFE_HOURS)
-    baseline = week_lag + fade * deviation + (1 - fade) * shift
     return baseline, rows
 
 
 def training_rows(
-    values: np.ndarray, slots: int, slot_minutes: int, columns: Columns, every_slots: int, first_origin: int
+    values: np.ndarray,
+    slots: int,
+    slot_minutes: int,
+    columns: Columns,
+    decomposition: Decomposition,
+    origins: range,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of forecasts made at origins first_origin, +every_slots, ... while a whole horizon of
-    actuals follows: (features, baseline, actual), rows with no actual or no baseline left out."""
+    """Rows of forecasts made at `origins` (each with a whole horizon of `values` after it):
+    (features, baseline, actual), rows with no actual or no baseline left out."""
     blocks_x, blocks_b, blocks_y = [], [], []
-    for origin in range(first_origin, len(values) - slots + 1, every_slots):
-        baseline, x = baseline_and_features(values[:origin], slots, slot_minutes, columns)
+    for origin in origins:
+        baseline, x = baseline_and_features(values[:origin], slots, slot_minutes, columns, decomposition)
         actual = values[origin : origin + slots]
         keep = np.isfinite(actual) & np.isfinite(baseline)
         blocks_x.append(x[keep])

@@ -1,7 +1,11 @@
-"""The model: gradient-boosted trees (scikit-learn's HistGradientBoostingRegressor) that correct the
-seasonal-naive baseline, one for the median (absolute error) and two quantile models for a 10-90%
-interval. Trained on forecasts made at many origins of the history (ems.forecast.features), so one
-model serves every lead of the horizon. Science layer only."""
+"""The model: a double-seasonal decomposition forecast (ems.forecast.seasonal) corrected by
+gradient-boosted trees (scikit-learn's HistGradientBoostingRegressor): one for the median (absolute
+error) and two quantile models for a 10-90% interval. The trees learn from forecasts made at many
+origins of the history (ems.forecast.features), so one model serves every lead of the horizon.
+
+Everything is chosen on the training data alone: the decomposition's settings and how much of the
+trees' correction to apply by the last VALIDATION_DAYS of it (the trees fitted without those days),
+then the trees refitted on all of it. Science layer only."""
 
 from __future__ import annotations
 
@@ -12,8 +16,19 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from ems.forecast.features import Columns, baseline_and_features, training_rows
 from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
+from ems.forecast.seasonal import Decomposition, decomposition_forecast
 
 QUANTILES = (0.1, 0.9)
+DECOMPOSITIONS = tuple(
+    Decomposition(day_window=d, week_window=w, alpha=a)
+    for d in (7, 9, 11)
+    for w in (5, 9, 13)
+    for a in (0.1, 0.2, 0.5)
+)
+RESIDUAL_WEIGHTS = (0.0, 0.5, 1.0)
+VALIDATION_DAYS = 14
+# The trees learn from origins in the last TRAINING_WEEKS only (a site-year would make 2,920).
+TRAINING_WEEKS = 12
 
 
 @dataclass(frozen=True)
@@ -33,9 +48,12 @@ class Settings:
 
 @dataclass
 class Model:
-    """Three regressors of the actual minus the baseline: median, 10% and 90%."""
+    """Three regressors of the actual minus the baseline: median, 10% and 90%; the median's
+    correction applied at `residual_weight`."""
 
     settings: Settings
+    decomposition: Decomposition
+    residual_weight: float
     median: HistGradientBoostingRegressor
     lower: HistGradientBoostingRegressor
     upper: HistGradientBoostingRegressor
@@ -45,8 +63,10 @@ class Model:
     def predict(self, history: np.ndarray, columns: Columns, slots: int | None = None) -> Forecast:
         """The next `slots` (default: the trained horizon) after `history`."""
         n = self.settings.horizon_slots if slots is None else slots
-        baseline, x = baseline_and_features(history, n, self.settings.slot_minutes, columns)
-        mid = baseline + self.median.predict(x)
+        baseline, x = baseline_and_features(
+            history, n, self.settings.slot_minutes, columns, self.decomposition
+        )
+        mid = baseline + self.residual_weight * self.median.predict(x)
         low = baseline + self.lower.predict(x)
         high = baseline + self.upper.predict(x)
         # Three separate models can cross; sorting restores lower <= median <= upper.
@@ -106,16 +126,78 @@ def first_origin(slot_minutes: int) -> int:
     return (WEEK_MINUTES + DAY_MINUTES) // slot_minutes
 
 
+def _daily_origins(end: int, slots: int, day: int, days: int) -> list[int]:
+    """Origins a day apart whose horizons end at or before `end`, the last one's exactly there."""
+    return [end - slots - k * day for k in range(days) if end - slots - k * day >= first_origin_slots(day)][
+        ::-1
+    ]
+
+
+def first_origin_slots(day: int) -> int:
+    return 8 * day  # a week and a day
+
+
+def choose_decomposition(values: np.ndarray, s: Settings, origins: list[int]) -> Decomposition:
+    """The settings of DECOMPOSITIONS with the lowest MAE over `origins`' horizons."""
+    day, week = DAY_MINUTES // s.slot_minutes, WEEK_MINUTES // s.slot_minutes
+
+    def mae(d: Decomposition) -> float:
+        errors = [
+            np.abs(
+                decomposition_forecast(values[:o], s.horizon_slots, day, week, d)
+                - values[o : o + s.horizon_slots]
+            )
+            for o in origins
+        ]
+        joined = np.concatenate(errors)
+        return float(np.nanmean(joined)) if np.isfinite(joined).any() else np.inf
+
+    return min(DECOMPOSITIONS, key=mae)
+
+
+def _fit(x: np.ndarray, residual: np.ndarray, s: Settings) -> tuple[HistGradientBoostingRegressor, ...]:
+    return (
+        _regressor(s, "absolute_error").fit(x, residual),
+        _regressor(s, "quantile", QUANTILES[0]).fit(x, residual),
+        _regressor(s, "quantile", QUANTILES[1]).fit(x, residual),
+    )
+
+
 def train(values: np.ndarray, columns: Columns, s: Settings) -> Model:
-    """Fit on forecasts made at `origins_per_day` origins a day of `values` (NaN where missing)."""
-    every = max(DAY_MINUTES // s.slot_minutes // s.origins_per_day, 1)
+    """Fit on `values` (NaN where missing), one slot of s.slot_minutes each from columns' first."""
+    day = DAY_MINUTES // s.slot_minutes
+    every = max(day // s.origins_per_day, 1)
+    n = len(values)
+    available_days = (n - s.horizon_slots - first_origin_slots(day)) // day
+    validation_days = max(min(VALIDATION_DAYS, available_days // 2), 1)
+    validation = _daily_origins(n, s.horizon_slots, day, validation_days)
+    if not validation:
+        raise ValueError("no complete horizon to learn from")
+    decomposition = choose_decomposition(values, s, validation)
+    start = max(first_origin_slots(day), n - s.horizon_slots - TRAINING_WEEKS * 7 * day)
+    learn_until = validation[0]  # the first validation horizon starts here
+    # Trees without the validation days, to weigh their correction on those days.
     x, baseline, actual = training_rows(
-        values, s.horizon_slots, s.slot_minutes, columns, every, first_origin(s.slot_minutes)
+        values, s.horizon_slots, s.slot_minutes, columns, decomposition,
+        range(start, learn_until - s.horizon_slots + 1, every),
+    )  # fmt: skip
+    weight = 0.0
+    if len(actual) >= 2 * s.min_samples_leaf:
+        trial = _regressor(s, "absolute_error").fit(x, actual - baseline)
+        vx, vbase, vactual = training_rows(
+            values, s.horizon_slots, s.slot_minutes, columns, decomposition, range(validation[0], n, day)
+        )
+        correction = trial.predict(vx)
+        weight = min(RESIDUAL_WEIGHTS, key=lambda w: float(np.abs(vbase + w * correction - vactual).mean()))
+    x, baseline, actual = training_rows(
+        values,
+        s.horizon_slots,
+        s.slot_minutes,
+        columns,
+        decomposition,
+        range(start, n - s.horizon_slots + 1, every),
     )
     if len(actual) == 0:
         raise ValueError("no complete horizon to learn from")
-    residual = actual - baseline
-    median = _regressor(s, "absolute_error").fit(x, residual)
-    lower = _regressor(s, "quantile", QUANTILES[0]).fit(x, residual)
-    upper = _regressor(s, "quantile", QUANTILES[1]).fit(x, residual)
-    return Model(s, median, lower, upper, rows=len(actual))
+    median, lower, upper = _fit(x, actual - baseline, s)
+    return Model(s, decomposition, weight, median, lower, upper, rows=len(actual))
