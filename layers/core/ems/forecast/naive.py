@@ -43,3 +43,27 @@ def naive_reason(history: Sequence[float], slot_minutes: int) -> str | None:
     if have_days < MIN_HISTORY_DAYS:
         return f"{have_days:.1f} days of history; a model needs {MIN_HISTORY_DAYS}"
     return None
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default), on a sorted list."""
+    position = q * (len(sorted_values) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def naive_interval(
+    history: Sequence[float], slot_minutes: int, q_low: float = 0.1, q_high: float = 0.9
+) -> tuple[float, float]:
+    """Offsets (lower, upper) of the 10-90% interval around a seasonal-naive value: the quantiles of
+    the week-over-week changes of the last week of `history`; (0, 0) without two weeks."""
+    week = slots_per_week(slot_minutes)
+    changes = sorted(
+        history[i] - history[i - week]
+        for i in range(max(len(history) - week, week), len(history))
+        if not math.isnan(history[i]) and not math.isnan(history[i - week])
+    )
+    if not changes:
+        return 0.0, 0.0
+    return _quantile(changes, q_low), _quantile(changes, q_high)

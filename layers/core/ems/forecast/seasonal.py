@@ -39,9 +39,9 @@ def cycle_smooth(x: np.ndarray, period: int, window: int) -> np.ndarray:
     nearest cycles (one-sided at the ends, so the last cycle is a mean of the most recent ones)."""
     n = len(x)
     cycles = -(-n // period)
-    grid = np.full(cycles * period, np.nan)
-    grid[:n] = x
-    grid = grid.reshape(cycles, period)
+    flat = np.full(cycles * period, np.nan)
+    flat[:n] = x
+    grid = flat.reshape(cycles, period)
     known = np.isfinite(grid)
     values = np.where(known, grid, 0.0)
     out = np.empty_like(grid)
