@@ -9,7 +9,7 @@ then the trees refitted on all of it. Science layer only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -58,7 +58,9 @@ class Model:
     lower: HistGradientBoostingRegressor
     upper: HistGradientBoostingRegressor
     rows: int = 0
-    meta: dict[str, float] = field(default_factory=dict)
+    # Features that had no value in any training row (a two-week lag with under two weeks of
+    # history): scikit-learn cannot bin an all-NaN column, so they are 0 in training and serving.
+    blank: tuple[int, ...] = ()
 
     def predict(self, history: np.ndarray, columns: Columns, slots: int | None = None) -> Forecast:
         """The next `slots` (default: the trained horizon) after `history`."""
@@ -183,10 +185,18 @@ def train(values: np.ndarray, columns: Columns, s: Settings) -> Model:
     )  # fmt: skip
     weight = 0.0
     if len(actual) >= 2 * s.min_samples_leaf:
+        trial_blank = list(np.flatnonzero(~np.isfinite(x).any(axis=0)))
+        x[:, trial_blank] = 0.0
         trial = _regressor(s, "absolute_error").fit(x, actual - baseline)
         vx, vbase, vactual = training_rows(
-            values, s.horizon_slots, s.slot_minutes, columns, decomposition, range(validation[0], n, day)
+            values,
+            s.horizon_slots,
+            s.slot_minutes,
+            columns,
+            decomposition,
+            range(validation[0], validation[-1] + 1, day),
         )
+        vx[:, trial_blank] = 0.0
         correction = trial.predict(vx)
         weight = min(RESIDUAL_WEIGHTS, key=lambda w: float(np.abs(vbase + w * correction - vactual).mean()))
     x, baseline, actual = training_rows(
@@ -199,5 +209,7 @@ def train(values: np.ndarray, columns: Columns, s: Settings) -> Model:
     )
     if len(actual) == 0:
         raise ValueError("no complete horizon to learn from")
+    blank = tuple(int(i) for i in np.flatnonzero(~np.isfinite(x).any(axis=0)))
+    x[:, list(blank)] = 0.0
     median, lower, upper = _fit(x, actual - baseline, s)
-    return Model(s, decomposition, weight, median, lower, upper, rows=len(actual))
+    return Model(s, decomposition, weight, median, lower, upper, rows=len(actual), blank=blank)

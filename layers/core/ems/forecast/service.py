@@ -80,6 +80,7 @@ class Stores:
     archive: ForecastArchive
     cache: ModelCache = field(default_factory=ModelCache)
     holiday_country: str | None = None  # for sites that name no country
+    tuning: dict[str, Any] = field(default_factory=dict)  # Settings' fields other than the defaults
 
 
 def _slot_floor(ms: int) -> int:
@@ -143,7 +144,9 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
         s.catalog.put_model(info)
         return info
     columns = _columns(site, start_ms, len(values) + TRAIN_HORIZON_HOURS * 4, s)
-    settings = Settings(horizon_slots=TRAIN_HORIZON_HOURS * 60 // SLOT_MINUTES, slot_minutes=SLOT_MINUTES)
+    settings = Settings(
+        horizon_slots=TRAIN_HORIZON_HOURS * 60 // SLOT_MINUTES, slot_minutes=SLOT_MINUTES, **s.tuning
+    )
     try:
         metrics = backtest(values, columns, settings)
         model = fit(values, columns, settings)
