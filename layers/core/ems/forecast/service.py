@@ -150,10 +150,10 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
     try:
         metrics = backtest(values, columns, settings)
         model = fit(values, columns, settings)
-    except ValueError as exc:  # too little complete history for a horizon to learn from
-        info = ModelInfo(
-            **base, model=SEASONAL_NAIVE, served=False, reason=f"{exc}: seasonal naive is served"
-        )
+    except ValueError:  # too little complete history for a horizon to learn from
+        why = (f"{history_days:g} days of history: too few to train on and then backtest on the last "
+               f"{BACKTEST_DAYS}: seasonal naive is served")  # fmt: skip
+        info = ModelInfo(**base, model=SEASONAL_NAIVE, served=False, reason=why)
         s.catalog.put_model(info)
         return info
     skill = metrics["skill"]
