@@ -27,15 +27,15 @@ DECOMPOSITIONS = tuple(
 )
 RESIDUAL_WEIGHTS = (0.0, 0.5, 1.0)
 VALIDATION_DAYS = 14
-# The trees learn from origins in the last TRAINING_WEEKS only (a site-year would make 2,920).
-TRAINING_WEEKS = 12
+# The trees learn from origins in the last TRAINING_WEEKS only (a site-year would make 1,460).
+TRAINING_WEEKS = 8
 
 
 @dataclass(frozen=True)
 class Settings:
     horizon_slots: int
     slot_minutes: int
-    origins_per_day: int = 8
+    origins_per_day: int = 4
     # Few, shallow, well-populated trees: on England and Wales' demand (bench/forecast.py) deeper
     # ones learned June's residuals and lost to their own baseline in August.
     max_iter: int = 30
