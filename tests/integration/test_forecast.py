@@ -125,10 +125,13 @@ def test_train_then_serve_with_bounds_and_the_model_and_list_it(
         expected, abs=2e-3
     )  # W to 0.1, kW to 3 places
     assert max(expected) == pytest.approx(5.0)
+    generation = ok(_train(api, admin_token, target="generation"))
     page = _models(api, admin_token, limit="1")
     assert [(m["series"], m["skill"]) for m in page["items"]] == [("consumption", info["skill"])]
     rest = _models(api, admin_token, limit="1", next_token=page["next_token"])
-    assert rest["items"] == [] and rest["next_token"] is None
+    assert [(m["series"], m["trained_at"]) for m in rest["items"]] == [
+        ("generation", generation["trained_at"])
+    ]
 
 
 def test_a_tampered_artifact_in_s3_is_refused_and_naive_served(
