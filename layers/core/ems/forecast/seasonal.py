@@ -12,6 +12,7 @@ training data (ems.forecast.model), never on what it forecasts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,6 +35,20 @@ def moving_trend(x: np.ndarray, period: int) -> np.ndarray:
     return (total[start + period] - total[start]) / period
 
 
+@lru_cache(maxsize=64)
+def _tricube_weights(cycles: int, window: int) -> np.ndarray:
+    """Row j: the weight of each cycle in cycle j's smoothed value (the `window` nearest, one-sided
+    at the ends, tricube in the distance over the window's reach)."""
+    weights = np.zeros((cycles, cycles))
+    width = min(window, cycles)
+    for j in range(cycles):
+        lo = min(max(j - width // 2, 0), cycles - width)
+        k = np.arange(lo, lo + width)
+        reach = max(j - lo, lo + width - 1 - j) + 1
+        weights[j, lo : lo + width] = (1 - (np.abs(k - j) / reach) ** 3) ** 3
+    return weights
+
+
 def cycle_smooth(x: np.ndarray, period: int, window: int) -> np.ndarray:
     """Each slot's value replaced by the tricube-weighted mean of the same slot in the `window`
     nearest cycles (one-sided at the ends, so the last cycle is a mean of the most recent ones)."""
@@ -42,21 +57,11 @@ def cycle_smooth(x: np.ndarray, period: int, window: int) -> np.ndarray:
     flat = np.full(cycles * period, np.nan)
     flat[:n] = x
     grid = flat.reshape(cycles, period)
-    known = np.isfinite(grid)
-    values = np.where(known, grid, 0.0)
-    out = np.empty_like(grid)
-    width = min(window, cycles)
-    for j in range(cycles):
-        lo = min(max(j - width // 2, 0), cycles - width)
-        k = np.arange(lo, lo + width)
-        reach = max(j - lo, lo + width - 1 - j) + 1
-        w = (1 - (np.abs(k - j) / reach) ** 3) ** 3
-        weights = w[:, None] * known[lo : lo + width]
-        total = weights.sum(axis=0)
-        out[j] = np.where(
-            total > 0, (weights * values[lo : lo + width]).sum(axis=0) / np.where(total > 0, total, 1), 0.0
-        )
-    return out.reshape(-1)[:n]
+    known = np.isfinite(grid).astype(float)
+    weights = _tricube_weights(cycles, window)
+    total = weights @ known
+    smoothed = (weights @ np.where(known > 0, grid, 0.0)) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, smoothed, 0.0).reshape(-1)[:n]
 
 
 def _filled(history: np.ndarray, week: int) -> np.ndarray:
@@ -91,9 +96,10 @@ def decomposition_forecast(
         x = y - daily
         weekly = cycle_smooth(x - moving_trend(x, week), week, d.week_window)
     rest = y - daily - weekly
-    level = rest[0]
-    for value in rest[1:]:
-        level = d.alpha * value + (1 - d.alpha) * level
+    # Simple exponential smoothing's last level, in closed form: (1-a)^(n-1) rest[0] plus
+    # a (1-a)^(n-1-i) rest[i] for i >= 1 (the weights of a long past underflow to 0, as they should).
+    decay = (1 - d.alpha) ** np.arange(n - 1, -1, -1, dtype=float)
+    level = float(decay[0] * rest[0] + d.alpha * np.dot(decay[1:], rest[1:]))
     lead = np.arange(slots)
     t = n + lead
     return level + daily[t - day * (lead // day + 1)] + weekly[t - week * (lead // week + 1)]
