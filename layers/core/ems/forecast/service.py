@@ -132,7 +132,10 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
                 trained_at=to_iso(moment), history_days=history_days)  # fmt: skip
     if not sensors_of(s.sites, site_id, req.target, req.sensor_id):
         info = ModelInfo(
-            **base, model=SEASONAL_NAIVE, served=False, reason=f"the site has no sensor of {req.target}"
+            **base,
+            model=SEASONAL_NAIVE,
+            served=False,
+            reason=f"the site has no sensor of {req.target}: seasonal naive is served",
         )
         s.catalog.put_model(info)
         return info
