@@ -92,6 +92,12 @@ $(MSTL_VENV)/.installed:
 	$(MSTL_VENV)/bin/pip install --quiet 'statsforecast>=2.1,<2.2'
 	touch $@
 
+# The battery optimiser against EMHASS (in a virtual environment of its own, .bench-venvs/emhass, made on
+# first use) and a greedy rule: bench/battery.py writes its section of bench/RESULTS.md.
+.PHONY: bench-battery
+bench-battery: $(STAMP)
+	$(BIN)/python -m bench.battery
+
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(BIN)/sam deploy --config-env $${ENV:-dev}
 

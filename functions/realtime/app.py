@@ -1,5 +1,6 @@
 """Real-time: the WebSocket routes ($connect with the token check, $disconnect, subscribe,
-unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`) to subscribers.
+unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`,
+`MarketCleared`, `DeviceCommandChanged`) to subscribers.
 
 One function serves both, as the template's EventBridgeRule and the WebSocket integration invoke it:
 they share its tables and its @connections permission. `handler` tells them apart by the event's shape.
@@ -11,6 +12,7 @@ from ems.auth.service import TokenVerifier
 from ems.auth.store import TokenStore
 from ems.core.events import event_handler, is_eventbridge_event
 from ems.core.websocket import WebSocketRequest, websocket_app
+from ems.market.models import MARKET_CLEARED
 from ems.realtime import service as realtime
 from ems.realtime.models import ServerMessage, TopicsRequest
 from ems.realtime.store import ManagementApiPoster, RealtimeStore
@@ -57,8 +59,12 @@ def unknown(request: WebSocketRequest) -> ServerMessage:
 def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str, Any]:
     if detail_type in realtime.ALERT_MESSAGE_TYPES:
         report = realtime.push_alert(detail_type, detail, store, poster)
+    elif detail_type == MARKET_CLEARED:
+        report = realtime.push_market(detail, store, poster)
     elif detail_type == TELEMETRY_RECEIVED:
         report = realtime.push_telemetry(TelemetryReceived.model_validate(detail), store, poster)
+    elif detail_type == realtime.DEVICE_COMMAND_CHANGED:
+        report = realtime.push_device_command(detail, store, poster)
     else:  # the rules' patterns let no other through
         raise ValueError(f"no fan-out for {detail_type!r}")
     return {"connections": report.connections, "posts": report.posts, "failed": report.failed}

@@ -1,6 +1,8 @@
 """The demo building on the local cloud started for real with the project's template: its sensors
-registered through the HTTP API, its devices' telemetry on MQTT, and devices obeying a shadow's desired
-state and a command on their command topic. Bounded polling only; nothing asserts on time."""
+registered through the HTTP API, its devices' telemetry on MQTT, and devices answering commands as the
+wire contract says (ems.devices.things): from the shadow's desired state and from their command
+topic, each reported with `last_command`, a refusal with its reason. Bounded polling only; nothing
+asserts on time."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ems.devices.things import commands_topic, thing_name
 from tests.e2e.conftest import running_local_cloud, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -82,9 +85,9 @@ def test_the_building_is_registered_through_the_api(stack: dict[str, Any]) -> No
         )
         return {s["sensor_id"] for s in answer.json()["items"]} if answer.status_code == 200 else set()
 
-    found = wait_for(lambda: len(sensors()) >= 23 and sensors(), "the 23 sensors registered")
-    assert {"demo-meter", "demo-pv", "demo-battery", "demo-office-co2", "demo-lobby-occupancy"} <= found
-    assert len(found) == 23
+    found = wait_for(lambda: len(sensors()) >= 25 and sensors(), "the 25 sensors registered")
+    assert {"demo-meter", "demo-pv", "BATT001", "DEVICE_001", "DEVICE_002", "demo-office-co2"} <= found
+    assert len(found) == 25
     rooms = httpx.get(f"{stack['http']}/api/v1/rooms", headers=headers, timeout=30).json()["items"]
     assert sorted(r["name"] for r in rooms) == ["Kitchen", "Lobby", "Meeting Room", "Office"]
 
@@ -96,24 +99,67 @@ def test_devices_publish_telemetry_in_the_api_shape(stack: dict[str, Any], telem
 
 
 def test_a_desired_state_and_a_command_are_obeyed(stack: dict[str, Any], telemetry: Any) -> None:
-    wait_for(
-        lambda: shadow(stack, "demo-ev-charger").get("reported", {}).get("power") == "on",
-        "the charger's report",
-    )
+    charger = thing_name(stack["site"], "demo-ev-charger")
+    wait_for(lambda: shadow(stack, charger).get("reported", {}).get("power") == "on", "the charger's report")
+    desired = {"power": "off", "command_id": "c-0"}
     iot_data(stack).update_thing_shadow(
-        thingName="demo-ev-charger", payload=json.dumps({"state": {"desired": {"power": "off"}}})
+        thingName=charger, payload=json.dumps({"state": {"desired": desired}})
     )
     state = wait_for(
-        lambda: (s := shadow(stack, "demo-ev-charger")).get("reported", {}).get("power") == "off" and s,
+        lambda: (s := shadow(stack, charger)).get("reported", {}).get("power") == "off" and s,
         "the charger reporting off",
     )
-    assert "delta" not in state  # its report caught up with what was desired
+    assert "delta" not in state  # its report caught up with what was desired, command_id included
+    assert state["reported"]["last_command"] == {"command_id": "c-0", "status": "applied"}
     # Its telemetry after the change (the first may be from the tick before it).
     readings = [next_power_w(telemetry, "demo-ev-charger") for _ in range(2)]
     assert readings[-1] == 0
 
+    lighting = thing_name(stack["site"], "demo-lighting")
     command = {"command_id": "c-1", "command": "off", "params": {}, "issued_at": "2026-01-01T00:00:00Z"}
     iot_data(stack).publish(
-        topic=f"ems/{stack['site']}/devices/demo-lighting/commands", qos=1, payload=json.dumps(command)
+        topic=commands_topic(stack["site"], "demo-lighting"), qos=1, payload=json.dumps(command)
     )
-    wait_for(lambda: shadow(stack, "demo-lighting").get("reported", {}).get("power") == "off", "lighting off")
+    reported = wait_for(
+        lambda: (r := shadow(stack, lighting).get("reported", {})).get("command_id") == "c-1" and r,
+        "lighting's answer",
+    )
+    assert reported["power"] == "off" and reported["last_command"]["status"] == "applied"
+
+
+def test_a_refused_command_is_reported_with_its_reason(stack: dict[str, Any]) -> None:
+    hvac = thing_name(stack["site"], "DEVICE_001")
+    command = {"command_id": "c-2", "command": "set_setpoint", "params": {"celsius": 40}, "issued_at": "x"}
+    iot_data(stack).publish(
+        topic=commands_topic(stack["site"], "DEVICE_001"), qos=1, payload=json.dumps(command)
+    )
+    reported = wait_for(
+        lambda: (r := shadow(stack, hvac).get("reported", {})).get("command_id") == "c-2" and r,
+        "the HVAC's answer",
+    )
+    assert reported["last_command"] == {
+        "command_id": "c-2", "status": "rejected", "reason": "setpoint °C 40 is outside this device's range 16 to 30"
+    }  # fmt: skip
+    assert reported["setpoint_c"] == 21.0
+
+
+def test_the_meter_reads_the_sum_of_the_devices_at_each_tick(stack: dict[str, Any], telemetry: Any) -> None:
+    loads = ["DEVICE_001", "DEVICE_002", "demo-heat-pump", "demo-lighting", "demo-plug", "demo-ev-charger"]
+    wanted = {"demo-meter", "demo-pv", "BATT001", *loads}
+    ticks: dict[int, dict[str, float]] = {}
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        try:
+            topic, message = telemetry.get(timeout=1)
+        except queue.Empty:
+            continue
+        device = topic.split("/")[3]
+        if device in wanted:
+            tick = ticks.setdefault(message["ts"], {})
+            tick[device] = float(message["readings"][0]["metrics"]["power_w"])
+            if wanted <= tick.keys():
+                break
+    else:
+        pytest.fail("no tick with every device's telemetry")
+    expected_w = sum(tick[d] for d in loads) - tick["demo-pv"] + tick["BATT001"]
+    assert tick["demo-meter"] == pytest.approx(expected_w, abs=1.0)  # each rounded to 0.1 W

@@ -62,7 +62,7 @@ def test_the_overview_shows_the_building_and_its_numbers_move(
     power = first["power"]
     assert first["site_id"] == stack["site"]
     assert power["sensors"] == {
-        "grid": [f"{stack['site']}-meter"], "generation": [f"{stack['site']}-pv"], "battery": [f"{stack['site']}-battery"],
+        "grid": [f"{stack['site']}-meter"], "generation": [f"{stack['site']}-pv"], "battery": ["BATT001"],
     }  # fmt: skip
     # The balance the page shows: consumption = grid + generation - battery (rounded to the watt).
     assert (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,9 @@ import pytest
 from moto import mock_aws
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ems_local.iot_core import Shadows
+from ems.core.clock import utc_now
+from ems_local import iotsql
+from ems_local.iot_core import Shadows, TopicRule, TopicRuleEngine
 from ems_local.mqtt_broker import MqttBroker
 
 
@@ -28,7 +31,9 @@ def broker() -> Iterator[tuple[MqttBroker, list[tuple[str, bytes, str]]]]:
     running.stop()
 
 
-def _client(port: int, client_id: str) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
+def _client(
+    port: int, client_id: str, topics: tuple[str, ...] = ("$aws/things/dev-1/shadow/#", "ems/#")
+) -> tuple[mqtt.Client, queue.Queue[tuple[str, bytes]]]:
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
     connected: queue.Queue[Any] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -38,7 +43,7 @@ def _client(port: int, client_id: str) -> tuple[mqtt.Client, queue.Queue[tuple[s
     client.connect("127.0.0.1", port)
     client.loop_start()
     assert not connected.get(timeout=10).is_failure
-    client.subscribe([("$aws/things/dev-1/shadow/#", 1), ("ems/#", 1)])
+    client.subscribe([(topic, 1) for topic in topics])
     assert not any(code.is_failure for code in connected.get(timeout=10))
     return client, received
 
@@ -67,6 +72,7 @@ def test_devices_may_publish_to_aws_topics_and_every_message_is_observed(broker:
             ("ems/hq/devices/dev-1/commands", b'{"command": "off"}'),
         }
         assert client.is_connected()  # amqtt alone would have dropped it for the '$' topic
+        seen = [message for message in seen if not message[0].startswith("$aws/events/presence/")]
         assert sorted(seen) == sorted(
             [
                 ("$aws/things/dev-1/shadow/update", b'{"state": {}}', "dev-1"),
@@ -77,6 +83,128 @@ def test_devices_may_publish_to_aws_topics_and_every_message_is_observed(broker:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _presence(received: queue.Queue[tuple[str, bytes]], event: str, client_id: str) -> dict[str, Any]:
+    topic, payload = received.get(timeout=10)
+    assert topic == f"$aws/events/presence/{event}/{client_id}"
+    return dict(json.loads(payload))
+
+
+def test_presence_events_on_connect_clean_disconnect_and_a_dropped_connection(broker: Any) -> None:
+    running, _ = broker
+    watcher, received = _client(running.port, "watcher", ("$aws/events/presence/+/+",))
+    try:
+        before_ms = int(utc_now().timestamp() * 1000)
+        device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-a:DEVICE_001")
+        device.connect("127.0.0.1", running.port)
+        device.loop_start()
+        connected = _presence(received, "connected", "site-a:DEVICE_001")
+        assert set(connected) == {
+            "clientId", "timestamp", "eventType", "sessionIdentifier", "principalIdentifier", "ipAddress",
+            "versionNumber",
+        }  # fmt: skip
+        assert (connected["clientId"], connected["eventType"], connected["ipAddress"]) == (
+            "site-a:DEVICE_001", "connected", "127.0.0.1",
+        )  # fmt: skip
+        assert connected["timestamp"] >= before_ms and connected["versionNumber"] == 0
+        device.disconnect()
+        device.loop_stop()
+        clean = _presence(received, "disconnected", "site-a:DEVICE_001")
+        assert clean["clientInitiatedDisconnect"] is True
+        assert clean["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+        assert clean["sessionIdentifier"] == connected["sessionIdentifier"]
+        assert clean["versionNumber"] == 0 and "ipAddress" not in clean
+
+        # The same client id again, then its socket killed without a DISCONNECT.
+        device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-a:DEVICE_001")
+        device.connect("127.0.0.1", running.port)
+        device.loop_start()
+        again = _presence(received, "connected", "site-a:DEVICE_001")
+        assert again["versionNumber"] == 1 and again["sessionIdentifier"] != connected["sessionIdentifier"]
+        device.loop_stop()
+        sock = device.socket()
+        assert sock is not None
+        sock.close()
+        lost = _presence(received, "disconnected", "site-a:DEVICE_001")
+        assert (lost["clientInitiatedDisconnect"], lost["disconnectReason"]) == (False, "CONNECTION_LOST")
+        assert lost["sessionIdentifier"] == again["sessionIdentifier"] and lost["versionNumber"] == 1
+        assert received.empty()
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+
+
+def test_a_second_connection_of_a_client_id_ends_the_first_as_iot_core_does(broker: Any) -> None:
+    running, _ = broker
+    watcher, received = _client(running.port, "watcher", ("$aws/events/presence/+/+",))
+    first = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="twin")
+    second = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="twin")
+    try:
+        first.connect("127.0.0.1", running.port)
+        first.loop_start()
+        opened = _presence(received, "connected", "twin")
+        first.loop_stop()  # it stays connected but will not reconnect once it is ended
+        second.connect("127.0.0.1", running.port)
+        second.loop_start()
+        events = {
+            event["eventType"]: event for event in (json.loads(received.get(timeout=10)[1]) for _ in range(2))
+        }
+        ended, took_over = events["disconnected"], events["connected"]
+        assert (ended["sessionIdentifier"], ended["disconnectReason"]) == (
+            opened["sessionIdentifier"],
+            "DUPLICATE_CLIENTID",
+        )
+        assert ended["clientInitiatedDisconnect"] is False
+        assert (took_over["eventType"], took_over["versionNumber"]) == ("connected", 1)
+        give_up = time.monotonic() + 10  # its CONNACK, read by paho's thread
+        while not second.is_connected() and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert second.is_connected()
+    finally:
+        second.disconnect()
+        second.loop_stop()
+        watcher.disconnect()
+        watcher.loop_stop()
+
+
+def test_a_topic_rule_on_presence_events_invokes_its_target() -> None:
+    submitted: queue.Queue[tuple[str, Any, str]] = queue.Queue()
+    # topic() counts from 1, as IoT SQL does: $aws(1)/events(2)/presence(3)/<event>(4)/<clientId>(5).
+    rule = iotsql.parse(
+        "SELECT clientId, eventType, topic(4) AS event, topic(5) AS thing FROM '$aws/events/presence/+/+'"
+    )
+    engine = TopicRuleEngine(
+        [TopicRule("presence", rule, ("DevicesFunction",))],
+        lambda function, event, source: submitted.put((function, event, source)),
+    )
+    running = MqttBroker(0, lambda topic, payload, client_id: engine.on_message(topic, payload, client_id, 0))
+    running.start()
+    try:
+        device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="site-a:BATT001")
+        device.connect("127.0.0.1", running.port)
+        device.loop_start()
+        assert submitted.get(timeout=10) == (
+            "DevicesFunction",
+            {
+                "clientId": "site-a:BATT001",
+                "eventType": "connected",
+                "event": "connected",
+                "thing": "site-a:BATT001",
+            },
+            "iot rule presence",
+        )
+        device.disconnect()
+        device.loop_stop()
+        function, event, _ = submitted.get(timeout=10)
+        assert (function, event["event"], event["thing"]) == (
+            "DevicesFunction",
+            "disconnected",
+            "site-a:BATT001",
+        )
+        assert submitted.empty()
+    finally:
+        running.stop()
 
 
 def test_stopping_frees_the_port() -> None:

@@ -5,6 +5,7 @@ names the patch and moto's version, so trying a new version says what to re-chec
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -68,3 +69,17 @@ def test_moto_server_stop_closes_motos_listening_socket() -> None:
     finally:
         server.stop()
     check_free("aws", port)  # raises PortTaken if the listening socket was left open
+
+
+def test_state_restores_a_shadows_version(stack: Stack) -> None:
+    patch = (
+        "ems_local.state sets a restored shadow's version (iot_backends[account][region] thing.thing_shadows)"
+    )
+    saved = {"iot": {"thing_types": [], "things": [
+        {"name": "site-a:DEVICE_001", "type": None, "attributes": {},
+         "shadows": {"": {"desired": {"power": "off"}, "reported": {"power": "on"}, "version": 7}}},
+    ]}}  # fmt: skip
+    assert state.restore_data(saved, client, stack.region)["things"] == 1
+    shadow = json.loads(client("iot-data").get_thing_shadow(thingName="site-a:DEVICE_001")["payload"].read())
+    assert shadow["version"] == 7, f"{patch}; {MOTO} shows version {shadow['version']}: re-check the patch"
+    assert shadow["state"]["delta"] == {"power": "off"}

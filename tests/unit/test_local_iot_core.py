@@ -93,6 +93,43 @@ def test_a_message_invokes_the_functions_of_the_rules_it_matches(stack: Stack) -
     ]
 
 
+PRESENCE_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  DevicesFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/devices
+      Handler: app.handler
+      Events:
+        Presence:
+          Type: IoTRule
+          Properties:
+            Sql: SELECT *, topic(4) AS event, topic(5) AS client FROM '$aws/events/presence/+/+'
+"""
+
+
+def test_a_template_rule_selects_presence_events_and_their_topic_levels(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(PRESENCE_TEMPLATE)
+    submitted: list[tuple[str, Any, str]] = []
+    engine = TopicRuleEngine(
+        topic_rules(Stack.from_file(tmp_path / "template.yaml")),
+        lambda fn, event, source: submitted.append((fn, event, source)),
+    )
+    event = {"clientId": "hq:DEVICE_001", "eventType": "disconnected", "clientInitiatedDisconnect": False}
+    topic = "$aws/events/presence/disconnected/hq:DEVICE_001"
+    assert engine.on_message(topic, json.dumps(event).encode(), "", 0) == 1
+    assert submitted == [
+        (
+            "DevicesFunction",
+            {**event, "event": "disconnected", "client": "hq:DEVICE_001"},
+            "iot rule DevicesFunctionPresence",
+        )
+    ]
+    # Only presence topics: a device's telemetry does not match.
+    assert engine.on_message("ems/hq/devices/DEVICE_001/telemetry", b"{}", "hq:DEVICE_001", 0) == 0
+
+
 def test_a_payload_a_rule_cannot_take_is_logged_and_the_other_rules_still_run(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:

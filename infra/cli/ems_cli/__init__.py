@@ -5,6 +5,7 @@
     ems local up [--empty] [--reset] ...          the local cloud (see `ems local up --help`)
     ems local info                                the running local cloud's banner: URLs, admin token
     ems simulate --devices N --rate R             load: N devices on the local cloud's MQTT broker
+    ems device provision DEVICE_ID --site S [--out DIR]   certificate, keys and policy of a real device
 
 Where it talks to: the environment (TOKENS_TABLE, SIGNING_KEY_ID, AWS_ENDPOINT_URL...), else the
 running local cloud's .local/stack.json, else a deployed stack's outputs (`--stack ems-dev`).
@@ -118,7 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--exp-minutes", type=int, default=30 * 24 * 60)
     create.add_argument("--stack", help="a deployed CloudFormation stack to read table and key from")
     create.add_argument("--json", action="store_true", help="print {token, jti, expires_at}")
+    device = commands.add_parser("device", help="real devices").add_subparsers(dest="action", required=True)
+    provision = device.add_parser(
+        "provision", help="certificate, keys and least-privilege policy of a device"
+    )
+    provision.add_argument("device_id")
+    provision.add_argument("--site", help="the device's site (default: DEFAULT_SITE_ID)")
+    provision.add_argument("--out", help="the folder to write (default: devices/<thing name>)")
     commands.add_parser("local", help="the local cloud: `ems local up --help`, `ems local info`")
     commands.add_parser("simulate", help="simulated devices on the local cloud: `ems simulate --help`")
     args = parser.parse_args(argv)
+    if args.command == "device":
+        _configure_from_local_stack()  # else the environment's AWS account
+        from ems_cli.devices import main as device_main
+
+        return device_main(args)
     return _token_create(args)

@@ -103,12 +103,14 @@ class AwsEndpoint:
         return bool(reply["found"])
 
     def restore_data(self) -> dict[str, int]:
-        """After `create_resources`: the snapshot's items and objects; how many of each."""
+        """After `create_resources`, before the Scheduler starts: the snapshot's items, objects, IoT
+        things (with their shadows) and schedules; how many of each."""
         reply = self._command("restore_data")
-        return {"items": int(reply["items"]), "objects": int(reply["objects"])}
+        return {k: int(reply.get(k, 0)) for k in ("items", "objects", "things", "schedules")}
 
     def save_state(self, path: Path, stack: Stack) -> None:
-        """The snapshot of the stack's tables, buckets and keys, written to `path` by the child."""
+        """The snapshot of the stack's tables, buckets and keys, IoT things and shadows, and schedules,
+        written to `path` by the child."""
         self._command("snapshot", path=str(path.resolve()), inventory=state.Inventory.of(stack).to_json())
 
     def _command(self, name: str, **fields: Any) -> dict[str, Any]:

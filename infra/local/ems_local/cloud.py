@@ -101,7 +101,11 @@ class LocalCloud:
         aws.create_resources(stack)
         if saved:
             counts = aws.restore_data()
-            console.notice("state", f"restored {counts['items']} items and {counts['objects']} objects")
+            console.notice(
+                "state",
+                f"restored {counts['items']} items, {counts['objects']} objects, {counts['things']} IoT things "
+                f"and {counts['schedules']} schedules",
+            )
         keeper = state.StateKeeper(options.state_dir, lambda path: aws.save_state(path, stack))
         keeper.start()
         self._running.append(keeper)

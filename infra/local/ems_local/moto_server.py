@@ -81,7 +81,9 @@ class _Commands:
 
     def restore_data(self) -> dict[str, Any]:
         saved, self._saved = self._saved, None
-        return state.restore_data(saved, self._server.client) if saved else {"items": 0, "objects": 0}
+        if not saved:
+            return {"items": 0, "objects": 0, "things": 0, "schedules": 0}
+        return state.restore_data(saved, self._server.client, REGION)
 
 
 def serve(server: MotoServer, commands: TextIO, replies: TextIO) -> None:

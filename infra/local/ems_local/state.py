@@ -1,11 +1,14 @@
 """`--state-dir`: the local cloud's AWS state kept across restarts (`--reset` starts clean).
 
 moto keeps everything in memory, so this module keeps a snapshot in `<state dir>/aws-state.json`:
-every item of the template's DynamoDB tables, every object of its S3 buckets, and the private half
-of its KMS keys with their ids (so a token signed before a restart still verifies after it, and
-`SIGNING_KEY_ID` stays the same). It is written whole and renamed into place, on a clean stop and
-every SAVE_EVERY_S while running, so a crash loses at most that much. Not kept: IoT shadows, run-time
-schedules and WebSocket connections (clients reconnect; devices report their state again).
+every item of the template's DynamoDB tables, every object of its S3 buckets, the private half of its
+KMS keys with their ids (so a token signed before a restart still verifies after it, and
+`SIGNING_KEY_ID` stays the same), the IoT registry's things (type, attributes) and thing types, their
+shadows (classic and named: desired, reported, version), and the Scheduler's groups and schedules,
+those created at run time included (the local Scheduler arms them again from moto). It is written
+whole and renamed into place, on a clean stop and every SAVE_EVERY_S while running, so a crash loses
+at most that much. Not kept: WebSocket connections (clients reconnect), the shadows' metadata
+timestamps (moto stamps the restore's time), certificates and policies.
 
 The snapshot is taken and restored where moto runs (ems_local.moto_server, its own process: the KMS
 keys' private halves are only in its backend); `Inventory` says which of moto's resources are the
@@ -18,6 +21,7 @@ message rather than half-restored (`--reset` starts over).
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.metadata
 import json
 import threading
@@ -112,7 +116,68 @@ def snapshot(inventory: Inventory, client: Callable[[str], Any]) -> dict[str, An
                 objects.append({"key": entry["Key"], "content_type": got.get("ContentType", ""),
                                 "body": base64.b64encode(got["Body"].read()).decode()})  # fmt: skip
         buckets[bucket] = objects
-    return {"format": FORMAT, "moto": MOTO_VERSION, "kms": keys, "dynamodb": tables, "s3": buckets}
+    return {
+        "format": FORMAT, "moto": MOTO_VERSION, "kms": keys, "dynamodb": tables, "s3": buckets,
+        "iot": _iot_snapshot(client), "scheduler": _scheduler_snapshot(client),
+    }  # fmt: skip
+
+
+def _iot_snapshot(client: Callable[[str], Any]) -> dict[str, Any]:
+    """Thing types, things and their shadows (every one in the account's region, as IoT has no stack)."""
+    iot, iot_data = client("iot"), client("iot-data")
+    types = []
+    for page in iot.get_paginator("list_thing_types").paginate():
+        for found in page["thingTypes"]:
+            types.append({"name": found["thingTypeName"], "properties": found.get("thingTypeProperties", {})})
+    things = []
+    for page in iot.get_paginator("list_things").paginate():
+        for found in page["things"]:
+            name = found["thingName"]
+            shadows = {}
+            named = iot_data.list_named_shadows_for_thing(thingName=name).get("results", [])
+            for shadow in [None, *named]:
+                args = {"thingName": name, **({"shadowName": shadow} if shadow else {})}
+                try:
+                    document = json.loads(iot_data.get_thing_shadow(**args)["payload"].read())
+                except iot_data.exceptions.ResourceNotFoundException:
+                    continue
+                state = document.get("state") or {}
+                shadows[shadow or ""] = {
+                    "desired": state.get("desired"), "reported": state.get("reported"),
+                    "version": document.get("version"),
+                }  # fmt: skip
+            things.append({
+                "name": name, "type": found.get("thingTypeName"), "attributes": found.get("attributes", {}),
+                "shadows": shadows,
+            })  # fmt: skip
+    return {"thing_types": types, "things": things}
+
+
+# What GetSchedule answers that CreateSchedule takes again.
+_SCHEDULE_FIELDS = (
+    "Name", "GroupName", "ScheduleExpression", "ScheduleExpressionTimezone", "StartDate", "EndDate",
+    "Description", "State", "KmsKeyArn", "Target", "FlexibleTimeWindow", "ActionAfterCompletion",
+)  # fmt: skip
+
+
+def _scheduler_snapshot(client: Callable[[str], Any]) -> dict[str, Any]:
+    scheduler = client("scheduler")
+    groups = [
+        group["Name"]
+        for page in scheduler.get_paginator("list_schedule_groups").paginate()
+        for group in page["ScheduleGroups"]
+        if group["Name"] != "default"
+    ]
+    saved = []
+    for group in ["default", *groups]:
+        for page in scheduler.get_paginator("list_schedules").paginate(GroupName=group):
+            for listed in page["Schedules"]:
+                detail = scheduler.get_schedule(Name=listed["Name"], GroupName=group)
+                saved.append({
+                    k: (detail[k].isoformat() if hasattr(detail[k], "isoformat") else detail[k])
+                    for k in _SCHEDULE_FIELDS if detail.get(k) is not None
+                })  # fmt: skip
+    return {"groups": groups, "schedules": saved}
 
 
 def write(path: Path, state: dict[str, Any]) -> None:
@@ -159,8 +224,9 @@ def restore_keys(state: dict[str, Any], region: str) -> dict[str, str]:
     return restored
 
 
-def restore_data(state: dict[str, Any], client: Callable[[str], Any]) -> dict[str, int]:
-    """After the resources are made: the tables' items and the buckets' objects."""
+def restore_data(state: dict[str, Any], client: Callable[[str], Any], region: str) -> dict[str, int]:
+    """After the resources are made, before the Scheduler starts: the tables' items, the buckets'
+    objects, the IoT things with their shadows, the schedules."""
     dynamodb, s3 = client("dynamodb"), client("s3")
     counts = {"items": 0, "objects": 0}
     for table, items in state.get("dynamodb", {}).items():
@@ -176,7 +242,54 @@ def restore_data(state: dict[str, Any], client: Callable[[str], Any]) -> dict[st
             s3.put_object(Bucket=bucket, Key=entry["key"], Body=base64.b64decode(entry["body"]),
                           ContentType=entry["content_type"] or "binary/octet-stream")  # fmt: skip
         counts["objects"] += len(objects)
+    counts["things"] = _restore_iot(state.get("iot") or {}, client, region)
+    counts["schedules"] = _restore_schedules(state.get("scheduler") or {}, client)
     return counts
+
+
+def _restore_iot(saved: dict[str, Any], client: Callable[[str], Any], region: str) -> int:
+    iot, iot_data = client("iot"), client("iot-data")
+    for thing_type in saved.get("thing_types", []):
+        with contextlib.suppress(iot.exceptions.ResourceAlreadyExistsException):
+            iot.create_thing_type(
+                thingTypeName=thing_type["name"], thingTypeProperties=thing_type["properties"]
+            )
+    for thing in saved.get("things", []):
+        with contextlib.suppress(iot.exceptions.ResourceAlreadyExistsException):
+            iot.create_thing(
+                thingName=thing["name"], attributePayload={"attributes": thing["attributes"]},
+                **({"thingTypeName": thing["type"]} if thing.get("type") else {}),
+            )  # fmt: skip
+        for shadow, document in thing.get("shadows", {}).items():
+            body = {k: document[k] for k in ("desired", "reported") if document.get(k) is not None}
+            args = {"thingName": thing["name"], **({"shadowName": shadow} if shadow else {})}
+            iot_data.update_thing_shadow(**args, payload=json.dumps({"state": body}).encode())
+            if document.get("version"):
+                _set_shadow_version(region, thing["name"], shadow or None, int(document["version"]))
+    return len(saved.get("things", []))
+
+
+def _set_shadow_version(region: str, thing: str, shadow: str | None, version: int) -> None:
+    """The shadow's version as it was (a device or EMS may order documents by it): moto's API has no
+    way to set it, so its backend's shadow is changed in place (moto 5.2's FakeThing.thing_shadows,
+    checked by tests/integration/test_pinned_moto_internals.py)."""
+    from moto.iot.models import iot_backends
+
+    backend = iot_backends[ACCOUNT][region]
+    backend.describe_thing(thing).thing_shadows[shadow].version = version
+
+
+def _restore_schedules(saved: dict[str, Any], client: Callable[[str], Any]) -> int:
+    """Before the local Scheduler starts: it then arms them from moto, and makes the template's again
+    over them (an update where one exists)."""
+    scheduler = client("scheduler")
+    for group in saved.get("groups", []):
+        with contextlib.suppress(scheduler.exceptions.ConflictException):
+            scheduler.create_schedule_group(Name=group)
+    for request in saved.get("schedules", []):
+        with contextlib.suppress(scheduler.exceptions.ConflictException):
+            scheduler.create_schedule(**request)
+    return len(saved.get("schedules", []))
 
 
 class StateKeeper:

@@ -21,7 +21,7 @@ from ems.core import clock
 from ems.core.clock import ScaledClock, utc_now
 from ems_sim.building import Building, SensorSpec
 from ems_sim.fleet import BuildingFleet, LoadFleet
-from ems_sim.registration import register
+from ems_sim.registration import DEVICES_PATH, register
 
 
 class DemoBuilding:
@@ -46,9 +46,10 @@ class DemoBuilding:
         self._thread.start()
 
     def _start(self) -> None:
-        sensors = self.building.sensors()
+        sensors, devices = self.building.sensors(), self.building.registrations()
         try:
-            created = register(self.http_url, self.token, self.building.site_id, self.building.rooms, sensors)
+            site = self.building.site_id
+            created = register(self.http_url, self.token, site, self.building.rooms, sensors, devices)
         except Exception as exc:  # the stack goes on without its demo building, saying why
             self.log(f"registering the demo building failed: {exc}")
             return
@@ -59,7 +60,13 @@ class DemoBuilding:
             self.fleet.start()
         self.log(
             f"demo building on site {self.building.site_id}: {len(self.building.devices)} devices, "
-            f"{len(sensors)} sensors ({created['sensors']} new), telemetry every {self.interval_s:g} s"
+            f"{len(sensors)} sensors ({created['sensors']} new), "
+            + (
+                f"its devices not registered (no {DEVICES_PATH} route: 404), "
+                if created["devices_unrouted"]
+                else f"{created['devices']} devices newly registered, "
+            )
+            + f"telemetry every {self.interval_s:g} s"
         )
 
     def stop(self) -> None:

@@ -1,6 +1,9 @@
-"""Simulated devices on MQTT, one paho client each, as real ones behave with IoT Core: telemetry on
-`ems/{site}/devices/{device_id}/telemetry`, commands from `.../commands`, desired state from the
-shadow's `update/delta`, and their state reported to their shadow after every change.
+"""Simulated devices on MQTT, one paho client each, as real ones behave with IoT Core and the wire
+contract (ems.devices.things): client id = thing name; telemetry on
+`ems/{site}/devices/{device_id}/telemetry`; commands from `.../commands` and from the thing's shadow
+(`update/delta`, and the delta of `get/accepted` asked for on every (re)connection, so a command sent
+while it was away still arrives); each command_id answered once, by a report to the shadow with
+`command_id` and `last_command`.
 
 The building (ems_sim.building) is touched from one thread at a time (a lock): the tick thread that
 advances it and publishes, and paho's network threads that deliver commands.
@@ -26,31 +29,24 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ems.core.clock import Clock, utc_now
-from ems_sim.building import Building, CommandRefused
+from ems.devices.things import commands_topic, shadow_topic, telemetry_topic, thing_name
+from ems_sim.building import Building
 
 Log = Callable[[str], None]
 
 
-def telemetry_topic(site: str, device_id: str) -> str:
-    return f"ems/{site}/devices/{device_id}/telemetry"
-
-
-def commands_topic(site: str, device_id: str) -> str:
-    return f"ems/{site}/devices/{device_id}/commands"
-
-
-def shadow_topic(device_id: str, operation: str) -> str:
-    return f"$aws/things/{device_id}/shadow/{operation}"
-
-
 class DeviceClient:
-    """One device's MQTT connection; `on_message(device_id, topic, payload)` gets what it receives."""
+    """One device's MQTT connection, its client id its thing name; `on_message(device_id, topic,
+    payload)` gets what it receives. `listen` False: a device that only publishes (the load fleet)."""
 
     def __init__(
-        self, site: str, device_id: str, host: str, port: int, on_message: Callable[[str, str, bytes], None]
-    ) -> None:
-        self.site, self.device_id = site, device_id
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        self, site: str, device_id: str, host: str, port: int, on_message: Callable[[str, str, bytes], None],
+        listen: bool = True,
+    ) -> None:  # fmt: skip
+        self.site, self.device_id, self.listen = site, device_id, listen
+        self.host, self.port = host, port
+        self.thing = thing_name(site, device_id)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.thing)
         self.client.on_connect = self._connected
         self.client.on_message = lambda client, userdata, message: on_message(
             device_id, message.topic, bytes(message.payload)
@@ -61,13 +57,18 @@ class DeviceClient:
     def _connected(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        # On every (re)connection: a clean session forgets subscriptions.
+        # On every (re)connection: a clean session forgets subscriptions; then ask for the shadow, whose
+        # delta holds what was desired while the device was away.
+        if not self.listen:
+            return
         client.subscribe(
             [
                 (commands_topic(self.site, self.device_id), 1),
-                (shadow_topic(self.device_id, "update/delta"), 1),
+                (shadow_topic(self.thing, "update/delta"), 1),
+                (shadow_topic(self.thing, "get/accepted"), 1),
             ]
         )
+        client.publish(shadow_topic(self.thing, "get"), b"{}", qos=1)
 
     def publish(self, topic: str, document: dict[str, Any], qos: int = 0) -> None:
         self.client.publish(topic, json.dumps(document, separators=(",", ":")), qos=qos)
@@ -115,25 +116,46 @@ class BuildingFleet:
     def _received(self, device_id: str, topic: str, payload: bytes) -> None:
         try:
             message = json.loads(payload)
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+            if topic.endswith("/get/accepted"):
+                command = (message.get("state") or {}).get("delta")
+                if not command:
+                    return
+            elif topic.endswith("/update/delta"):
+                command = message.get("state")
+            else:
+                command = message
+            if not isinstance(command, dict):
+                raise ValueError("no state in it")
             with self._lock:
-                if topic.endswith("/update/delta"):
-                    self.building.apply_delta(device_id, dict(message.get("state") or {}))
-                else:
-                    self.building.command(device_id, str(message.get("command")), message.get("params"))
-            self.log(
-                f"{device_id}: obeyed {topic.rsplit('/', 1)[-1]} {payload.decode(errors='replace')[:120]}"
-            )
-        except (CommandRefused, ValueError, AttributeError, TypeError) as exc:
-            self.log(f"{device_id}: refused a message on {topic}: {exc}")
+                reported = self.building.receive(device_id, command, delta="/shadow/" in topic)
+        except ValueError as exc:  # not JSON, not an object: nothing to answer
+            self.log(f"{device_id}: ignored a message on {topic}: {exc}")
             return
-        self._report(device_id)
+        if reported is None:
+            return
+        answer = reported.get("last_command") or {}
+        if answer:
+            reason = f": {answer['reason']}" if answer.get("reason") else ""
+            self.log(f"{device_id}: {answer['status']} {answer['command_id']}{reason}")
+        self._report(device_id, reported)
 
-    def _report(self, device_id: str) -> None:
-        with self._lock:
-            reported = self.building.reported(device_id)
-        self.clients[device_id].publish(
-            shadow_topic(device_id, "update"), {"state": {"reported": reported}}, qos=1
-        )
+    def _report(self, device_id: str, reported: dict[str, Any] | None = None) -> None:
+        if reported is None:
+            with self._lock:
+                reported = self.building.reported(device_id)
+        client = self.clients[device_id]
+        client.publish(shadow_topic(client.thing, "update"), {"state": {"reported": reported}}, qos=1)
+
+    def disconnect(self, device_id: str) -> None:
+        """The device goes away (switched off, its network down): its connection closes."""
+        self.clients[device_id].close()
+
+    def connect(self, device_id: str) -> None:
+        """The device comes back: a new connection, which asks for its shadow (what was desired meanwhile)."""
+        old = self.clients[device_id]
+        self.clients[device_id] = DeviceClient(old.site, device_id, old.host, old.port, self._received)
 
     def stop(self) -> None:
         self._stop.set()
@@ -154,7 +176,9 @@ class LoadFleet:
         self.rng = random.Random(seed)
         self.device_ids = [f"{prefix}-{i:04d}" for i in range(devices)]
         self.power_w = {d: self.rng.uniform(50, 2000) for d in self.device_ids}
-        self.clients = [DeviceClient(site, d, host, port, lambda *message: None) for d in self.device_ids]
+        self.clients = [
+            DeviceClient(site, d, host, port, lambda *message: None, listen=False) for d in self.device_ids
+        ]
         self.sent = 0
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> int:

@@ -430,3 +430,39 @@ def push_alert(
     )
     logger.info("alert pushed", extra={"site": site, "type": detail_type, "connections": report.connections})
     return report
+
+
+def push_market(
+    detail: dict[str, Any], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """A slot's clearing (ems.market's MarketCleared), to the `market` subscribers of each site that had
+    orders in it: `data` is the clearing as the status shows it (price, volume; no site's identity)."""
+    report = PublishReport()
+    for site in detail.get("sites") or []:
+        one = publish(str(site), "market", "market_cleared", detail.get("clearing"), store, poster, now)
+        report.connections += one.connections
+        report.posts += one.posts
+        report.delivered += one.delivered
+        report.gone += one.gone
+        report.failed += one.failed
+    logger.info(
+        "market pushed", extra={"sites": len(detail.get("sites") or []), "connections": report.connections}
+    )
+    return report
+
+
+# What a device's command event becomes on `devices/<id>` (ems.devices: DeviceCommandChanged).
+DEVICE_COMMAND_CHANGED = "DeviceCommandChanged"
+
+
+def push_device_command(
+    detail: dict[str, Any], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """A command created or closed, to the site's `devices/<id>` subscribers (type `command`, `data`
+    the command as GET /iot/devices/{id}/commands lists it). A command is no reading: no grain applies."""
+    site, device_id = str(detail.get("site", "")), str(detail.get("device_id", ""))
+    report = publish(site, f"devices/{device_id}", "command", detail.get("command"), store, poster, now)
+    logger.info(
+        "command pushed", extra={"site": site, "device_id": device_id, "connections": report.connections}
+    )
+    return report
