@@ -19,11 +19,13 @@ from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
 from ems.forecast.seasonal import Decomposition, decomposition_forecast
 
 QUANTILES = (0.1, 0.9)
+# The decomposition's settings tried on the training data's last VALIDATION_DAYS (54).
 DECOMPOSITIONS = tuple(
-    Decomposition(day_window=d, week_window=w, alpha=a)
+    Decomposition(day_window=d, week_window=w, alpha=a, passes=p)
     for d in (7, 9, 11)
     for w in (5, 9, 13)
-    for a in (0.1, 0.2, 0.5)
+    for a in (0.2, 0.5, 0.7)
+    for p in (2, 3)
 )
 RESIDUAL_WEIGHTS = (0.0, 0.5, 1.0)
 VALIDATION_DAYS = 14
