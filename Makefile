@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 # Offline, fake-credential settings for the AWS tooling in `make test` (no account is ever touched).
 AWS_OFFLINE := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 
-.PHONY: help install dev test lint typecheck cfn unit integration e2e browser build build-if-possible bench deploy clean
+.PHONY: help install dev test lint typecheck cfn unit integration e2e browser build build-if-possible bench bench-forecast-venv deploy clean
 
 help:
 	@echo "make dev     run the local cloud with the demo building (http://127.0.0.1:8000)"
@@ -80,8 +80,17 @@ build: $(STAMP)
 build-if-possible: $(STAMP)
 	@if [ -n "$(PYTHON312)" ]; then $(MAKE) --no-print-directory build; else echo "skipped sam build: no python3.12 found"; fi
 
-bench: $(STAMP)
+bench: $(STAMP) bench-forecast-venv
 	$(BIN)/python -m bench
+
+# The forecast bench's statistical peer (statsforecast's MSTL) in a venv of its own: statsforecast
+# pins pandas < 3, the science extra has pandas 3. bench/forecast.py runs it when it is there.
+MSTL_VENV := $(VENV)/mstl
+bench-forecast-venv: $(MSTL_VENV)/.installed
+$(MSTL_VENV)/.installed:
+	test -d $(MSTL_VENV) || $(PYTHON) -m venv $(MSTL_VENV)
+	$(MSTL_VENV)/bin/pip install --quiet 'statsforecast>=2.1,<2.2'
+	touch $@
 
 # The battery optimiser against EMHASS (in a virtual environment of its own, .bench-venvs/emhass, made on
 # first use) and a greedy rule: bench/battery.py writes its section of bench/RESULTS.md.

@@ -7,12 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import authorizer, cold_start, cost, market, realtime_latency, telemetry
+from bench import authorizer, cold_start, cost, forecast, market, realtime_latency, telemetry
 from bench.local_aws import LocalAws
 from bench.report import RESULTS, write_section
 
 BENCHMARKS = {
-    module.NAME: module for module in (cold_start, authorizer, realtime_latency, telemetry, cost, market)
+    module.NAME: module
+    for module in (cold_start, authorizer, realtime_latency, telemetry, cost, market, forecast)
 }
 
 

@@ -109,6 +109,9 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
                            aws.request("GET", "/api/v1/export", admin,
                                        query=f"site={SITE}&sensor_ids={SENSOR}&metrics=power_w&resolution=1h"
                                              f"&format=csv&start_time={_day_ago()}&end_time={_now()}"), 200),
+        "ForecastFunction": (f"GET /api/v1/forecast/consumption?site={SITE}, 1 h (no model yet: naive)",
+                             aws.request("GET", "/api/v1/forecast/consumption", admin,
+                                         query=f"site={SITE}&horizon_hours=1"), 200),
     }  # fmt: skip
     missing = set(aws.functions) - set(chosen) - set(NOT_HTTP)
     if missing:

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import BadRequest, Invalid
 from ems.core.pagination import MAX_LIMIT, every
+from ems.overview.flows import FLOW_OF_SENSOR_TYPE, POWER_METRIC, Flow
 from ems.overview.models import (
     EnergyQuery,
     EnergyReport,
@@ -45,28 +45,7 @@ from ems.telemetry import sharing
 from ems.telemetry.models import ROOM_METRIC_OF_SENSOR_TYPE
 from ems.telemetry.rollup import WIDTH_MS, Bucket
 
-Flow = Literal["grid", "generation", "battery"]
-FLOWS: tuple[Flow, ...] = ("grid", "generation", "battery")
-
-# ---------------------------------------------------------------- the mapping, defined once
-#
-# Which sensors measure which power flow, by sensor_type, and the sign of their `power_w`:
-#   meter, main_meter             -> grid: net power at the grid connection, > 0 import, < 0 export
-#   pv_inverter, pv               -> generation: > 0 generated (a negative standby draw counts as 0)
-#   battery_inverter, battery     -> battery: > 0 charging, < 0 discharging; `soc_pct` its charge
-# Several sensors of one flow add up (a site with two grid connections, two PV strings). A submeter
-# or a load (hvac, ev_charger, ...) is none of these: its power is already inside the meter's.
-# The energy balance that ties them together, at every instant and for every interval:
-#   consumption = grid + generation - battery  (= import - export + generation - charge + discharge)
-FLOW_OF_SENSOR_TYPE: dict[str, Flow] = {
-    "meter": "grid",
-    "main_meter": "grid",
-    "pv_inverter": "generation",
-    "pv": "generation",
-    "battery_inverter": "battery",
-    "battery": "battery",
-}
-POWER_METRIC = "power_w"
+# Which sensors measure which flow: ems.overview.flows (the mapping and the energy balance, once).
 SOC_METRIC = "soc_pct"
 # Energy comes from 15-minute rollups of power: every time zone's midnight falls on a quarter hour,
 # so the site's local day is whole buckets (1 d rollups are UTC days), and netting each quarter hour

@@ -1,0 +1,1 @@
+"""Forecasts of consumption and generation: seasonal naive, features, models, stored forecasts."""
