@@ -1,0 +1,68 @@
+"""What demand response needs: its own store (ems.dr.store.InvitationStore) and, in its own words,
+what it needs of other domains: the site's devices and hourly plan (ems.devices.store.DeviceStore),
+the site and its sensors (ems.registry.store.RegistryStore), each sensor's newest reading
+(ems.telemetry.store.SensorStatusStore) and the batteries' dischargeable power (ems.batteries).
+functions/dr/app.py wires them; tests pass in-memory fakes (tests/support/fakes_dr.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ems.core.pagination import Page
+from ems.devices.models import Device
+from ems.dr.models import AutoResponse, Invitation
+from ems.registry.models import Sensor, Site
+
+
+class InvitationStore(Protocol):
+    def create(self, invitation: Invitation) -> tuple[Invitation, bool]:
+        """Store a new invitation; when its id is taken, the stored one and False (a retried send)."""
+        ...
+
+    def get(self, site_id: str, invitation_id: str) -> Invitation: ...  # NotFound
+    def save(self, invitation: Invitation) -> Invitation:
+        """Write a changed invitation on the condition that its stored version is `version - 1`;
+        Conflict when another writer changed it first."""
+        ...
+
+    def page(
+        self, site_id: str, newest_first: bool, limit: int, next_token: str | None
+    ) -> Page[Invitation]: ...
+    def at_start(self, site_id: str, start_ms: int) -> list[Invitation]: ...
+    def get_settings(self, site_id: str) -> AutoResponse: ...
+    def put_settings(self, site_id: str, settings: AutoResponse) -> AutoResponse: ...
+
+
+class SiteDevices(Protocol):
+    """The site's devices and its hourly plan (device -> local hour -> instruction)."""
+
+    def page(self, site_id: str, limit: int, next_token: str | None) -> Page[Device]: ...
+    def get_plan(self, site_id: str) -> dict[str, dict[str, str]]: ...
+
+
+class SiteDirectory(Protocol):
+    def get_site(self, site_id: str) -> Site: ...  # NotFound
+    def list_sensors(
+        self, site_id: str, room: str | None, sensor_type: str | None, limit: int, next_token: str | None
+    ) -> Page[Sensor]: ...
+
+
+class Dischargeable(Protocol):
+    """What one battery can give now (ems.batteries.models.DischargeableBattery)."""
+
+    @property
+    def battery_id(self) -> str: ...
+    @property
+    def device_id(self) -> str | None: ...
+    @property
+    def soc_pct(self) -> float | None: ...
+    @property
+    def available_kw(self) -> float: ...
+    @property
+    def available_kwh(self) -> float: ...
+
+
+class BatteryFleet(Protocol):
+    def dischargeable(self, site: str, window_minutes: int) -> Sequence[Dischargeable]: ...

@@ -1,0 +1,138 @@
+"""Demand response against moto through DemandResponseFunction: the seed's two calls in its shape,
+the routes replayed from events/http/dr, the invitation's life cycle in the template's table, and
+the 4xx of bad input (nothing written). Site hq has the seed's DEVICE_001 (HVAC) and DEVICE_002
+(water heater), registered through the devices function."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+from ems_local import apigw
+from ems_local.template import Stack
+from tests.support.fakes import ListPublisher
+from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
+
+SITE = "hq"
+HQ = {"x-site": SITE}
+DR = EVENTS / "http" / "dr"
+EVENT = "2030-12-20T14:00:00Z"  # the samples' event time
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch, api: InProcessApi, admin_token: str) -> ListPublisher:
+    ok(api.request("POST", "/api/v1/sites", token=admin_token,
+                   body={"site_id": SITE, "name": "HQ", "timezone": "Europe/Berlin"}), 201)  # fmt: skip
+    for device_id, kind, kw, priority in (
+        ("DEVICE_001", "hvac", 3.0, 6),
+        ("DEVICE_002", "water_heater", 2.0, 2),
+    ):
+        body = {"device_id": device_id, "name": device_id, "device_type": kind, "rated_power_kw": kw,
+                "dr_eligible": True, "comfort_priority": priority}  # fmt: skip
+        ok(api.request("POST", "/api/v1/iot/devices", token=admin_token, headers=HQ, body=body), 201)
+    module = load_function("functions/dr/")
+    module.stores.cache_clear()
+    real, fake = module.stores(), ListPublisher()
+    monkeypatch.setattr(module, "stores", lambda: replace(real, events=fake))
+    return fake
+
+
+def dr(api: InProcessApi, token: str, method: str, path: str, body: Any = None, **query: Any) -> Any:
+    return api.request(
+        method, f"/api/v1/demand-response/{path}", token=token, headers=HQ, body=body, query=query
+    )
+
+
+def seed_body(event_time: str = EVENT, **extra: Any) -> dict[str, Any]:
+    return {"event_time": event_time, "load_kwh": 100, "duration_minutes": 60,
+            "iots": ["DEVICE_001", "DEVICE_002"], **extra}  # fmt: skip
+
+
+def test_every_dr_route_has_exactly_one_sample_shaped_as_api_gateway_sends_it() -> None:
+    routes = [apigw.Route(**r) for r in Stack.from_file().http_routes()]
+    mine = sorted(r.key for r in routes if r.function == "DemandResponseFunction")
+    samples = [json.loads(p.read_text()) for p in sorted(DR.glob("*.json"))]
+    assert sorted(e["routeKey"] for e in samples) == mine
+    for event in samples:
+        method, _, _ = event["routeKey"].partition(" ")
+        found = apigw.match(routes, method, event["rawPath"])
+        assert found is not None and found[0].key == event["routeKey"]
+        assert found[1] == event.get("pathParameters", {})
+        assert dict(parse_qsl(event["rawQueryString"])) == event.get("queryStringParameters", {})
+        if "body" in event:
+            assert event["headers"]["content-length"] == str(len(event["body"].encode()))
+
+
+def test_the_seeds_send_and_its_past_event_time(api: InProcessApi, admin_token: str, published: Any) -> None:
+    sent = ok(dr(api, admin_token, "POST", "invitations/send", seed_body()), 201)
+    assert sent["status"] == "pending"
+    message = refused(dr(api, admin_token, "POST", "invitations/send", seed_body("2024-01-10T14:00:00Z")),
+                      422, "event_time")  # fmt: skip
+    assert "2024-01-10T14:00:00.000Z is in the past" in message
+    message = refused(dr(api, admin_token, "POST", "invitations/send", seed_body(iots=["DEVICE_001", "GHOST"])),
+                      422, "iots")  # fmt: skip
+    assert message == "no such devices in this site: GHOST"
+    refused(dr(api, admin_token, "POST", "invitations/send", seed_body(load_kw=5)), 422, "load_kwh")
+    refused(
+        dr(api, admin_token, "POST", "invitations/send", seed_body(duration_minutes=0)),
+        422,
+        "duration_minutes",
+    )
+    pending = ok(dr(api, admin_token, "GET", "invitations/unanswered"))
+    assert [i["invitation_id"] for i in pending["items"]] == [sent["invitation_id"]]  # nothing else written
+    assert published.kinds() == ["InvitationChanged"]
+
+
+def test_the_life_cycle_from_the_samples(api: InProcessApi, admin_token: str, published: Any) -> None:
+    sent = ok(api.replay("http/dr/invitations-send.json", admin_token), 201)
+    invitation_id = sent["invitation_id"]
+    accepted = ok(api.replay("http/dr/invitations-answer.json", admin_token))  # by event_time, YES
+    assert (accepted["invitation_id"], accepted["status"], accepted["answer"]) == (
+        invitation_id,
+        "accepted",
+        "YES",
+    )
+    again = ok(api.replay("http/dr/invitations-answer.json", admin_token))
+    assert again["version"] == accepted["version"] == 1  # the same answer twice is one answer
+    refused(dr(api, admin_token, "POST", "invitations/answer", {"invitation_id": invitation_id, "response": "maybe"}),
+            422, "response")  # fmt: skip
+    assert ok(api.replay("http/dr/invitations-unanswered.json", admin_token))["items"] == []
+    answered = ok(api.replay("http/dr/invitations-answered.json", admin_token))
+    assert [(i["invitation_id"], i["status"]) for i in answered["items"]] == [(invitation_id, "accepted")]
+    one = ok(dr(api, admin_token, "GET", f"invitations/{invitation_id}"))
+    assert (one["start"], one["end"], one["load_kwh"]) == (
+        "2030-12-20T14:00:00.000Z",
+        "2030-12-20T15:00:00.000Z",
+        100,
+    )
+    refused(api.replay("http/dr/invitations-get.json", admin_token), 404, "invitation_id")  # the sample's id
+    cancelled = ok(
+        dr(api, admin_token, "POST", f"invitations/{invitation_id}/cancel", {"reason": "withdrawn"})
+    )
+    assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "withdrawn")
+    refused(dr(api, admin_token, "POST", "invitations/answer", {"invitation_id": invitation_id, "response": "NO"}),
+            409, "status")  # fmt: skip
+    assert published.kinds() == ["InvitationChanged"] * 3
+
+
+def test_an_ambiguous_event_time_is_a_409_listing_both(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    first = ok(dr(api, admin_token, "POST", "invitations/send", seed_body()), 201)["invitation_id"]
+    second = ok(dr(api, admin_token, "POST", "invitations/send", seed_body()), 201)["invitation_id"]
+    message = refused(dr(api, admin_token, "POST", "invitations/answer", {"event_time": EVENT, "response": "YES"}),
+                      409, "event_time")  # fmt: skip
+    assert first in message and second in message
+
+
+def test_auto_response_settings_from_the_samples(api: InProcessApi, admin_token: str, published: Any) -> None:
+    assert ok(api.replay("http/dr/auto-response-get.json", admin_token))["enabled"] is False
+    put = ok(api.replay("http/dr/auto-response-put.json", admin_token))
+    assert (put["enabled"], put["max_kw"], put["blackout_hours"]) == (True, 50, [7, 8])
+    assert ok(api.replay("http/dr/auto-response-get.json", admin_token)) == put
+    refused(dr(api, admin_token, "PUT", "auto-response", {"enabled": True, "blackout_hours": [24]}),
+            422, "blackout_hours.0")  # fmt: skip
