@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 from ems.auth.http import claims, request_site
@@ -14,24 +15,38 @@ from ems.dr.models import (
     AnswerIn,
     AutoResponse,
     CancelIn,
+    Flexibility,
+    FlexibilityForecast,
+    FlexibilityQuery,
+    HorizonQuery,
     Invitation,
     InvitationIn,
     InvitationPage,
     ListQuery,
     Sent,
 )
+from ems.dr.ports import Dischargeable
 from ems.dr.store import InvitationStore
 from ems.registry.store import RegistryStore
+from ems.telemetry.backends import telemetry_store
 from ems.telemetry.store import SensorStatusStore
 
 app = http_app("dr")
+
+
+class NoBatteries:
+    """# MERGE: replace with ems.batteries.service.dischargeable (the batteries branch's), wired as
+    a BatteryFleet: `dischargeable(site, window_minutes)` -> its DischargeableBattery list."""
+
+    def dischargeable(self, site: str, window_minutes: int) -> Sequence[Dischargeable]:
+        return []
 
 
 @cache
 def stores() -> dr.Stores:
     return dr.Stores(
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
-        sites=RegistryStore(), latest=SensorStatusStore(),
+        sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
     )  # fmt: skip
 
 
@@ -75,6 +90,18 @@ def get_auto_response() -> AutoResponse:
 @app.put("/api/v1/demand-response/auto-response")
 def put_auto_response() -> AutoResponse:
     return dr.put_settings(request_site(app), body(app, AutoResponse), stores())
+
+
+@app.get("/api/v1/demand-response/flexibility/current")
+def current_flexibility() -> Flexibility:
+    q = query_model(app, FlexibilityQuery)
+    return dr.current_flexibility(request_site(app), q.start, q.duration_minutes, claims(app), stores())
+
+
+@app.get("/api/v1/forecast/flexibility")
+def forecast_flexibility() -> FlexibilityForecast:
+    q = query_model(app, HorizonQuery)
+    return dr.forecast_flexibility(request_site(app), q.horizon_hours, claims(app), stores())
 
 
 handler = lambda_handler(app)

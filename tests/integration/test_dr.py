@@ -16,6 +16,7 @@ from ems_local import apigw
 from ems_local.template import Stack
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
+from tests.support.tokens import issue
 
 SITE = "hq"
 HQ = {"x-site": SITE}
@@ -136,3 +137,22 @@ def test_auto_response_settings_from_the_samples(api: InProcessApi, admin_token:
     assert ok(api.replay("http/dr/auto-response-get.json", admin_token)) == put
     refused(dr(api, admin_token, "PUT", "auto-response", {"enabled": True, "blackout_hours": [24]}),
             422, "blackout_hours.0")  # fmt: skip
+
+
+def test_flexibility_from_the_samples_and_for_a_limited_token(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    now = ok(api.replay("http/dr/flexibility-current.json", admin_token))
+    # No power readings yet: both devices are reducible at 0 kW; no battery until batteries are wired.
+    assert [(d["device_id"], d["kind"], d["kw"], d["source"]) for d in now["devices"]] == [
+        ("DEVICE_002", "reducible", 0.0, "no power reading"), ("DEVICE_001", "reducible", 0.0, "no power reading"),
+    ]  # fmt: skip
+    assert (now["total_kw"], now["battery_kw"], now["withheld"]) == (0.0, 0.0, None)
+    forecast = ok(api.replay("http/dr/forecast-flexibility.json", admin_token))
+    assert (forecast["horizon_hours"], len(forecast["hours"])) == (6, 6)
+    embargoed = issue(["demand-response"], sites=[SITE], embargo_minutes=60)
+    limited = ok(dr(api, embargoed, "GET", "flexibility/current"))
+    assert (limited["total_kw"], limited["withheld"]) == (
+        None, "the newest readings are beyond this token's limits (embargo or time aggregation)"
+    )  # fmt: skip
+    refused(dr(api, admin_token, "GET", "flexibility/current", start="2024-01-10T14:00:00Z"), 422, "start")

@@ -148,3 +148,59 @@ class AutoResponse(BaseModel):
     )  # local hours
     rate_per_kwh: float | None = Field(default=None, ge=0, le=100)
     penalty_per_kwh: float | None = Field(default=None, ge=0, le=100)
+
+
+class DeviceFlexibility(BaseModel):
+    device_id: str
+    device_type: str
+    comfort_priority: int  # 1 is shed first; batteries 0 (no comfort cost)
+    instruction: str  # over the window: participation, shifting or no-participation
+    kind: Literal["reducible", "shiftable", "battery", "none"]
+    kw: float | None
+    kwh: float | None  # kW over the window (a shiftable load's energy still owed to it)
+    source: str  # what the figure came from
+    battery_id: str | None = None
+
+
+class Flexibility(BaseModel):
+    """GET /demand-response/flexibility/current (now, or over a future window)."""
+
+    start: str
+    duration_minutes: int
+    total_kw: float | None
+    reducible_kw: float | None
+    shiftable_kw: float | None
+    shiftable_kwh: float | None
+    battery_kw: float
+    devices: list[DeviceFlexibility]
+    withheld: str | None = None  # why the devices' figures are left out for this token
+
+
+class FlexibilityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str | None = None
+    duration_minutes: int = Field(default=60, ge=15, le=MAX_DURATION_MINUTES)
+
+
+class HorizonQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_hours: int = Field(default=24, ge=1, le=48)
+
+
+class FlexibilityHour(BaseModel):
+    start: str
+    total_kw: float | None
+    reducible_kw: float | None
+    shiftable_kw: float | None
+    battery_kw: float
+
+
+class FlexibilityForecast(BaseModel):
+    """GET /forecast/flexibility: each hour of the horizon."""
+
+    horizon_hours: int
+    basis: str
+    hours: list[FlexibilityHour]
+    withheld: str | None = None

@@ -14,6 +14,7 @@ from ems.core.pagination import Page
 from ems.devices.models import Device
 from ems.dr.models import AutoResponse, Invitation
 from ems.registry.models import Sensor, Site
+from ems.telemetry.rollup import Bucket
 
 
 class InvitationStore(Protocol):
@@ -66,3 +67,17 @@ class Dischargeable(Protocol):
 
 class BatteryFleet(Protocol):
     def dischargeable(self, site: str, window_minutes: int) -> Sequence[Dischargeable]: ...
+
+
+class Rollups(Protocol):
+    """Buckets of each sensor's metric whose start is in [start_ms, end_ms), by bucket start."""
+
+    def read_rollups(
+        self,
+        site_id: str,
+        sensor_ids: Sequence[str],
+        metric: str,
+        resolution: str,
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[str, dict[int, Bucket]]: ...

@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from ems.core.clock import Clock, parse_time, to_iso, utc_now
+from ems.auth.models import Claims
+from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import Conflict, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.pagination import MAX_LIMIT, every
+from ems.devices.models import Device
+from ems.dr.flexibility import BatteryState, DeviceState, flexibility
 from ems.dr.models import (
     DR_SOURCE,
     INVITATION_CHANGED,
@@ -27,6 +31,9 @@ from ems.dr.models import (
     TRANSITIONS,
     AnswerIn,
     AutoResponse,
+    Flexibility,
+    FlexibilityForecast,
+    FlexibilityHour,
     Invitation,
     InvitationIn,
     InvitationPage,
@@ -34,7 +41,7 @@ from ems.dr.models import (
     Sent,
     Status,
 )
-from ems.dr.ports import BatteryFleet, InvitationStore, SiteDevices, SiteDirectory
+from ems.dr.ports import BatteryFleet, InvitationStore, Rollups, SiteDevices, SiteDirectory
 from ems.registry.status import LatestReadings
 
 ANSWERS = ("YES", "NO")
@@ -48,6 +55,7 @@ class Stores:
     sites: SiteDirectory | None = None
     latest: LatestReadings | None = None
     batteries: BatteryFleet | None = None
+    rollups: Rollups | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -226,3 +234,166 @@ def get_settings(site: str, s: Stores) -> AutoResponse:
 
 def put_settings(site: str, settings: AutoResponse, s: Stores) -> AutoResponse:
     return s.invitations.put_settings(site, settings)
+
+
+# ---------------------------------------------------------------- flexibility
+
+POWER_METRIC = "power_w"
+LIVE = timedelta(minutes=15)  # a window starting this soon is judged on the newest readings
+WEEK = timedelta(days=7)  # a later one on the same window a week earlier (seasonal naive)
+FIFTEEN_MINUTE_GRAINS = ("raw", "15m")
+
+
+def _devices(site: str, s: Stores) -> list[Device]:
+    return list(every(lambda t: s.devices.page(site, MAX_LIMIT, t)))
+
+
+def _timezone(site: str, s: Stores) -> str:
+    return s.sites.get_site(site).timezone if s.sites is not None else "UTC"
+
+
+def _instructions(plan: dict[str, dict[str, str]], device_id: str, start: datetime, end: datetime,
+                  timezone: str) -> tuple[str, ...]:  # fmt: skip
+    """The device's instruction for each local hour that [start, end) touches."""
+    zone, hours, moment = ZoneInfo(timezone), [], start
+    while moment < end:
+        hours.append(plan.get(device_id, {}).get(str(moment.astimezone(zone).hour), "participation"))
+        moment = (moment + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    return tuple(hours)
+
+
+def _sensors_of(site: str, devices: list[Device], s: Stores) -> dict[str, str]:
+    """sensor -> device: a sensor names its device, or the device lists the sensor."""
+    known, owner = {d.device_id for d in devices}, {}
+    if s.sites is not None:
+        for sensor in every(lambda t: s.sites.list_sensors(site, None, None, MAX_LIMIT, t)):  # type: ignore[union-attr]
+            if sensor.device_id in known:
+                owner[sensor.sensor_id] = sensor.device_id
+    for device in devices:
+        for sensor_id in device.sensors:
+            owner.setdefault(sensor_id, device.device_id)
+    return owner
+
+
+def _live_kw(site: str, owner: dict[str, str], s: Stores) -> dict[str, tuple[float, str]]:
+    power: dict[str, tuple[float, str]] = {}
+    if s.latest is None:
+        return power
+    for sensor_id, heard in s.latest.get(site, list(owner)).items():
+        if POWER_METRIC in heard.metrics:
+            device_id = owner[sensor_id]
+            kw = power.get(device_id, (0.0, ""))[0] + heard.metrics[POWER_METRIC] / 1000
+            power[device_id] = (kw, f"newest reading ({iso_ms(heard.ts_ms)})")
+    return power
+
+
+def _week_ago_kw(site: str, owner: dict[str, str], start: datetime, end: datetime,
+                 s: Stores) -> dict[str, tuple[float, str]]:  # fmt: skip
+    """Each device's mean power over [start, end) a week earlier, from 15-minute rollups."""
+    if s.rollups is None or not owner:
+        return {}
+    read = s.rollups.read_rollups(site, list(owner), POWER_METRIC, "15m", _ms(start - WEEK), _ms(end - WEEK))
+    power: dict[str, tuple[float, str]] = {}
+    for sensor_id, buckets in read.items():
+        count = sum(b.count for b in buckets.values())
+        if count:
+            device_id = owner[sensor_id]
+            kw = power.get(device_id, (0.0, ""))[0] + sum(b.sum for b in buckets.values()) / count / 1000
+            power[device_id] = (kw, f"mean of the same window a week earlier ({to_iso(start - WEEK)})")
+    return power
+
+
+def _withheld(caller: Claims | None, live: bool, end: datetime, moment: datetime) -> str | None:
+    """Why this token may not see the devices' power figures (they are one device's readings)."""
+    if caller is None:
+        return None
+    if caller.data_aggregation != "raw":
+        return f"per-device power is finer than this token's data_aggregation ({caller.data_aggregation})"
+    if live and not caller.sees_live():
+        return "the newest readings are beyond this token's limits (embargo or time aggregation)"
+    if not live:
+        cutoff = caller.embargo_cutoff_ms(moment)
+        if caller.time_aggregation not in FIFTEEN_MINUTE_GRAINS or (
+            cutoff is not None and cutoff < _ms(end - WEEK)
+        ):
+            return "last week's 15-minute readings are beyond this token's limits"
+    return None
+
+
+def _batteries(site: str, minutes: int, s: Stores) -> list[BatteryState]:
+    if s.batteries is None:
+        return []
+    return [
+        BatteryState(b.battery_id, b.device_id, b.soc_pct, b.available_kw, b.available_kwh)
+        for b in s.batteries.dischargeable(site, minutes)
+    ]
+
+
+def current_flexibility(
+    site: str,
+    start: str | None,
+    duration_minutes: int,
+    caller: Claims | None,
+    s: Stores,
+    now: Clock = utc_now,
+) -> Flexibility:
+    """What the site can reduce from `start` (now when None) for `duration_minutes`."""
+    moment = now()
+    begin = moment if start is None else parse_time(start, "start")
+    if begin < moment - LIVE:
+        raise Invalid(f"{to_iso(begin)} is in the past: flexibility is for now or a future window", "start")
+    begin = max(begin, moment)
+    end = begin + timedelta(minutes=duration_minutes)
+    live = begin - moment < LIVE
+    devices = _devices(site, s)
+    why = _withheld(caller, live, end, moment)
+    owner = _sensors_of(site, devices, s)
+    power = _live_kw(site, owner, s) if live else _week_ago_kw(site, owner, begin, end, s)
+    timezone, plan = _timezone(site, s), s.devices.get_plan(site)
+    states = [
+        DeviceState(
+            d.device_id,
+            d.device_type,
+            d.dr_eligible,
+            d.comfort_priority,
+            _instructions(plan, d.device_id, begin, end, timezone),
+            power[d.device_id][0] if d.device_id in power else None,
+            power[d.device_id][1] if d.device_id in power else "no power reading",
+        )
+        for d in devices
+    ]
+    result = flexibility(to_iso(begin), duration_minutes, states, _batteries(site, duration_minutes, s))
+    return result if why is None else _blank(result, why)
+
+
+def _blank(result: Flexibility, why: str) -> Flexibility:
+    devices = [
+        d if d.kind == "battery" else d.model_copy(update={"kw": None, "kwh": None}) for d in result.devices
+    ]
+    return result.model_copy(update={
+        "devices": devices, "total_kw": None, "reducible_kw": None, "shiftable_kw": None, "shiftable_kwh": None,
+        "withheld": why,
+    })  # fmt: skip
+
+
+def forecast_flexibility(
+    site: str, horizon_hours: int, caller: Claims | None, s: Stores, now: Clock = utc_now
+) -> FlexibilityForecast:
+    """Each hour of the horizon: the rest of the current hour on the newest readings, later hours on
+    the same hour a week earlier."""
+    moment = now()
+    first = moment.replace(minute=0, second=0, microsecond=0)
+    hours = []
+    withheld = None
+    for h in range(horizon_hours):
+        start = first + timedelta(hours=h)
+        # The current hour is what is left of it (at least 15 minutes), so it keeps to its own instructions.
+        minutes = 60 if h else max(15, 60 - moment.minute)
+        one = current_flexibility(site, None if h == 0 else to_iso(start), minutes, caller, s, lambda: moment)
+        withheld = withheld or one.withheld
+        hours.append(FlexibilityHour(start=one.start, total_kw=one.total_kw, reducible_kw=one.reducible_kw,
+                                     shiftable_kw=one.shiftable_kw, battery_kw=one.battery_kw))  # fmt: skip
+    return FlexibilityForecast(
+        horizon_hours=horizon_hours, hours=hours, withheld=withheld,
+        basis="this hour: the newest readings; later hours: the same hour a week earlier (seasonal naive)",
+    )  # fmt: skip
