@@ -11,6 +11,7 @@ from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler, query_model
 from ems.devices.store import DeviceStore
 from ems.dr import service as dr
+from ems.dr.forecasts import SeasonalNaiveForecasts
 from ems.dr.models import (
     AnswerIn,
     AutoResponse,
@@ -47,6 +48,7 @@ def stores() -> dr.Stores:
     return dr.Stores(
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
         sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
+        forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()),
     )  # fmt: skip
 
 

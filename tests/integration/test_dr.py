@@ -156,3 +156,15 @@ def test_flexibility_from_the_samples_and_for_a_limited_token(
         None, "the newest readings are beyond this token's limits (embargo or time aggregation)"
     )  # fmt: skip
     refused(dr(api, admin_token, "GET", "flexibility/current", start="2024-01-10T14:00:00Z"), 422, "start")
+
+
+def test_auto_response_declines_what_flexibility_does_not_cover(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    ok(dr(api, admin_token, "PUT", "auto-response", {"enabled": True, "max_kw": 500}))
+    sent = ok(dr(api, admin_token, "POST", "invitations/send", seed_body()), 201)
+    assert sent == {
+        "invitation_id": sent["invitation_id"], "status": "declined",
+        "reason": "flexibility over the window is 0 kW, less than the 100 kW asked",
+    }  # fmt: skip
+    assert published.kinds() == ["InvitationChanged", "InvitationChanged", "SystemEvent"]

@@ -1,10 +1,12 @@
-"""Flexibility: the pure arithmetic of ems.dr.flexibility on hand-made devices and batteries, and
+"""Flexibility and auto-response: the pure arithmetic of ems.dr.flexibility on hand-made devices and batteries, and
 ems.dr.service gathering it from real state on fakes (the hourly plan in the site's time zone, the
 newest power readings now, the same window a week earlier later, the batteries' dischargeable kW),
-with tokens whose data-sharing limits withhold the devices' figures."""
+with tokens whose data-sharing limits withhold the devices' figures; auto-response's decisions
+against that flexibility and its limits, with the reasons it stores."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,8 @@ from ems.core.errors import Invalid
 from ems.devices.models import Device
 from ems.dr import service as dr
 from ems.dr.flexibility import BatteryState, DeviceState, flexibility, window_instruction
+from ems.dr.forecasts import SeasonalNaiveForecasts
+from ems.dr.models import AutoResponse, InvitationIn
 from ems.registry.status import Heard
 from ems.telemetry.models import Reading
 from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, MemoryTelemetry, caller
@@ -165,3 +169,94 @@ def test_the_forecast_over_the_horizon(s: dr.Stores) -> None:
     assert forecast.hours[0].reducible_kw == 4.6  # now: the newest readings
     assert forecast.hours[1].reducible_kw == 0.0  # a week ago nothing was read then
     assert [h.battery_kw for h in forecast.hours] == [5.0, 5.0, 5.0]
+
+
+# ---------------------------------------------------------------- auto-response
+
+TOMORROW = "2030-03-05T09:00:00Z"  # 10:00 in Berlin; a week earlier the HVAC drew 1.3 kW
+
+
+class FlatForecast:
+    def __init__(self, kw: float) -> None:
+        self.kw = kw
+
+    def consumption_kw(self, site: str, start: datetime, slots: int) -> list[float | None]:
+        return [self.kw] * slots
+
+    def generation_kw(self, site: str, start: datetime, slots: int) -> list[float | None]:
+        return [0.0] * slots
+
+
+def auto(s: dr.Stores, event_time: str = TOMORROW, **body: Any) -> Any:
+    body.setdefault("load_kw", 6)
+    sent = dr.send(SITE, InvitationIn.model_validate({"event_time": event_time, **body}), s, now())
+    return s.invitations.get(SITE, sent.invitation_id)
+
+
+def enable(s: dr.Stores, **settings: Any) -> None:
+    s.invitations.put_settings(SITE, AutoResponse(enabled=True, **settings))
+
+
+def test_accepted_when_the_forecast_flexibility_covers_it(s: dr.Stores) -> None:
+    enable(s)
+    accepted = auto(s)  # 6 kW asked; 1.3 (HVAC) + 5.0 (battery) = 6.3 kW offered
+    assert (accepted.status, accepted.answer, accepted.answered_by, accepted.reason) == (
+        "accepted",
+        "YES",
+        "auto",
+        None,
+    )
+
+
+def test_declined_with_the_reason_when_it_does_not(s: dr.Stores) -> None:
+    enable(s)
+    declined = auto(s, load_kw=7)
+    assert (declined.status, declined.answer) == ("declined", "NO")
+    assert declined.reason == "flexibility over the window is 6.3 kW, less than the 7 kW asked"
+    assert s.events.kinds()[-2:] == ["InvitationChanged", "SystemEvent"]  # type: ignore[attr-defined]
+
+
+def test_only_the_named_devices_and_the_battery_count(s: dr.Stores) -> None:
+    enable(s)
+    declined = auto(s, iots=["DEVICE_002"])  # the water heater drew nothing a week ago: 5.0 kW
+    assert declined.reason == "flexibility over the window is 5 kW, less than the 6 kW asked"
+
+
+def test_each_limit_declines_and_says_which(s: dr.Stores) -> None:
+    enable(s, max_kw=5, min_notice_minutes=24 * 60, blackout_hours=[10])
+    declined = auto(s)
+    assert declined.reason == (
+        "1200 minutes' notice is less than min_notice_minutes 1440; "
+        "the window touches blackout hours [10] (Europe/Berlin); 6 kW is more than max_kw 5"
+    )
+    enable(s, max_kw=6, min_notice_minutes=20 * 60, blackout_hours=[9, 11])
+    assert auto(s).status == "accepted"
+
+
+def test_a_percentage_needs_the_consumption_forecast(s: dr.Stores) -> None:
+    enable(s)
+    without = auto(s, load_kw=None, load_percentage=10)
+    assert without.reason == "no consumption forecast to turn the percentage into kW"
+    with_forecast = replace(s, forecasts=FlatForecast(40.0))
+    assert auto(with_forecast, load_kw=None, load_percentage=10).status == "accepted"  # 4 kW of 40
+    assert auto(with_forecast, load_kw=None, load_percentage=20).status == "declined"  # 8 kW
+
+
+def test_disabled_leaves_it_pending(s: dr.Stores) -> None:
+    assert auto(s).status == "pending"
+
+
+def test_the_seasonal_naive_consumption_is_the_same_slot_a_week_earlier() -> None:
+    registry, telemetry = MemoryRegistry(), MemoryTelemetry()
+    registry.add_site(SITE)
+    registry.add_sensor(SITE, "GRID", "meter")
+    registry.add_sensor(SITE, "PV", "pv_inverter")
+    week_ago = int(datetime(2030, 2, 26, 9, 0, tzinfo=UTC).timestamp() * 1000)
+    telemetry.write([Reading(SITE, "GRID", "power_w", week_ago + 60_000, 30_000.0),
+                     Reading(SITE, "GRID", "power_w", week_ago + 120_000, 34_000.0),
+                     Reading(SITE, "PV", "power_w", week_ago + 60_000, 5_000.0)])  # fmt: skip
+    forecasts = SeasonalNaiveForecasts(registry, telemetry)
+    start = datetime(2030, 3, 5, 9, 0, tzinfo=UTC)
+    # 09:00: grid 32 kW (mean of 30 and 34) + PV 5 kW; 09:15: no readings a week ago.
+    assert forecasts.consumption_kw(SITE, start, 2) == [37.0, None]
+    assert forecasts.generation_kw(SITE, start, 1) == [5.0]

@@ -8,6 +8,7 @@ functions/dr/app.py wires them; tests pass in-memory fakes (tests/support/fakes_
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from ems.core.pagination import Page
@@ -81,3 +82,10 @@ class Rollups(Protocol):
         start_ms: int,
         end_ms: int,
     ) -> dict[str, dict[int, Bucket]]: ...
+
+
+class Forecasts(Protocol):
+    """The site's consumption and generation (kW) per 15-minute slot from `start` (ems.forecast)."""
+
+    def consumption_kw(self, site: str, start: datetime, slots: int) -> list[float | None]: ...
+    def generation_kw(self, site: str, start: datetime, slots: int) -> list[float | None]: ...

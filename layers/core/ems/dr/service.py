@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from ems.dr.models import (
     INVITATION_CHANGED,
     SYSTEM_EVENT,
     TRANSITIONS,
+    Answer,
     AnswerIn,
     AutoResponse,
     Flexibility,
@@ -41,7 +41,7 @@ from ems.dr.models import (
     Sent,
     Status,
 )
-from ems.dr.ports import BatteryFleet, InvitationStore, Rollups, SiteDevices, SiteDirectory
+from ems.dr.ports import BatteryFleet, Forecasts, InvitationStore, Rollups, SiteDevices, SiteDirectory
 from ems.registry.status import LatestReadings
 
 ANSWERS = ("YES", "NO")
@@ -56,6 +56,7 @@ class Stores:
     latest: LatestReadings | None = None
     batteries: BatteryFleet | None = None
     rollups: Rollups | None = None
+    forecasts: Forecasts | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -124,11 +125,8 @@ def _check_iots(site: str, iots: list[str], s: Stores) -> None:
         raise Invalid(f"no such devices in this site: {', '.join(unknown)}", "iots")
 
 
-def send(
-    site: str, new: InvitationIn, s: Stores, now: Clock = utc_now,
-    decide: Callable[[Invitation, Stores, datetime], Invitation] | None = None,
-) -> Sent:  # fmt: skip
-    """A new pending invitation (auto-response may answer it at once: `decide`)."""
+def send(site: str, new: InvitationIn, s: Stores, now: Clock = utc_now) -> Sent:
+    """A new pending invitation; auto-response, when enabled, answers it at once."""
     moment = now()
     reductions = new.reductions()
     if len(reductions) != 1:
@@ -149,8 +147,7 @@ def send(
     stored, created = s.invitations.create(invitation)
     if created:
         s.events.publish(_changed(stored))
-        if decide is not None:
-            stored = decide(stored, s, moment)
+        stored = auto_respond(stored, s, moment)
     return Sent(invitation_id=stored.invitation_id, status=stored.status, reason=stored.reason)
 
 
@@ -397,3 +394,70 @@ def forecast_flexibility(
         horizon_hours=horizon_hours, hours=hours, withheld=withheld,
         basis="this hour: the newest readings; later hours: the same hour a week earlier (seasonal naive)",
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- auto-response
+
+SLOT = timedelta(minutes=15)
+
+
+def baseline_forecast_kw(invitation: Invitation, s: Stores) -> float | None:
+    """The site's forecast consumption over the window (mean kW), for a percentage reduction."""
+    if s.forecasts is None:
+        return None
+    slots = -(-invitation.duration_minutes // 15)
+    values = s.forecasts.consumption_kw(invitation.site_id, parse_time(invitation.start, "start"), slots)
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known and len(known) == len(values) else None
+
+
+def refusals(invitation: Invitation, settings: AutoResponse, s: Stores, moment: datetime) -> list[str]:
+    """Why auto-response declines the invitation (nothing: it accepts)."""
+    start, end = parse_time(invitation.start, "start"), parse_time(invitation.end, "end")
+    why = []
+    notice_minutes = (start - moment).total_seconds() / 60
+    if settings.min_notice_minutes is not None and notice_minutes < settings.min_notice_minutes:
+        why.append(
+            f"{notice_minutes:.0f} minutes' notice is less than min_notice_minutes {settings.min_notice_minutes}"
+        )
+    timezone = _timezone(invitation.site_id, s)
+    touched = sorted({int(h) for h in _local_hours(start, end, timezone)} & set(settings.blackout_hours))
+    if touched:
+        why.append(f"the window touches blackout hours {touched} ({timezone})")
+    target = invitation.target_kw(baseline_forecast_kw(invitation, s))
+    if target is None:
+        return [*why, "no consumption forecast to turn the percentage into kW"]
+    if settings.max_kw is not None and target > settings.max_kw:
+        why.append(f"{target:g} kW is more than max_kw {settings.max_kw:g}")
+    flex = current_flexibility(invitation.site_id, invitation.start, invitation.duration_minutes, None, s,
+                               lambda: moment)  # fmt: skip
+    named = set(invitation.iots)
+    offered = sum(
+        d.kw or 0.0 for d in flex.devices
+        if d.kind in ("reducible", "shiftable", "battery") and (not named or d.kind == "battery" or d.device_id in named)
+    )  # fmt: skip
+    if offered + 1e-9 < target:
+        why.append(f"flexibility over the window is {offered:.3g} kW, less than the {target:.3g} kW asked")
+    return why
+
+
+def _local_hours(start: datetime, end: datetime, timezone: str) -> list[str]:
+    zone, hours, moment = ZoneInfo(timezone), [], start
+    while moment < end:
+        hours.append(str(moment.astimezone(zone).hour))
+        moment = (moment + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    return hours
+
+
+def auto_respond(invitation: Invitation, s: Stores, moment: datetime) -> Invitation:
+    """When auto-response is enabled: accept what the forecast flexibility covers within the limits,
+    else decline with the reasons stored on the invitation."""
+    settings = s.invitations.get_settings(invitation.site_id)
+    if not settings.enabled or invitation.status != "pending":
+        return invitation
+    why = refusals(invitation, settings, s, moment)
+    response: Answer = "NO" if why else "YES"
+    to: Status = "declined" if why else "accepted"
+    changed = move(invitation, to, moment, answer=response, answered_at=to_iso(moment), answered_by="auto",
+                   reason="; ".join(why) or None)  # fmt: skip
+    return _save(changed, s)
