@@ -1,21 +1,31 @@
 """Demand response: the routes of API.md "Demand response" (/api/v1/demand-response/...) and
-/api/v1/forecast/flexibility."""
+/api/v1/forecast/flexibility, and the one-time Scheduler schedules at each accepted event's start
+and end (`{"dr": "start" | "end", "site", "invitation_id"}`). `handler` tells them apart by shape.
+
+Commands go through the devices domain (ems.devices.service.DeviceCommands) with the stores
+functions/devices/app.py wires, so demand response holds devices as the `dr` controller."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from ems.auth.http import claims, request_site
 from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler, query_model
-from ems.devices.store import DeviceStore
+from ems.core.observability import instrumented
+from ems.devices import service as devices
+from ems.devices.service import DeviceCommands
+from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
 from ems.dr import service as dr
 from ems.dr.forecasts import SeasonalNaiveForecasts
 from ems.dr.models import (
     AnswerIn,
     AutoResponse,
     CancelIn,
+    ExecuteIn,
+    Execution,
     Flexibility,
     FlexibilityForecast,
     FlexibilityQuery,
@@ -27,7 +37,7 @@ from ems.dr.models import (
     Sent,
 )
 from ems.dr.ports import Dischargeable
-from ems.dr.store import InvitationStore
+from ems.dr.store import EventBridgeSchedules, InvitationStore
 from ems.registry.store import RegistryStore
 from ems.telemetry.backends import telemetry_store
 from ems.telemetry.store import SensorStatusStore
@@ -44,11 +54,27 @@ class NoBatteries:
 
 
 @cache
+def device_commands() -> DeviceCommands:
+    return DeviceCommands(
+        devices.Stores(
+            devices=DeviceStore(),
+            commands=CommandStore(),
+            iot=IotCoreCloud(),
+            events=EventBridgePublisher(),
+            sites=RegistryStore(),
+            latest=SensorStatusStore(),
+        ),
+        sent_by="dr",
+    )
+
+
+@cache
 def stores() -> dr.Stores:
     return dr.Stores(
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
         sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
-        forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()),
+        forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()), commands=device_commands(),
+        schedules=EventBridgeSchedules(),
     )  # fmt: skip
 
 
@@ -106,4 +132,21 @@ def forecast_flexibility() -> FlexibilityForecast:
     return dr.forecast_flexibility(request_site(app), q.horizon_hours, claims(app), stores())
 
 
-handler = lambda_handler(app)
+@app.post("/api/v1/demand-response/load-reduction/execute")
+def execute() -> Execution:
+    return dr.execute(request_site(app), body(app, ExecuteIn), stores(), by=claims(app).sub)
+
+
+http_handler = lambda_handler(app)
+
+
+@instrumented("dr")
+def schedule_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    invitation = dr.on_schedule(event, stores())
+    return {"invitation_id": invitation.invitation_id, "status": invitation.status}
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    if "dr" in event and "invitation_id" in event:
+        return schedule_handler(event, context)
+    return http_handler(event, context)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+import boto3
 import pytest
 
 from ems_local import apigw
@@ -168,3 +169,79 @@ def test_auto_response_declines_what_flexibility_does_not_cover(
         "reason": "flexibility over the window is 0 kW, less than the 100 kW asked",
     }  # fmt: skip
     assert published.kinds() == ["InvitationChanged", "InvitationChanged", "SystemEvent"]
+
+
+def test_acceptance_schedules_and_the_schedules_run_the_plan_through_the_devices_domain(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    """The schedules are in moto's Scheduler with the template's role; their events (the samples
+    with this invitation's id) shed both devices as `dr` (no readings: by rated power) and release them."""
+    sent = ok(dr(api, admin_token, "POST", "invitations/send", seed_body(load_kwh=4)), 201)
+    invitation_id = sent["invitation_id"]
+    ok(
+        dr(
+            api,
+            admin_token,
+            "POST",
+            "invitations/answer",
+            {"invitation_id": invitation_id, "response": "YES"},
+        )
+    )
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    start = scheduler.get_schedule(Name=f"ems-dr-{invitation_id}-start")
+    assert start["ScheduleExpression"] == "at(2030-12-20T14:00:00)"
+    assert json.loads(start["Target"]["Input"]) == {
+        "dr": "start",
+        "site": SITE,
+        "invitation_id": invitation_id,
+    }
+    assert start["Target"]["Arn"].endswith(":function:ems-dev-dr")
+    event = {
+        **json.loads((EVENTS / "schedule" / "dr-start.json").read_text()),
+        "invitation_id": invitation_id,
+    }
+    assert api.invoke("DemandResponseFunction", event) == {"invitation_id": invitation_id, "status": "active"}
+    active = ok(dr(api, admin_token, "GET", f"invitations/{invitation_id}"))
+    # 4 kW: the water heater (priority 2, rated 2 kW) and then the HVAC (priority 6, rated 3 kW).
+    assert [(x["device_id"], x["command"], x["kw"], x["kw_from"]) for x in active["execution"]["steps"]] == [
+        ("DEVICE_002", "off", 2.0, "rated power (no power reading)"),
+        ("DEVICE_001", "off", 3.0, "rated power (no power reading)"),
+    ]  # fmt: skip
+    listed = ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001/commands", token=admin_token, headers=HQ))
+    assert [(c["command"], c["source"], c["command_id"]) for c in listed["items"]] == [
+        ("off", "dr", f"dr-{invitation_id}-start-DEVICE_001")
+    ]
+    assert api.invoke("DemandResponseFunction", event)["status"] == "active"  # a retry sends nothing more
+    assert (
+        len(
+            ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001/commands", token=admin_token, headers=HQ))[
+                "items"
+            ]
+        )
+        == 1
+    )
+    end = {**json.loads((EVENTS / "schedule" / "dr-end.json").read_text()), "invitation_id": invitation_id}
+    assert api.invoke("DemandResponseFunction", end) == {
+        "invitation_id": invitation_id,
+        "status": "completed",
+    }
+    device = ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001", token=admin_token, headers=HQ))
+    assert device["controller"] is None
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule(Name=f"ems-dr-{invitation_id}-start")
+
+
+def test_an_ad_hoc_load_reduction_from_the_sample(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    plan = ok(api.replay("http/dr/load-reduction-execute.json", admin_token))
+    assert [(x["device_id"], x["kw"]) for x in plan["steps"]] == [("DEVICE_002", 2.0), ("DEVICE_001", 3.0)]
+    assert (plan["target_kw"], plan["planned_kw"], plan["shortfall_kw"], plan["status"]) == (
+        2.5,
+        5.0,
+        0.0,
+        "active",
+    )
+    refused(
+        dr(api, admin_token, "POST", "load-reduction/execute", {"duration_minutes": 30}), 422, "target_kw"
+    )

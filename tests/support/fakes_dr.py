@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page
@@ -78,3 +80,16 @@ class FixedFleet:
     def dischargeable(self, site: str, window_minutes: int) -> Sequence[Battery]:
         self.asked.append((site, window_minutes))
         return self.batteries
+
+
+class MemorySchedules:
+    """Schedules of ems.dr.ports: name -> (at, payload); a put again replaces, a delete of a missing one is quiet."""
+
+    def __init__(self) -> None:
+        self.schedules: dict[str, tuple[datetime, dict[str, Any]]] = {}
+
+    def put_at(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
+        self.schedules[name] = (at, dict(payload))
+
+    def delete(self, name: str) -> None:
+        self.schedules.pop(name, None)

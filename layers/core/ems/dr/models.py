@@ -70,6 +70,43 @@ class Performance(BaseModel):
     benefit: float | None = None
 
 
+class Step(BaseModel):
+    """One command of an event's plan: a battery's discharge or a device shed."""
+
+    device_id: str
+    kind: Literal["battery", "shed"]
+    command: str
+    params: dict[str, Any]
+    kw: float  # what it is expected to take off the grid
+    kw_from: str  # the reading (or rated power) kw comes from
+    command_id: str | None = None
+    status: str  # the command's state when sent, or "failed"
+    reason: str | None = None
+
+
+class Execution(BaseModel):
+    """POST /load-reduction/execute, and the plan an event ran at its start."""
+
+    invitation_id: str
+    status: Status
+    target_kw: float | None
+    planned_kw: float
+    shortfall_kw: float | None
+    steps: list[Step]
+    started_at: str
+    released_at: str | None = None
+    released: list[str] = Field(default_factory=list)
+
+
+class ExecuteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invitation_id: str | None = None
+    target_kw: float | None = Field(default=None, gt=0, le=1_000_000)
+    duration_minutes: int = Field(default=60, ge=15, le=MAX_DURATION_MINUTES)
+    iots: list[str] = Field(default_factory=list, max_length=200)
+
+
 class Invitation(BaseModel):
     invitation_id: str  # "<start epoch ms, 13 digits>-<8 hex>": sorts by the event's time
     site_id: str
@@ -88,6 +125,7 @@ class Invitation(BaseModel):
     answered_by: str | None = None  # "auto" or the token's subject
     reason: str | None = None  # why it was declined or cancelled
     history: list[dict[str, Any]] = Field(default_factory=list)  # [{status, at}]
+    execution: Execution | None = None
     performance: Performance | None = None
     version: int = 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ems.core.pagination import Page
 from ems.devices.models import Device
@@ -89,3 +89,31 @@ class Forecasts(Protocol):
 
     def consumption_kw(self, site: str, start: datetime, slots: int) -> list[float | None]: ...
     def generation_kw(self, site: str, start: datetime, slots: int) -> list[float | None]: ...
+
+
+class CommandSent(Protocol):
+    """What demand response reads of a command it sent (ems.devices.models.Command)."""
+
+    @property
+    def command_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class DeviceCommands(Protocol):
+    """Commands through the devices domain (ems.devices.service.DeviceCommands): DR is its highest
+    control priority; a command_id sent twice is one command; release hands the device back to its
+    next holder's wish. Raises Conflict, Invalid or NotFound as that domain does."""
+
+    def send(
+        self, site: str, device_id: str, command: str, params: dict[str, Any], source: Any,
+        command_id: str | None = None,
+    ) -> CommandSent: ...  # fmt: skip
+    def release(self, site: str, device_id: str, source: Any) -> Any: ...
+
+
+class Schedules(Protocol):
+    """One-time EventBridge Scheduler schedules that invoke the DR function with `payload`."""
+
+    def put_at(self, name: str, at: datetime, payload: dict[str, Any]) -> None: ...
+    def delete(self, name: str) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
-from ems.core.errors import Conflict, Invalid, NotFound
+from ems.core.errors import Conflict, DomainError, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.pagination import MAX_LIMIT, every
+from ems.devices.commands import COMMAND_SETS
 from ems.devices.models import Device
 from ems.dr.flexibility import BatteryState, DeviceState, flexibility
 from ems.dr.models import (
@@ -31,6 +33,8 @@ from ems.dr.models import (
     Answer,
     AnswerIn,
     AutoResponse,
+    ExecuteIn,
+    Execution,
     Flexibility,
     FlexibilityForecast,
     FlexibilityHour,
@@ -40,8 +44,18 @@ from ems.dr.models import (
     ListQuery,
     Sent,
     Status,
+    Step,
 )
-from ems.dr.ports import BatteryFleet, Forecasts, InvitationStore, Rollups, SiteDevices, SiteDirectory
+from ems.dr.ports import (
+    BatteryFleet,
+    DeviceCommands,
+    Forecasts,
+    InvitationStore,
+    Rollups,
+    Schedules,
+    SiteDevices,
+    SiteDirectory,
+)
 from ems.registry.status import LatestReadings
 
 ANSWERS = ("YES", "NO")
@@ -57,6 +71,8 @@ class Stores:
     batteries: BatteryFleet | None = None
     rollups: Rollups | None = None
     forecasts: Forecasts | None = None
+    commands: DeviceCommands | None = None
+    schedules: Schedules | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -100,6 +116,7 @@ def _changed(invitation: Invitation) -> list[DomainEvent]:
 
 def _save(invitation: Invitation, s: Stores) -> Invitation:
     saved = s.invitations.save(invitation)
+    _follow_schedules(saved, s)
     s.events.publish(_changed(saved))
     return saved
 
@@ -219,7 +236,10 @@ def cancel(site: str, invitation_id: str, reason: str | None, s: Stores, now: Cl
         return invitation
     if moment >= parse_time(invitation.end, "end"):
         raise Conflict(f"the event ended at {invitation.end}: it can no longer be cancelled", "status")
-    return _save(move(invitation, "cancelled", moment, reason=reason or "cancelled"), s)
+    cancelled = move(invitation, "cancelled", moment, reason=reason or "cancelled")
+    if invitation.status == "active":  # what the plan took is given back at once
+        cancelled = cancelled.model_copy(update={"execution": _release(invitation, s, moment)})
+    return _save(cancelled, s)
 
 
 # ---------------------------------------------------------------- auto-response settings
@@ -461,3 +481,183 @@ def auto_respond(invitation: Invitation, s: Stores, moment: datetime) -> Invitat
     changed = move(invitation, to, moment, answer=response, answered_at=to_iso(moment), answered_by="auto",
                    reason="; ".join(why) or None)  # fmt: skip
     return _save(changed, s)
+
+
+# ---------------------------------------------------------------- execution
+
+DR: Any = "dr"  # the devices domain's control source for demand response (its highest priority)
+START, END = "start", "end"
+# The shed command of each device type that can be shed: off where the type takes it.
+SHED_COMMAND = {t: "off" for t, commands in COMMAND_SETS.items() if "off" in commands}
+
+
+def schedule_name(invitation_id: str, edge: str) -> str:
+    """Scheduler names are at most 64 characters: 'ems-dr-' + the 22-character id + the edge."""
+    return f"ems-dr-{invitation_id}-{edge}"
+
+
+def schedule_payload(invitation: Invitation, edge: str) -> dict[str, Any]:
+    return {"dr": edge, "site": invitation.site_id, "invitation_id": invitation.invitation_id}
+
+
+def _follow_schedules(invitation: Invitation, s: Stores) -> None:
+    """Accepted: one-time schedules at the start and the end (the same names each time, so a
+    retry rewrites them); declined, cancelled, expired or completed: none left."""
+    if s.schedules is None:
+        return
+    if invitation.status == "accepted":
+        for edge, at in ((START, invitation.start), (END, invitation.end)):
+            s.schedules.put_at(schedule_name(invitation.invitation_id, edge), parse_time(at, edge),
+                               schedule_payload(invitation, edge))  # fmt: skip
+    elif invitation.status in ("declined", "cancelled", "expired", "completed"):
+        for edge in (START, END):
+            s.schedules.delete(schedule_name(invitation.invitation_id, edge))
+
+
+def command_id(invitation_id: str, edge: str, device_id: str) -> str:
+    """One id per invitation, edge and device: a plan run twice sends each command once."""
+    return f"dr-{invitation_id}-{edge}-{device_id}"
+
+
+def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, moment: datetime) -> Execution:
+    """The plan at the start: batteries first (no comfort cost), then the named devices (or every
+    eligible one) by comfort priority, until the target is met. A device whose command is refused
+    or rejected is replaced by the next one; what is still missing is the shortfall."""
+    site = invitation.site_id
+    flex = current_flexibility(site, None, invitation.duration_minutes, None, s, lambda: moment)
+    devices = {d.device_id: d for d in _devices(site, s)}
+    named = set(invitation.iots)
+    remaining = target_kw if target_kw is not None else 0.0
+    steps: list[Step] = []
+    for offer in flex.devices:
+        if remaining <= 1e-9:
+            break
+        if offer.kind == "battery":
+            if not offer.kw or offer.battery_id is None or offer.device_id not in devices:
+                continue
+            kw = round(min(remaining, offer.kw), 3)
+            command, params = "set_power", {"kw": -kw, "duration_minutes": invitation.duration_minutes}
+            kind, kw_from = "battery", offer.source
+        elif offer.kind in ("reducible", "shiftable") and (not named or offer.device_id in named):
+            device = devices[offer.device_id]
+            if device.device_type not in SHED_COMMAND:
+                continue
+            kw, kw_from = offer.kw or 0.0, offer.source
+            if offer.source == "no power reading":
+                kw, kw_from = device.rated_power_kw or 0.0, "rated power (no power reading)"
+            if kw <= 0:
+                continue  # drawing nothing now: shedding it delivers nothing
+            command, params, kind = SHED_COMMAND[device.device_type], {}, "shed"
+        else:
+            continue
+        step = _send(site, invitation.invitation_id, offer.device_id, kind, command, params, kw, kw_from, s)
+        steps.append(step)
+        if step.status != "failed":
+            remaining -= kw
+    planned = round(sum(x.kw for x in steps if x.status != "failed"), 3)
+    return Execution(
+        invitation_id=invitation.invitation_id, status="active", target_kw=target_kw, planned_kw=planned,
+        shortfall_kw=None if target_kw is None else round(max(target_kw - planned, 0.0), 3), steps=steps,
+        started_at=to_iso(moment),
+    )  # fmt: skip
+
+
+def _send(site: str, invitation_id: str, device_id: str, kind: Any, command: str, params: dict[str, Any],
+          kw: float, kw_from: str, s: Stores) -> Step:  # fmt: skip
+    step = Step(device_id=device_id, kind=kind, command=command, params=params, kw=round(kw, 3), kw_from=kw_from,
+                status="failed")  # fmt: skip
+    if s.commands is None:
+        return step.model_copy(update={"reason": "no device commands are wired"})
+    the_id = command_id(invitation_id, START, device_id)
+    try:
+        sent = s.commands.send(site, device_id, command, params, DR, command_id=the_id)
+    except DomainError as exc:
+        return step.model_copy(update={"command_id": the_id, "reason": exc.message})
+    if sent.status in ("rejected", "timed_out"):
+        return step.model_copy(
+            update={"command_id": sent.command_id, "reason": f"the device's command {sent.status}"}
+        )
+    return step.model_copy(update={"command_id": sent.command_id, "status": sent.status})
+
+
+def _release(invitation: Invitation, s: Stores, moment: datetime) -> Execution | None:
+    """Every device the plan commanded goes back to its next holder's wish (a battery to its plan)."""
+    execution = invitation.execution
+    if execution is None:
+        return None
+    released = list(execution.released)
+    for step in execution.steps:
+        if step.status == "failed" or step.device_id in released or s.commands is None:
+            continue
+        with suppress(NotFound):  # released already (a retried end)
+            s.commands.release(invitation.site_id, step.device_id, DR)
+        released.append(step.device_id)
+    return execution.model_copy(update={"released": released, "released_at": to_iso(moment)})
+
+
+def start_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
+    """The start schedule: an accepted invitation's plan runs and it becomes active; any other
+    state is left as it is (a second run sends nothing)."""
+    moment = now()
+    invitation = _current(s.invitations.get(site, invitation_id), s, moment)
+    if invitation.status != "accepted":
+        return invitation
+    execution = plan_and_send(
+        invitation, invitation.target_kw(baseline_forecast_kw(invitation, s)), s, moment
+    )
+    return _save(move(invitation, "active", moment, execution=execution), s)
+
+
+def end_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
+    """The end schedule: everything the plan took is released and the event is completed."""
+    moment = now()
+    invitation = _current(s.invitations.get(site, invitation_id), s, moment)
+    if invitation.status != "active":
+        return invitation
+    return _save(move(invitation, "completed", moment, execution=_release(invitation, s, moment)), s)
+
+
+def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Invitation:
+    edge, site, invitation_id = payload.get("dr"), str(payload.get("site")), str(payload.get("invitation_id"))
+    if edge == START:
+        return start_event(site, invitation_id, s, now)
+    if edge == END:
+        return end_event(site, invitation_id, s, now)
+    raise Invalid(f"a DR schedule is for start or end, not {edge!r}", "dr")
+
+
+def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clock = utc_now) -> Execution:
+    """POST /load-reduction/execute: an accepted invitation's plan now, or an ad hoc target (an
+    invitation of its own, accepted and active from now, released by its end schedule)."""
+    moment = now()
+    if request.invitation_id is not None:
+        invitation = _current(s.invitations.get(site, request.invitation_id), s, moment)
+        if invitation.status == "active" and invitation.execution is not None:
+            return invitation.execution  # ran already: nothing is sent twice
+        if invitation.status != "accepted":
+            raise Conflict(
+                f"only an accepted invitation runs; this one is {invitation.status}", "invitation_id"
+            )
+        return _started(start_event(site, invitation.invitation_id, s, lambda: moment))
+    if request.target_kw is None:
+        raise Invalid("name an invitation_id, or a target_kw for an ad hoc reduction", "target_kw")
+    _check_iots(site, request.iots, s)
+    start = moment.replace(microsecond=0)
+    stamp = to_iso(moment)
+    invitation = Invitation(
+        invitation_id=invitation_id(_ms(start), None, site), site_id=site, start=to_iso(start),
+        end=to_iso(start + timedelta(minutes=request.duration_minutes)), duration_minutes=request.duration_minutes,
+        load_kw=request.target_kw, iots=list(dict.fromkeys(request.iots)), received_at=stamp, answer="YES",
+        answered_at=stamp, answered_by=by, status="accepted",
+        history=[{"status": "pending", "at": stamp}, {"status": "accepted", "at": stamp}],
+    )  # fmt: skip
+    s.invitations.create(invitation)
+    if s.schedules is not None:  # it starts now: only its end is scheduled
+        s.schedules.put_at(schedule_name(invitation.invitation_id, END), parse_time(invitation.end, END),
+                           schedule_payload(invitation, END))  # fmt: skip
+    return _started(start_event(site, invitation.invitation_id, s, lambda: moment))
+
+
+def _started(invitation: Invitation) -> Execution:
+    assert invitation.execution is not None
+    return invitation.execution

@@ -5,14 +5,21 @@ Keys: pk = "SITE#<site>"; sk = "INV#<invitation id>" (the id starts with the eve
 ms, so a Query lists invitations by their time, and those at one start share a prefix), and
 "SETTINGS" for the auto-response settings. An invitation is its JSON document plus `version`: each
 save is conditional on the version it was read at, so two writers never both win.
+The start and end of an accepted event are one-time Scheduler schedules (EventBridgeSchedules).
 """
 
 from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.models import Model
 
+from ems.core.aws import client, error_code
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
 from ems.core.tables import EnvRegion, EnvTableName
@@ -93,3 +100,31 @@ class InvitationStore:
     def put_settings(self, site_id: str, settings: AutoResponse) -> AutoResponse:
         DrItem(SITE + site_id, SETTINGS, doc=settings.model_dump(mode="json")).save()
         return settings
+
+
+class EventBridgeSchedules:
+    """Schedules of ems.dr.ports: one-time `at()` schedules in the default group whose target is the
+    DR function (DR_FUNCTION_ARN) through the template's execution role (DR_SCHEDULER_ROLE_ARN).
+    Putting a name again updates it; deleting a missing one is no error."""
+
+    def put_at(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
+        args = {
+            "Name": name, "ScheduleExpression": f"at({at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})",
+            "ScheduleExpressionTimezone": "UTC", "State": "ENABLED", "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {"Arn": os.environ["DR_FUNCTION_ARN"], "RoleArn": os.environ["DR_SCHEDULER_ROLE_ARN"],
+                       "Input": json.dumps(payload)},
+        }  # fmt: skip
+        scheduler = client("scheduler")
+        try:
+            scheduler.create_schedule(**args)
+        except Exception as exc:
+            if error_code(exc) != "ConflictException":  # it exists: this is an update
+                raise
+            scheduler.update_schedule(**args)
+
+    def delete(self, name: str) -> None:
+        try:
+            client("scheduler").delete_schedule(Name=name)
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
