@@ -245,3 +245,10 @@ def test_an_ad_hoc_load_reduction_from_the_sample(
     refused(
         dr(api, admin_token, "POST", "load-reduction/execute", {"duration_minutes": 30}), 422, "target_kw"
     )
+
+
+def test_the_realtime_function_takes_the_invitation_sample_through_its_rule(api: InProcessApi) -> None:
+    event = json.loads((EVENTS / "eventbridge" / "invitation-changed.json").read_text())
+    rule = Stack.from_file().functions()["RealtimeFunction"]["Events"]["Invitations"]["Properties"]["Pattern"]
+    assert (rule["source"], rule["detail-type"]) == ([event["source"]], [event["detail-type"]])
+    assert api.invoke("RealtimeFunction", event) == {"connections": 0, "posts": 0, "failed": 0}
