@@ -23,6 +23,8 @@ from ems.dr.forecasts import SeasonalNaiveForecasts
 from ems.dr.models import (
     AnswerIn,
     AutoResponse,
+    Benefits,
+    BenefitsQuery,
     CancelIn,
     ExecuteIn,
     Execution,
@@ -38,6 +40,7 @@ from ems.dr.models import (
 )
 from ems.dr.ports import Dischargeable
 from ems.dr.store import EventBridgeSchedules, InvitationStore
+from ems.ledger.store import LedgerStore
 from ems.registry.store import RegistryStore
 from ems.telemetry.backends import telemetry_store
 from ems.telemetry.store import SensorStatusStore
@@ -74,7 +77,7 @@ def stores() -> dr.Stores:
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
         sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
         forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()), commands=device_commands(),
-        schedules=EventBridgeSchedules(),
+        schedules=EventBridgeSchedules(), ledger=LedgerStore(),
     )  # fmt: skip
 
 
@@ -135,6 +138,11 @@ def forecast_flexibility() -> FlexibilityForecast:
 @app.post("/api/v1/demand-response/load-reduction/execute")
 def execute() -> Execution:
     return dr.execute(request_site(app), body(app, ExecuteIn), stores(), by=claims(app).sub)
+
+
+@app.get("/api/v1/demand-response/benefits")
+def benefits() -> Benefits:
+    return dr.benefits(request_site(app), query_model(app, BenefitsQuery), claims(app), stores())
 
 
 http_handler = lambda_handler(app)

@@ -68,6 +68,11 @@ class Performance(BaseModel):
     adjustment: float | None = None  # the day-of factor applied, within [0.8, 1.2]
     note: str | None = None
     benefit: float | None = None
+    price_per_kwh: float | None = None
+    penalty_per_kwh: float | None = None
+    baseline_kw: list[float] = Field(default_factory=list)  # per 15-minute slot
+    actual_kw: list[float] = Field(default_factory=list)
+    computed_at: str | None = None
 
 
 class Step(BaseModel):
@@ -186,6 +191,9 @@ class AutoResponse(BaseModel):
     )  # local hours
     rate_per_kwh: float | None = Field(default=None, ge=0, le=100)
     penalty_per_kwh: float | None = Field(default=None, ge=0, le=100)
+    # ISO 3166 alpha-2: whose public holidays the baseline leaves out (until the registry's site
+    # carries a country of its own).
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
 class DeviceFlexibility(BaseModel):
@@ -242,3 +250,29 @@ class FlexibilityForecast(BaseModel):
     basis: str
     hours: list[FlexibilityHour]
     withheld: str | None = None
+
+
+class BenefitMonth(BaseModel):
+    month: str  # YYYY-MM of the event's end
+    amount: float
+    events: int
+
+
+class BenefitsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=200)
+    next_token: str | None = None
+
+
+class Benefits(BaseModel):
+    """GET /demand-response/benefits: monthly sums, the detailed entries and the balance (the sum of
+    every DR entry of the site)."""
+
+    currency: str
+    balance: float
+    monthly: list[BenefitMonth]
+    entries: list[dict[str, Any]]
+    count: int
+    next_token: str | None = None
+    withheld: int = 0  # entries derived from readings beyond this token's limits

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ems.core.pagination import Page
 from ems.devices.models import Device
 from ems.dr.models import AutoResponse, Invitation
+from ems.ledger.models import LedgerEntry
 from ems.registry.models import Sensor, Site
 from ems.telemetry.rollup import Bucket
 
@@ -117,3 +118,10 @@ class Schedules(Protocol):
 
     def put_at(self, name: str, at: datetime, payload: dict[str, Any]) -> None: ...
     def delete(self, name: str) -> None: ...
+
+
+class Ledger(Protocol):
+    """ems.ledger.store.LedgerStore: entries keyed by (source, source id, site), written once."""
+
+    def post(self, entries: Sequence[LedgerEntry]) -> int: ...
+    def entries(self, site_id: str, limit: int, next_token: str | None) -> Page[LedgerEntry]: ...

@@ -13,7 +13,8 @@ import hashlib
 import secrets
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ from ems.core.events import DomainEvent, EventPublisher
 from ems.core.pagination import MAX_LIMIT, every
 from ems.devices.commands import COMMAND_SETS
 from ems.devices.models import Device
+from ems.dr.baseline import LOOKBACK_DAYS, SLOT_HOURS, baseline, delivered_kwh, slot_starts
 from ems.dr.flexibility import BatteryState, DeviceState, flexibility
 from ems.dr.models import (
     DR_SOURCE,
@@ -33,6 +35,9 @@ from ems.dr.models import (
     Answer,
     AnswerIn,
     AutoResponse,
+    BenefitMonth,
+    Benefits,
+    BenefitsQuery,
     ExecuteIn,
     Execution,
     Flexibility,
@@ -42,6 +47,7 @@ from ems.dr.models import (
     InvitationIn,
     InvitationPage,
     ListQuery,
+    Performance,
     Sent,
     Status,
     Step,
@@ -51,11 +57,13 @@ from ems.dr.ports import (
     DeviceCommands,
     Forecasts,
     InvitationStore,
+    Ledger,
     Rollups,
     Schedules,
     SiteDevices,
     SiteDirectory,
 )
+from ems.ledger.models import LedgerEntry
 from ems.registry.status import LatestReadings
 
 ANSWERS = ("YES", "NO")
@@ -73,6 +81,7 @@ class Stores:
     forecasts: Forecasts | None = None
     commands: DeviceCommands | None = None
     schedules: Schedules | None = None
+    ledger: Ledger | None = None
 
 
 def _ms(moment: datetime) -> int:
@@ -614,7 +623,8 @@ def end_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) ->
     invitation = _current(s.invitations.get(site, invitation_id), s, moment)
     if invitation.status != "active":
         return invitation
-    return _save(move(invitation, "completed", moment, execution=_release(invitation, s, moment)), s)
+    completed = move(invitation, "completed", moment, execution=_release(invitation, s, moment))
+    return _save(completed.model_copy(update={"performance": measure(completed, s, moment)}), s)
 
 
 def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Invitation:
@@ -661,3 +671,142 @@ def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clo
 def _started(invitation: Invitation) -> Execution:
     assert invitation.execution is not None
     return invitation.execution
+
+
+# ---------------------------------------------------------------- performance and benefits
+
+GRID_METERS = ("meter", "main_meter")
+HISTORY = timedelta(days=LOOKBACK_DAYS + 1)
+
+
+def _grid_kw(site: str, start: datetime, end: datetime, s: Stores) -> dict[int, float]:
+    """The site's grid import per 15-minute slot (mean kW, the sum over its grid meters) in
+    [start, end); a slot is present only when every meter has readings in it."""
+    if s.sites is None or s.rollups is None:
+        return {}
+    meters = [x.sensor_id for x in every(lambda t: s.sites.list_sensors(site, None, None, MAX_LIMIT, t))  # type: ignore[union-attr]
+              if x.sensor_type in GRID_METERS]  # fmt: skip
+    if not meters:
+        return {}
+    read = s.rollups.read_rollups(site, meters, POWER_METRIC, "15m", _ms(start), _ms(end))
+    slots = set.intersection(*(set(read.get(m, {})) for m in meters))
+    return {
+        slot: sum(read[m][slot].sum / read[m][slot].count for m in meters) / 1000
+        for slot in slots
+        if all(read[m][slot].count for m in meters)
+    }
+
+
+def public_holidays(country: str | None, years: set[int]) -> set[date]:
+    """The country's public holidays (the `holidays` package, imported only here: ~0.2 s and a few
+    MB that the API routes never load)."""
+    if country is None:
+        return set()
+    import holidays
+
+    return set(holidays.country_holidays(country, years=sorted(years)))
+
+
+def _event_days(invitation: Invitation, timezone: str, s: Stores) -> set[date]:
+    zone = ZoneInfo(timezone)
+    return {
+        parse_time(other.start, "start").astimezone(zone).date()
+        for other in every(lambda t: s.invitations.page(invitation.site_id, True, MAX_LIMIT, t))
+        if other.invitation_id != invitation.invitation_id and other.status in ("active", "completed")
+    }
+
+
+def measure(invitation: Invitation, s: Stores, moment: datetime) -> Performance:
+    """Baseline, actual and delivered energy from the metered grid import; the benefit paid into the
+    ledger keyed by the invitation (a retried completion writes it once)."""
+    start, end = parse_time(invitation.start, "start"), parse_time(invitation.end, "end")
+    notice = parse_time(invitation.received_at, "received_at")
+    settings = s.invitations.get_settings(invitation.site_id)
+    timezone = _timezone(invitation.site_id, s)
+    slots = -(-invitation.duration_minutes // 15)
+    history = _grid_kw(invitation.site_id, start - HISTORY, start + slots * SLOT, s)
+    years = {start.year, (start - HISTORY).year}
+    rule = baseline(start, slots, notice, timezone, history, _event_days(invitation, timezone, s),
+                    public_holidays(settings.country, years))  # fmt: skip
+    actual = [history.get(ms) for ms in slot_starts(start, slots)]
+    price = invitation.price_per_kwh if invitation.price_per_kwh is not None else settings.rate_per_kwh
+    performance = Performance(baseline_days=[d.isoformat() for d in rule.days], adjustment=rule.adjustment,
+                              note=rule.note, price_per_kwh=price, penalty_per_kwh=settings.penalty_per_kwh,
+                              computed_at=to_iso(moment))  # fmt: skip
+    if any(a is None for a in actual):
+        return performance.model_copy(update={"note": "not every slot of the event was metered"})
+    actual_kw = [a for a in actual if a is not None]
+    performance = performance.model_copy(update={"actual_kw": [round(a, 4) for a in actual_kw],
+                                                 "actual_kwh": round(sum(actual_kw) * SLOT_HOURS, 4)})  # fmt: skip
+    if rule.slots_kw is None:
+        return performance
+    target_kw = invitation.target_kw(sum(rule.slots_kw) / len(rule.slots_kw))
+    requested = None if target_kw is None else target_kw * invitation.duration_minutes / 60
+    delivered = delivered_kwh(rule.slots_kw, actual_kw)
+    benefit = _benefit(delivered, requested, price, settings.penalty_per_kwh)
+    performance = performance.model_copy(update={
+        "baseline_kw": [round(b, 4) for b in rule.slots_kw], "baseline_kwh": round(sum(rule.slots_kw) * SLOT_HOURS, 4),
+        "delivered_kwh": round(delivered, 4), "requested_kwh": None if requested is None else round(requested, 4),
+        "met": None if requested is None else delivered + 1e-9 >= requested,
+        "benefit": None if benefit is None else float(benefit),
+    })  # fmt: skip
+    if benefit is not None and s.ledger is not None:
+        currency = s.sites.get_site(invitation.site_id).currency if s.sites is not None else "EUR"
+        s.ledger.post([LedgerEntry(
+            site_id=invitation.site_id, source="dr", source_id=invitation.invitation_id, amount=benefit,
+            currency=currency, at=invitation.end, reading_ms=_ms(end),
+            memo=f"demand response {invitation.start}: {delivered:.3f} kWh delivered",
+        )])  # fmt: skip
+    if performance.met is False:
+        s.events.publish([DomainEvent(DR_SOURCE, SYSTEM_EVENT, {
+            "site": invitation.site_id, "severity": "warning", "kind": "dr.under_delivered",
+            "message": f"demand response event at {invitation.start} delivered {delivered:.2f} of {requested:.2f} kWh",
+            "dedupe_key": invitation.invitation_id,
+        })])  # fmt: skip
+    return performance
+
+
+def _benefit(
+    delivered: float, requested: float | None, price: float | None, penalty: float | None
+) -> Decimal | None:
+    """price x delivered kWh (nothing for a negative delivery), less penalty x the kWh short of the
+    request when a penalty is configured; exact to the cent's hundredth."""
+    if price is None:
+        return None
+    amount = Decimal(str(price)) * Decimal(str(round(max(delivered, 0.0), 4)))
+    if penalty is not None and requested is not None and delivered < requested:
+        amount -= Decimal(str(penalty)) * Decimal(str(round(requested - delivered, 4)))
+    return amount.quantize(Decimal("0.0001"))
+
+
+def benefits(site: str, q: BenefitsQuery, caller: Claims, s: Stores, now: Clock = utc_now) -> Benefits:
+    """The site's DR entries in the ledger: monthly sums, one page of entries, and the balance (the
+    sum of every DR entry this token may see)."""
+    moment = now()
+    currency = s.sites.get_site(site).currency if s.sites is not None else "EUR"
+    if s.ledger is None:
+        return Benefits(currency=currency, balance=0.0, monthly=[], entries=[], count=0)
+    cutoff = caller.embargo_cutoff_ms(moment)
+
+    def seen(entry: LedgerEntry) -> bool:
+        return entry.reading_ms is None or (
+            caller.time_aggregation in FIFTEEN_MINUTE_GRAINS
+            and (cutoff is None or entry.reading_ms <= cutoff)
+        )
+
+    mine = [e for e in every(lambda t: s.ledger.entries(site, MAX_LIMIT, t)) if e.source == "dr"]  # type: ignore[union-attr]
+    shown = sorted((e for e in mine if seen(e) and e.currency == currency), key=lambda e: e.at, reverse=True)
+    months: dict[str, list[Decimal]] = {}
+    for entry in shown:
+        months.setdefault(entry.at[:7], []).append(entry.amount)
+    offset = int(q.next_token) if q.next_token and q.next_token.isdigit() else 0
+    if q.next_token and not q.next_token.isdigit():
+        raise Invalid("not a token this API issued", "next_token")
+    page = shown[offset : offset + q.limit]
+    return Benefits(
+        currency=currency, balance=float(sum((e.amount for e in shown), Decimal(0))),
+        monthly=[BenefitMonth(month=m, amount=float(sum(v, Decimal(0))), events=len(v)) for m, v in sorted(months.items(), reverse=True)],
+        entries=[e.model_dump(mode="json") for e in page], count=len(page),
+        next_token=str(offset + q.limit) if offset + q.limit < len(shown) else None,
+        withheld=sum(not seen(e) for e in mine),
+    )  # fmt: skip
