@@ -88,12 +88,12 @@ def send() -> tuple[Sent, int]:
 
 @app.get("/api/v1/demand-response/invitations/unanswered")
 def unanswered() -> InvitationPage:
-    return dr.unanswered(request_site(app), query_model(app, ListQuery), stores())
+    return dr.unanswered(request_site(app), query_model(app, ListQuery), stores(), claims(app))
 
 
 @app.get("/api/v1/demand-response/invitations/answered")
 def answered() -> InvitationPage:
-    return dr.answered(request_site(app), query_model(app, ListQuery), stores())
+    return dr.answered(request_site(app), query_model(app, ListQuery), stores(), claims(app))
 
 
 @app.post("/api/v1/demand-response/invitations/answer")
@@ -103,7 +103,7 @@ def answer() -> Invitation:
 
 @app.get("/api/v1/demand-response/invitations/<invitation_id>")
 def get_invitation(invitation_id: str) -> Invitation:
-    return dr.get(request_site(app), invitation_id, stores())
+    return dr.get(request_site(app), invitation_id, stores(), claims(app))
 
 
 @app.post("/api/v1/demand-response/invitations/<invitation_id>/cancel")

@@ -17,7 +17,7 @@ from ems.devices.models import CommandRequest, DeviceIn
 from ems.dr import service as dr
 from ems.dr.models import AnswerIn, ExecuteIn, InvitationIn
 from ems.registry.status import Heard
-from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus
+from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, caller
 from tests.support.fakes_devices import MemoryCommands, MemoryDevices, MemoryIot
 from tests.support.fakes_dr import Battery, FixedFleet, MemoryInvitations, MemorySchedules
 
@@ -200,3 +200,14 @@ def test_execute_an_invitation_now_or_an_ad_hoc_target(s: dr.Stores, dev: device
     held = s.invitations.get(SITE, ad_hoc.invitation_id)
     assert (held.status, held.end) == ("active", "2030-03-04T09:35:00.000Z")
     assert f"ems-dr-{ad_hoc.invitation_id}-end" in s.schedules.schedules  # type: ignore[union-attr]
+
+
+def test_the_plans_kw_are_withheld_from_a_token_that_may_not_see_raw_readings(s: dr.Stores) -> None:
+    invitation_id = accepted(s, load_kw=5)
+    dr.start_event(SITE, invitation_id, s, at(START))
+    seen = dr.get(SITE, invitation_id, s, caller(), at(START + timedelta(minutes=1)))
+    assert seen.execution is not None and seen.execution.planned_kw == 5.3
+    hidden = dr.get(SITE, invitation_id, s, caller(data_aggregation="room"), at(START + timedelta(minutes=1)))
+    assert hidden.execution is not None
+    assert (hidden.execution.planned_kw, [x.kw for x in hidden.execution.steps]) == (None, [None, None, None])
+    assert [x.device_id for x in hidden.execution.steps] == ["BATT_INV", "LIGHTS", "DEVICE_002"]

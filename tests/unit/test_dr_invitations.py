@@ -50,7 +50,7 @@ def seed_send(s: dr.Stores, event_time: str = EVENT, minutes: float = 0, **extra
 
 
 def status(s: dr.Stores, invitation_id: str, minutes: float = 0) -> str:
-    return dr.get(SITE, invitation_id, s, at(minutes)).status
+    return dr.get(SITE, invitation_id, s, now=at(minutes)).status
 
 
 def published(s: dr.Stores) -> list[str]:
@@ -278,7 +278,7 @@ def test_unanswered_soonest_first_and_answered_most_recent_first(s: dr.Stores) -
     late = seed_send(s, "2030-03-05T09:00:00Z")
     early = seed_send(s, "2030-03-04T12:00:00Z")
     middle = seed_send(s, "2030-03-04T18:00:00Z")
-    assert [i.invitation_id for i in dr.unanswered(SITE, ListQuery(), s, at(1)).items] == [
+    assert [i.invitation_id for i in dr.unanswered(SITE, ListQuery(), s, now=at(1)).items] == [
         early,
         middle,
         late,
@@ -286,8 +286,8 @@ def test_unanswered_soonest_first_and_answered_most_recent_first(s: dr.Stores) -
     dr.answer(SITE, yes(late), s, "ops", at(2))
     dr.answer(SITE, no(middle), s, "ops", at(3))
     # At 12:00 the early one expires: it leaves the unanswered list and joins the answered one.
-    assert [i.invitation_id for i in dr.unanswered(SITE, ListQuery(), s, at(2 * 60)).items] == []
-    answered = dr.answered(SITE, ListQuery(), s, at(2 * 60))
+    assert [i.invitation_id for i in dr.unanswered(SITE, ListQuery(), s, now=at(2 * 60)).items] == []
+    answered = dr.answered(SITE, ListQuery(), s, now=at(2 * 60))
     assert [(i.invitation_id, i.status) for i in answered.items] == [
         (late, "accepted"), (middle, "declined"), (early, "expired")
     ]  # fmt: skip
@@ -295,6 +295,6 @@ def test_unanswered_soonest_first_and_answered_most_recent_first(s: dr.Stores) -
 
 def test_lists_are_paged(s: dr.Stores) -> None:
     ids = [seed_send(s, f"2030-03-04T{h}:00:00Z") for h in (11, 12, 13)]
-    first = dr.unanswered(SITE, ListQuery(limit=2), s, at())
-    rest = dr.unanswered(SITE, ListQuery(limit=2, next_token=first.next_token), s, at())
+    first = dr.unanswered(SITE, ListQuery(limit=2), s, now=at())
+    rest = dr.unanswered(SITE, ListQuery(limit=2, next_token=first.next_token), s, now=at())
     assert [i.invitation_id for i in first.items + rest.items] == ids

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ems.dr import service as dr
-from ems.dr.models import AnswerIn, AutoResponse, BenefitsQuery, InvitationIn
+from ems.dr.models import AnswerIn, AutoResponse, BenefitsQuery, InvitationIn, ListQuery
 from ems.telemetry.models import Reading
 from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, MemoryTelemetry, caller
 from tests.support.fakes_devices import MemoryDevices
@@ -148,3 +148,20 @@ def test_too_few_comparable_days_leave_the_baseline_unknown() -> None:
     assert (done.performance.baseline_kwh, done.performance.actual_kwh) == (None, 15.0)
     assert done.performance.note == "baseline unknown: 2 comparable weekdays (at least 3)"
     assert s.ledger.items == {}  # type: ignore[union-attr]
+
+
+def test_a_limited_token_sees_the_life_cycle_but_not_what_comes_from_readings(s: dr.Stores) -> None:
+    done = run(s, load_kwh=4)
+    later = lambda: END + timedelta(hours=2)  # noqa: E731
+    full = dr.get(SITE, done.invitation_id, s, caller(), later)
+    assert (full.performance is not None, full.withheld) == (True, None)
+    hourly = dr.get(SITE, done.invitation_id, s, caller(time_aggregation="1h"), later)
+    assert (hourly.status, hourly.performance) == ("completed", None)
+    assert hourly.withheld is not None and "15-minute readings" in hourly.withheld
+    embargoed = dr.answered(SITE, ListQuery(), s, caller(embargo_minutes=3 * 60), later).items
+    assert [(i.invitation_id, i.performance) for i in embargoed if i.invitation_id == done.invitation_id] == [
+        (done.invitation_id, None)
+    ]
+    assert (
+        dr.get(SITE, done.invitation_id, s, caller(embargo_minutes=60), later).performance == full.performance
+    )

@@ -82,7 +82,7 @@ class Step(BaseModel):
     kind: Literal["battery", "shed"]
     command: str
     params: dict[str, Any]
-    kw: float  # what it is expected to take off the grid
+    kw: float | None  # what it is expected to take off the grid (None: withheld for this token)
     kw_from: str  # the reading (or rated power) kw comes from
     command_id: str | None = None
     status: str  # the command's state when sent, or "failed"
@@ -95,7 +95,7 @@ class Execution(BaseModel):
     invitation_id: str
     status: Status
     target_kw: float | None
-    planned_kw: float
+    planned_kw: float | None
     shortfall_kw: float | None
     steps: list[Step]
     started_at: str
@@ -132,6 +132,7 @@ class Invitation(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list)  # [{status, at}]
     execution: Execution | None = None
     performance: Performance | None = None
+    withheld: str | None = None  # why execution's kW or the performance are left out for this token
     version: int = 0
 
     def target_kw(self, baseline_kw: float | None = None) -> float | None:

@@ -144,6 +144,33 @@ def _current(invitation: Invitation, s: Stores, moment: datetime) -> Invitation:
 # ---------------------------------------------------------------- invitations
 
 
+def visible(invitation: Invitation, caller: Claims | None, moment: datetime) -> Invitation:
+    """The invitation as this token may read it: the plan's kW come from one device's reading at the
+    start (raw readings), the performance from the site's 15-minute grid import up to the end."""
+    if caller is None:
+        return invitation
+    why: list[str] = []
+    changes: dict[str, Any] = {}
+    execution = invitation.execution
+    if execution is not None and not caller.may_see_reading(
+        _ms(parse_time(execution.started_at, "started_at")), moment
+    ):
+        steps = [x.model_copy(update={"kw": None, "kw_from": "withheld"}) for x in execution.steps]
+        changes["execution"] = execution.model_copy(
+            update={"steps": steps, "planned_kw": None, "shortfall_kw": None}
+        )
+        why.append("the plan's kW are devices' raw readings beyond this token's limits")
+    if invitation.performance is not None:
+        cutoff = caller.embargo_cutoff_ms(moment)
+        end_ms = _ms(parse_time(invitation.end, "end"))
+        if caller.time_aggregation not in ("raw", "15m") or (cutoff is not None and cutoff < end_ms):
+            changes["performance"] = None
+            why.append("the performance comes from 15-minute readings beyond this token's limits")
+    if not why:
+        return invitation
+    return invitation.model_copy(update={**changes, "withheld": "; ".join(why)})
+
+
 def _check_iots(site: str, iots: list[str], s: Stores) -> None:
     known = {d.device_id for d in every(lambda t: s.devices.page(site, MAX_LIMIT, t))}
     unknown = [d for d in dict.fromkeys(iots) if d not in known]
@@ -177,11 +204,16 @@ def send(site: str, new: InvitationIn, s: Stores, now: Clock = utc_now) -> Sent:
     return Sent(invitation_id=stored.invitation_id, status=stored.status, reason=stored.reason)
 
 
-def get(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
-    return _current(s.invitations.get(site, invitation_id), s, now())
+def get(
+    site: str, invitation_id: str, s: Stores, caller: Claims | None = None, now: Clock = utc_now
+) -> Invitation:
+    moment = now()
+    return visible(_current(s.invitations.get(site, invitation_id), s, moment), caller, moment)
 
 
-def unanswered(site: str, q: ListQuery, s: Stores, now: Clock = utc_now) -> InvitationPage:
+def unanswered(
+    site: str, q: ListQuery, s: Stores, caller: Claims | None = None, now: Clock = utc_now
+) -> InvitationPage:
     """Pending invitations whose start is still ahead, soonest first."""
     moment = now()
     page = s.invitations.page(site, False, q.limit, q.next_token)
@@ -189,11 +221,17 @@ def unanswered(site: str, q: ListQuery, s: Stores, now: Clock = utc_now) -> Invi
     return InvitationPage(items=items, count=len(items), next_token=page.next_token)
 
 
-def answered(site: str, q: ListQuery, s: Stores, now: Clock = utc_now) -> InvitationPage:
+def answered(
+    site: str, q: ListQuery, s: Stores, caller: Claims | None = None, now: Clock = utc_now
+) -> InvitationPage:
     """Invitations with an answer (or past answering), the most recent event first."""
     moment = now()
     page = s.invitations.page(site, True, q.limit, q.next_token)
-    items = [i for i in (_current(x, s, moment) for x in page.items) if i.status != "pending"]
+    items = [
+        visible(i, caller, moment)
+        for i in (_current(x, s, moment) for x in page.items)
+        if i.status != "pending"
+    ]
     return InvitationPage(items=items, count=len(items), next_token=page.next_token)
 
 
@@ -563,7 +601,7 @@ def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, mo
         steps.append(step)
         if step.status != "failed":
             remaining -= kw
-    planned = round(sum(x.kw for x in steps if x.status != "failed"), 3)
+    planned = round(sum(x.kw or 0.0 for x in steps if x.status != "failed"), 3)
     return Execution(
         invitation_id=invitation.invitation_id, status="active", target_kw=target_kw, planned_kw=planned,
         shortfall_kw=None if target_kw is None else round(max(target_kw - planned, 0.0), 3), steps=steps,
