@@ -6,13 +6,16 @@ the 4xx of bad input (nothing written). Site hq has the seed's DEVICE_001 (HVAC)
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 import boto3
 import pytest
 
+from ems.core import clock
 from ems_local import apigw
 from ems_local.template import Stack
 from tests.support.fakes import ListPublisher
@@ -252,3 +255,93 @@ def test_the_realtime_function_takes_the_invitation_sample_through_its_rule(api:
     rule = Stack.from_file().functions()["RealtimeFunction"]["Events"]["Invitations"]["Properties"]["Pattern"]
     assert (rule["source"], rule["detail-type"]) == ([event["source"]], [event["detail-type"]])
     assert api.invoke("RealtimeFunction", event) == {"connections": 0, "posts": 0, "failed": 0}
+
+
+def at_clock(moment: datetime) -> None:
+    clock.run_on(clock.ScaledClock(moment, time.time()))
+
+
+def meter(at: datetime, kw: float) -> dict[str, Any]:
+    return {
+        "sensor_id": "grid",
+        "ts": (at + timedelta(minutes=1)).timestamp(),
+        "metrics": {"power_w": kw * 1000},
+    }
+
+
+def test_an_event_measured_from_ingested_meter_readings_pays_into_the_ledger(
+    api: InProcessApi, admin_token: str, published: Any
+) -> None:
+    """Wednesday 2030-03-13 (Berlin is UTC+1 all along): notice at 10:00Z, event 14:00-14:30Z (2 slots).
+    History, one reading a quarter hour: each weekday's 14:00 and 14:15 at (day of month + 10) kW,
+    weekends at 100 kW, and 10 kW from 08:00 to 10:00; the event day 11 kW from 08:00 to 10:00.
+    By hand: the 10 weekdays 12, 11, 8, 7, 6, 5, 4, 1 March and 28, 27 February give
+    (22 + 21 + 18 + 17 + 16 + 15 + 14 + 11 + 38 + 37) / 10 = 20.9 kW; adjustment 11 / 10 = 1.1 ->
+    22.99 kW a slot, 11.495 kWh; actual (12 + 13) x 0.25 = 6.25 kWh; delivered 5.245 kWh; 3 asked: met;
+    benefit 0.4 x 5.245 = 2.098."""
+    created = {
+        "sensor_id": "grid",
+        "name": "Grid meter",
+        "sensor_type": "meter",
+        "expected_interval_seconds": 900,
+    }
+    ok(api.request("POST", "/api/v1/sensors", token=admin_token, headers=HQ, body=created), 201)
+    notice = datetime(2030, 3, 13, 10, 0, tzinfo=UTC)
+    start = datetime(2030, 3, 13, 14, 0, tzinfo=UTC)
+    quarter = timedelta(minutes=15)
+    history = []
+    for back in range(1, 15):
+        day = start - timedelta(days=back)
+        kw = 100.0 if day.weekday() >= 5 else day.day + 10.0
+        history += [meter(day + i * quarter, kw) for i in range(2)]
+        history += [meter(day.replace(hour=8) + i * quarter, 10.0) for i in range(8)]
+    history += [meter(notice.replace(hour=8) + i * quarter, 11.0) for i in range(8)]
+    try:
+        at_clock(notice)
+        token = issue(["*"])  # minted on the 2030 clock, so that it is valid then
+        load_function("functions/telemetry/").stores.cache_clear()
+        ingested = ok(api.request("POST", "/api/v1/data/ingest", token=token, headers=HQ,
+                                  body={"readings": history}))  # fmt: skip
+        assert (ingested["accepted"], ingested["rejected"]) == (len(history), [])
+        body = seed_body("2030-03-13T14:00:00Z", load_kwh=3, duration_minutes=30, price_per_kwh=0.4)
+        invitation_id = ok(dr(api, token, "POST", "invitations/send", body), 201)["invitation_id"]
+        ok(
+            dr(
+                api,
+                token,
+                "POST",
+                "invitations/answer",
+                {"invitation_id": invitation_id, "response": "YES"},
+            )
+        )
+        at_clock(start + timedelta(seconds=30))
+        edge = {"site": SITE, "invitation_id": invitation_id}
+        assert api.invoke("DemandResponseFunction", {"dr": "start", **edge})["status"] == "active"
+        at_clock(start + timedelta(minutes=31))
+        during = [meter(start, 12.0), meter(start + quarter, 13.0)]
+        ok(api.request("POST", "/api/v1/data/ingest", token=token, headers=HQ, body={"readings": during}))
+        assert api.invoke("DemandResponseFunction", {"dr": "end", **edge})["status"] == "completed"
+        assert api.invoke("DemandResponseFunction", {"dr": "end", **edge})["status"] == "completed"  # a retry
+        done = ok(dr(api, token, "GET", f"invitations/{invitation_id}"))
+        p = done["performance"]
+        assert p["baseline_days"] == [f"2030-03-{d:02d}" for d in (12, 11, 8, 7, 6, 5, 4, 1)] + [
+            "2030-02-28",
+            "2030-02-27",
+        ]
+        assert p["adjustment"] == pytest.approx(1.1)
+        assert p["baseline_kw"] == pytest.approx([22.99, 22.99])
+        assert (p["baseline_kwh"], p["actual_kwh"], p["delivered_kwh"]) == pytest.approx(
+            (11.495, 6.25, 5.245)
+        )
+        assert (p["requested_kwh"], p["met"], p["benefit"]) == (3.0, True, pytest.approx(2.098))
+        got = ok(api.replay("http/dr/benefits-get.json", token))
+        assert (got["balance"], got["count"], got["monthly"]) == (
+            2.098,
+            1,
+            [{"month": "2030-03", "amount": 2.098, "events": 1}],
+        )
+        assert got["entries"][0]["source_id"] == invitation_id
+        p2p = ok(api.request("GET", "/api/v1/p2p/balance", token=token, headers=HQ))
+        assert p2p["balance"] == 2.098  # the same ledger
+    finally:
+        clock.run_on(None)
