@@ -230,6 +230,8 @@ def test_acceptance_schedules_and_the_schedules_run_the_plan_through_the_devices
     }
     device = ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001", token=admin_token, headers=HQ))
     assert device["controller"] is None
+    measure = {"dr": "measure", "site": SITE, "invitation_id": invitation_id}
+    assert api.invoke("DemandResponseFunction", measure)["status"] == "completed"
     with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
         scheduler.get_schedule(Name=f"ems-dr-{invitation_id}-start")
 
@@ -322,6 +324,8 @@ def test_an_event_measured_from_ingested_meter_readings_pays_into_the_ledger(
         ok(api.request("POST", "/api/v1/data/ingest", token=token, headers=HQ, body={"readings": during}))
         assert api.invoke("DemandResponseFunction", {"dr": "end", **edge})["status"] == "completed"
         assert api.invoke("DemandResponseFunction", {"dr": "end", **edge})["status"] == "completed"  # a retry
+        at_clock(start + timedelta(minutes=35))
+        assert api.invoke("DemandResponseFunction", {"dr": "measure", **edge})["status"] == "completed"
         done = ok(dr(api, token, "GET", f"invitations/{invitation_id}"))
         p = done["performance"]
         assert p["baseline_days"] == [f"2030-03-{d:02d}" for d in (12, 11, 8, 7, 6, 5, 4, 1)] + [

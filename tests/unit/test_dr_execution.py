@@ -100,6 +100,8 @@ def test_acceptance_schedules_the_start_and_the_end_and_a_decline_removes_them(s
         f"ems-dr-{invitation_id}-start": (START, {"dr": "start", "site": SITE, "invitation_id": invitation_id}),
         f"ems-dr-{invitation_id}-end": (START + timedelta(hours=1),
                                         {"dr": "end", "site": SITE, "invitation_id": invitation_id}),
+        f"ems-dr-{invitation_id}-measure": (START + timedelta(hours=1, minutes=5),
+                                            {"dr": "measure", "site": SITE, "invitation_id": invitation_id}),
     }  # fmt: skip
     assert max(len(name) for name in schedules) <= 64  # Scheduler's limit
     dr.answer(SITE, AnswerIn(invitation_id=invitation_id, response="NO"), s, "ops", at(T0))
@@ -172,9 +174,12 @@ def test_the_end_returns_each_device_to_its_next_holders_wish(s: dr.Stores, dev:
     assert dev.devices.controls(SITE, "DEVICE_002").keys() == {"manual"}
     assert dev.devices.controls(SITE, "LIGHTS") == {}
     assert dev.iot.shadow(thing).desired.get("setpoint_c") == 55  # the manual wish sent again
-    assert s.schedules.schedules == {}  # type: ignore[union-attr]
     # A retried end changes nothing.
     assert dr.end_event(SITE, invitation_id, s, at(START + timedelta(hours=1, minutes=1))) == done
+    measured = dr.on_schedule({"dr": "measure", "site": SITE, "invitation_id": invitation_id}, s,
+                              at(START + timedelta(hours=1, minutes=5)))  # fmt: skip
+    assert measured.performance is not None  # (no meter here: "not every slot of the event was metered")
+    assert s.schedules.schedules == {}  # type: ignore[union-attr]
 
 
 def test_a_cancel_while_active_releases_at_once(s: dr.Stores, dev: devices.Stores) -> None:
@@ -199,7 +204,9 @@ def test_execute_an_invitation_now_or_an_ad_hoc_target(s: dr.Stores, dev: device
     assert [(x.device_id, x.kw) for x in ad_hoc.steps] == [("BATT_INV", 1.5)]
     held = s.invitations.get(SITE, ad_hoc.invitation_id)
     assert (held.status, held.end) == ("active", "2030-03-04T09:35:00.000Z")
-    assert f"ems-dr-{ad_hoc.invitation_id}-end" in s.schedules.schedules  # type: ignore[union-attr]
+    assert {f"ems-dr-{ad_hoc.invitation_id}-end", f"ems-dr-{ad_hoc.invitation_id}-measure"} <= set(
+        s.schedules.schedules
+    )  # type: ignore[union-attr]
 
 
 def test_the_plans_kw_are_withheld_from_a_token_that_may_not_see_raw_readings(s: dr.Stores) -> None:

@@ -79,7 +79,9 @@ def run(s: dr.Stores, **body: Any) -> Any:
     )
     dr.answer(SITE, AnswerIn(invitation_id=sent.invitation_id, response="YES"), s, "ops", lambda: T0)
     dr.start_event(SITE, sent.invitation_id, s, lambda: START)
-    return dr.end_event(SITE, sent.invitation_id, s, lambda: END)
+    completed = dr.end_event(SITE, sent.invitation_id, s, lambda: END)
+    assert (completed.status, completed.performance) == ("completed", None)  # measured 5 minutes later
+    return dr.measure_event(SITE, sent.invitation_id, s, lambda: END + timedelta(minutes=5))
 
 
 def test_the_german_holidays_are_the_packages() -> None:
@@ -121,7 +123,8 @@ def test_the_configured_rate_and_the_penalty_for_under_delivery(s: dr.Stores) ->
 def test_a_retried_completion_pays_once_and_the_balance_is_the_sum(s: dr.Stores) -> None:
     done = run(s, load_kwh=4)
     for _ in range(3):  # the completion measured again (a retry after its write was lost)
-        dr.measure(done, s, END + timedelta(minutes=1))
+        dr.measure(done, s, END + timedelta(minutes=6))
+    assert dr.measure_event(SITE, done.invitation_id, s, lambda: END + timedelta(minutes=7)) == done
     assert len(s.ledger.items) == 1  # type: ignore[union-attr]
     got = dr.benefits(SITE, BenefitsQuery(), caller(), s, lambda: END + timedelta(hours=1))
     assert (got.balance, got.count, [(m.month, m.amount, m.events) for m in got.monthly]) == (

@@ -533,7 +533,10 @@ def auto_respond(invitation: Invitation, s: Stores, moment: datetime) -> Invitat
 # ---------------------------------------------------------------- execution
 
 DR: Any = "dr"  # the devices domain's control source for demand response (its highest priority)
-START, END = "start", "end"
+START, END, MEASURE = "start", "end", "measure"
+# The performance is measured this long after the end, once the last slot's readings are in (the
+# device path batches readings through a queue).
+MEASURE_AFTER = timedelta(minutes=5)
 # The shed command of each device type that can be shed: off where the type takes it.
 SHED_COMMAND = {t: "off" for t, commands in COMMAND_SETS.items() if "off" in commands}
 
@@ -548,16 +551,22 @@ def schedule_payload(invitation: Invitation, edge: str) -> dict[str, Any]:
 
 
 def _follow_schedules(invitation: Invitation, s: Stores) -> None:
-    """Accepted: one-time schedules at the start and the end (the same names each time, so a
-    retry rewrites them); declined, cancelled, expired or completed: none left."""
+    """Accepted: one-time schedules at the start, the end and the measurement after it (the same
+    names each time, so a retry rewrites them); declined, cancelled, expired or measured: none left."""
     if s.schedules is None:
         return
     if invitation.status == "accepted":
-        for edge, at in ((START, invitation.start), (END, invitation.end)):
-            s.schedules.put_at(schedule_name(invitation.invitation_id, edge), parse_time(at, edge),
-                               schedule_payload(invitation, edge))  # fmt: skip
-    elif invitation.status in ("declined", "cancelled", "expired", "completed"):
-        for edge in (START, END):
+        end = parse_time(invitation.end, END)
+        for edge, at in (
+            (START, parse_time(invitation.start, START)),
+            (END, end),
+            (MEASURE, end + MEASURE_AFTER),
+        ):
+            s.schedules.put_at(
+                schedule_name(invitation.invitation_id, edge), at, schedule_payload(invitation, edge)
+            )
+    elif invitation.status in ("declined", "cancelled", "expired") or (invitation.status == "completed" and invitation.performance is not None):
+        for edge in (START, END, MEASURE):
             s.schedules.delete(schedule_name(invitation.invitation_id, edge))
 
 
@@ -661,8 +670,18 @@ def end_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) ->
     invitation = _current(s.invitations.get(site, invitation_id), s, moment)
     if invitation.status != "active":
         return invitation
-    completed = move(invitation, "completed", moment, execution=_release(invitation, s, moment))
-    return _save(completed.model_copy(update={"performance": measure(completed, s, moment)}), s)
+    return _save(move(invitation, "completed", moment, execution=_release(invitation, s, moment)), s)
+
+
+def measure_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
+    """The measurement schedule (MEASURE_AFTER the end): the completed event's performance, once."""
+    moment = now()
+    invitation = s.invitations.get(site, invitation_id)
+    if invitation.status != "completed" or invitation.performance is not None:
+        return invitation
+    measured = invitation.model_copy(update={"performance": measure(invitation, s, moment),
+                                             "version": invitation.version + 1})  # fmt: skip
+    return _save(measured, s)
 
 
 def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Invitation:
@@ -671,7 +690,9 @@ def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Inv
         return start_event(site, invitation_id, s, now)
     if edge == END:
         return end_event(site, invitation_id, s, now)
-    raise Invalid(f"a DR schedule is for start or end, not {edge!r}", "dr")
+    if edge == MEASURE:
+        return measure_event(site, invitation_id, s, now)
+    raise Invalid(f"a DR schedule is for start, end or measure, not {edge!r}", "dr")
 
 
 def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clock = utc_now) -> Execution:
@@ -700,9 +721,12 @@ def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clo
         history=[{"status": "pending", "at": stamp}, {"status": "accepted", "at": stamp}],
     )  # fmt: skip
     s.invitations.create(invitation)
-    if s.schedules is not None:  # it starts now: only its end is scheduled
-        s.schedules.put_at(schedule_name(invitation.invitation_id, END), parse_time(invitation.end, END),
-                           schedule_payload(invitation, END))  # fmt: skip
+    if s.schedules is not None:  # it starts now: only its end and measurement are scheduled
+        end = parse_time(invitation.end, END)
+        for edge, at in ((END, end), (MEASURE, end + MEASURE_AFTER)):
+            s.schedules.put_at(
+                schedule_name(invitation.invitation_id, edge), at, schedule_payload(invitation, edge)
+            )
     return _started(start_event(site, invitation.invitation_id, s, lambda: moment))
 
 
