@@ -218,3 +218,21 @@ def test_the_plans_kw_are_withheld_from_a_token_that_may_not_see_raw_readings(s:
     assert hidden.execution is not None
     assert (hidden.execution.planned_kw, [x.kw for x in hidden.execution.steps]) == (None, [None, None, None])
     assert [x.device_id for x in hidden.execution.steps] == ["BATT_INV", "LIGHTS", "DEVICE_002"]
+
+
+def test_a_named_device_drawing_nothing_is_switched_off_at_no_kw(s: dr.Stores, dev: devices.Stores) -> None:
+    assert dev.latest is not None
+    dev.latest.record(SITE, [Heard("P_LIGHTS", int(START.timestamp() * 1000) - 5_000, {"power_w": 0.0})])  # type: ignore[attr-defined]
+    invitation_id = accepted(s, load_kw=4, iots=["LIGHTS", "DEVICE_002"])
+    active = dr.start_event(SITE, invitation_id, s, at(START))
+    assert active.execution is not None
+    assert [(x.device_id, x.kw) for x in active.execution.steps] == [
+        ("BATT_INV", 3.0),
+        ("LIGHTS", 0.0),
+        ("DEVICE_002", 1.8),
+    ]
+    unnamed = accepted(
+        s, event_time="2030-03-04T14:00:00Z", load_kw=4
+    )  # every eligible device: LIGHTS is left on
+    later = dr.start_event(SITE, unnamed, s, at(START + timedelta(hours=1)))
+    assert later.execution is not None and "LIGHTS" not in [x.device_id for x in later.execution.steps]

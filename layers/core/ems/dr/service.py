@@ -303,7 +303,7 @@ def put_settings(site: str, settings: AutoResponse, s: Stores) -> AutoResponse:
 # ---------------------------------------------------------------- flexibility
 
 POWER_METRIC = "power_w"
-LIVE = timedelta(minutes=15)  # a window starting this soon is judged on the newest readings
+LIVE = timedelta(minutes=30)  # a window starting this soon is judged on the newest readings
 WEEK = timedelta(days=7)  # a later one on the same window a week earlier (seasonal naive)
 FIFTEEN_MINUTE_GRAINS = ("raw", "15m")
 
@@ -577,7 +577,7 @@ def command_id(invitation_id: str, edge: str, device_id: str) -> str:
 
 def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, moment: datetime) -> Execution:
     """The plan at the start: batteries first (no comfort cost), then the named devices (or every
-    eligible one) by comfort priority, until the target is met. A device whose command is refused
+    eligible one drawing power) by comfort priority, until the target is met. A device whose command is refused
     or rejected is replaced by the next one; what is still missing is the shortfall."""
     site = invitation.site_id
     flex = current_flexibility(site, None, invitation.duration_minutes, None, s, lambda: moment)
@@ -601,8 +601,10 @@ def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, mo
             kw, kw_from = offer.kw or 0.0, offer.source
             if offer.source == "no power reading":
                 kw, kw_from = device.rated_power_kw or 0.0, "rated power (no power reading)"
-            if kw <= 0:
+            if kw <= 0 and offer.device_id not in named:
                 continue  # drawing nothing now: shedding it delivers nothing
+            # A named device drawing nothing now is switched off all the same (at no kW): a
+            # thermostat would otherwise start it during the event.
             command, params, kind = SHED_COMMAND[device.device_type], {}, "shed"
         else:
             continue
