@@ -565,7 +565,9 @@ def _follow_schedules(invitation: Invitation, s: Stores) -> None:
             s.schedules.put_at(
                 schedule_name(invitation.invitation_id, edge), at, schedule_payload(invitation, edge)
             )
-    elif invitation.status in ("declined", "cancelled", "expired") or (invitation.status == "completed" and invitation.performance is not None):
+    elif invitation.status in ("declined", "cancelled", "expired") or (
+        invitation.status == "completed" and invitation.performance is not None
+    ):
         for edge in (START, END, MEASURE):
             s.schedules.delete(schedule_name(invitation.invitation_id, edge))
 
