@@ -230,6 +230,10 @@ def test_acceptance_schedules_and_the_schedules_run_the_plan_through_the_devices
     }
     device = ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001", token=admin_token, headers=HQ))
     assert device["controller"] is None
+    # Nobody held it before: assumed drawing its rated power, it is switched back on, then released.
+    after = ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001/commands", token=admin_token, headers=HQ))
+    assert [(c["command"], c["source"]) for c in after["items"]] == [("on", "dr"), ("off", "dr")]
+    assert device["shadow"]["desired"]["power"] == "on"
     measure = {"dr": "measure", "site": SITE, "invitation_id": invitation_id}
     assert api.invoke("DemandResponseFunction", measure)["status"] == "completed"
     with pytest.raises(scheduler.exceptions.ResourceNotFoundException):

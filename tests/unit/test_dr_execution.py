@@ -173,6 +173,19 @@ def test_the_end_returns_each_device_to_its_next_holders_wish(s: dr.Stores, dev:
     assert sorted(done.execution.released) == ["BATT_INV", "DEVICE_002", "LIGHTS"]
     assert dev.devices.controls(SITE, "DEVICE_002").keys() == {"manual"}
     assert dev.devices.controls(SITE, "LIGHTS") == {}
+    # Nobody held the lights before: drawing 0.5 kW then, they are switched back on in dr's name.
+    lights = dev.iot.shadow(dev.devices.get(SITE, "LIGHTS").thing_name).desired  # type: ignore[attr-defined]
+    assert lights["power"] == "on"
+    assert [c[1] for c in commands(dev) if c[0] == "LIGHTS"] == ["off", "on"]
+    # the manual setpoint before the event, and sent again at its end in the holder's name; no "on" from dr
+    assert [c[1:] for c in commands(dev) if c[0] == "DEVICE_002"] == [
+        ("off", {}, "dr"),
+        ("set_setpoint", {"celsius": 55.0}, "manual"),
+        ("set_setpoint", {"celsius": 55.0}, "manual"),
+    ]
+    assert [c[1] for c in commands(dev) if c[0] == "BATT_INV"] == [
+        "set_power"
+    ]  # the battery: back to its plan
     assert dev.iot.shadow(thing).desired.get("setpoint_c") == 55  # the manual wish sent again
     # A retried end changes nothing.
     assert dr.end_event(SITE, invitation_id, s, at(START + timedelta(hours=1, minutes=1))) == done

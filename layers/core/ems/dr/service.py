@@ -611,6 +611,8 @@ def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, mo
         else:
             continue
         step = _send(site, invitation.invitation_id, offer.device_id, kind, command, params, kw, kw_from, s)
+        if kind == "shed" and kw > 0 and "on" in COMMAND_SETS.get(devices[offer.device_id].device_type, ()):
+            step = step.model_copy(update={"restore": "on"})
         steps.append(step)
         if step.status != "failed":
             remaining -= kw
@@ -640,8 +642,25 @@ def _send(site: str, invitation_id: str, device_id: str, kind: Any, command: str
     return step.model_copy(update={"command_id": sent.command_id, "status": sent.status})
 
 
+def _give_back(invitation: Invitation, step: Step, commands: DeviceCommands) -> None:
+    """Release the device; when no other source holds it (so nobody's wish is sent again), a load
+    that was drawing power is switched back on, in dr's name, and released again."""
+    site = invitation.site_id
+    try:
+        released = commands.release(site, step.device_id, DR)
+    except NotFound:
+        return  # released already (a retried end)
+    if step.restore is None or getattr(released, "controller", None) is not None:
+        return
+    with suppress(DomainError):  # gone or refused: left as it is, the next holder decides
+        commands.send(site, step.device_id, step.restore, {}, DR,
+                      command_id=command_id(invitation.invitation_id, END, step.device_id))  # fmt: skip
+        commands.release(site, step.device_id, DR)
+
+
 def _release(invitation: Invitation, s: Stores, moment: datetime) -> Execution | None:
-    """Every device the plan commanded goes back to its next holder's wish (a battery to its plan)."""
+    """Every device the plan commanded goes back to its next holder's wish (a battery to its plan,
+    a load nobody else holds to on, when it was drawing power)."""
     execution = invitation.execution
     if execution is None:
         return None
@@ -649,8 +668,7 @@ def _release(invitation: Invitation, s: Stores, moment: datetime) -> Execution |
     for step in execution.steps:
         if step.status == "failed" or step.device_id in released or s.commands is None:
             continue
-        with suppress(NotFound):  # released already (a retried end)
-            s.commands.release(invitation.site_id, step.device_id, DR)
+        _give_back(invitation, step, s.commands)
         released.append(step.device_id)
     return execution.model_copy(update={"released": released, "released_at": to_iso(moment)})
 
