@@ -77,7 +77,7 @@ def stores() -> dr.Stores:
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
         sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
         forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()), commands=device_commands(),
-        schedules=EventBridgeSchedules(), ledger=LedgerStore(),
+        schedules=EventBridgeSchedules(), ledger=LedgerStore(), command_states=CommandStore(),
     )  # fmt: skip
 
 

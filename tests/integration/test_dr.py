@@ -215,6 +215,11 @@ def test_acceptance_schedules_and_the_schedules_run_the_plan_through_the_devices
         ("off", "dr", f"dr-{invitation_id}-start-DEVICE_001")
     ]
     assert api.invoke("DemandResponseFunction", event)["status"] == "active"  # a retry sends nothing more
+    check = {
+        **json.loads((EVENTS / "schedule" / "dr-check.json").read_text()),
+        "invitation_id": invitation_id,
+    }
+    assert api.invoke("DemandResponseFunction", check)["status"] == "active"  # nobody answered yet: as it was
     assert (
         len(
             ok(api.request("GET", "/api/v1/iot/devices/DEVICE_001/commands", token=admin_token, headers=HQ))[

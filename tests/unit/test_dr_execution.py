@@ -73,7 +73,7 @@ def s(dev: devices.Stores) -> dr.Stores:
     return dr.Stores(
         invitations=MemoryInvitations(), devices=dev.devices, events=ListPublisher(), sites=dev.sites,  # type: ignore[arg-type]
         latest=dev.latest, batteries=FixedFleet([Battery("B1", "BATT_INV", 60.0, 3.0, 3.0)]),
-        commands=devices.DeviceCommands(dev, sent_by="dr"), schedules=MemorySchedules(),
+        commands=devices.DeviceCommands(dev, sent_by="dr"), schedules=MemorySchedules(), command_states=dev.commands,
     )  # fmt: skip
 
 
@@ -98,6 +98,8 @@ def test_acceptance_schedules_the_start_and_the_end_and_a_decline_removes_them(s
     schedules = s.schedules.schedules  # type: ignore[union-attr]
     assert schedules == {
         f"ems-dr-{invitation_id}-start": (START, {"dr": "start", "site": SITE, "invitation_id": invitation_id}),
+        f"ems-dr-{invitation_id}-check": (START + timedelta(minutes=2),
+                                          {"dr": "check", "site": SITE, "invitation_id": invitation_id}),
         f"ems-dr-{invitation_id}-end": (START + timedelta(hours=1),
                                         {"dr": "end", "site": SITE, "invitation_id": invitation_id}),
         f"ems-dr-{invitation_id}-measure": (START + timedelta(hours=1, minutes=5),
@@ -249,3 +251,30 @@ def test_a_named_device_drawing_nothing_is_switched_off_at_no_kw(s: dr.Stores, d
     )  # every eligible device: LIGHTS is left on
     later = dr.start_event(SITE, unnamed, s, at(START + timedelta(hours=1)))
     assert later.execution is not None and "LIGHTS" not in [x.device_id for x in later.execution.steps]
+
+
+def test_a_device_that_rejects_its_command_is_replaced_at_the_check(
+    s: dr.Stores, dev: devices.Stores
+) -> None:
+    invitation_id = accepted(s, load_kw=5)
+    active = dr.start_event(SITE, invitation_id, s, at(START))
+    assert active.execution is not None
+    [water] = [x for x in active.execution.steps if x.device_id == "DEVICE_002"]
+    assert water.command_id is not None
+    sent = dev.commands.get(SITE, "DEVICE_002", water.command_id)
+    assert sent is not None
+    devices.close(sent, "rejected", "tank below its minimum", dev, lambda: START + timedelta(seconds=40))
+    checked = dr.on_schedule({"dr": "check", "site": SITE, "invitation_id": invitation_id}, s,
+                             at(START + timedelta(minutes=2)))  # fmt: skip
+    assert checked.execution is not None
+    # 3.0 (battery) + 0.5 (lights) + 1.8 (rejected) fell to 3.5: the HVAC's 2.8 kW come in after them.
+    assert [(x.device_id, x.status) for x in checked.execution.steps] == [
+        ("BATT_INV", "pending"), ("LIGHTS", "pending"), ("DEVICE_002", "rejected"), ("DEVICE_001", "pending"),
+    ]  # fmt: skip
+    assert checked.execution.steps[2].reason == "tank below its minimum"
+    assert (checked.execution.planned_kw, checked.execution.shortfall_kw) == (6.3, 0.0)
+    again = dr.check_event(SITE, invitation_id, s, at(START + timedelta(minutes=3)))
+    assert again.execution == checked.execution  # checked twice: nothing more is sent
+    assert len(commands(dev)) == 4
+    done = dr.end_event(SITE, invitation_id, s, at(START + timedelta(hours=1)))
+    assert done.execution is not None and "DEVICE_002" not in done.execution.released

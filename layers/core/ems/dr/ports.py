@@ -101,6 +101,12 @@ class CommandSent(Protocol):
     def status(self) -> str: ...
 
 
+class CommandStates(Protocol):
+    """A command's state as its device answered (ems.devices.store.CommandStore); None: unknown."""
+
+    def get(self, site_id: str, device_id: str, command_id: str) -> CommandSent | None: ...
+
+
 class DeviceCommands(Protocol):
     """Commands through the devices domain (ems.devices.service.DeviceCommands): DR is its highest
     control priority; a command_id sent twice is one command; release hands the device back to its

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -54,6 +55,7 @@ from ems.dr.models import (
 )
 from ems.dr.ports import (
     BatteryFleet,
+    CommandStates,
     DeviceCommands,
     Forecasts,
     InvitationStore,
@@ -81,6 +83,7 @@ class Stores:
     forecasts: Forecasts | None = None
     commands: DeviceCommands | None = None
     schedules: Schedules | None = None
+    command_states: CommandStates | None = None
     ledger: Ledger | None = None
 
 
@@ -533,7 +536,11 @@ def auto_respond(invitation: Invitation, s: Stores, moment: datetime) -> Invitat
 # ---------------------------------------------------------------- execution
 
 DR: Any = "dr"  # the devices domain's control source for demand response (its highest priority)
-START, END, MEASURE = "start", "end", "measure"
+START, END, MEASURE, CHECK = "start", "end", "measure", "check"
+FAILED = ("failed", "rejected", "timed_out")  # a step whose device did not take its command
+# The plan's commands are checked this long after the start: a device that rejected its command (or
+# never answered) is replaced by the next one in order.
+CHECK_AFTER = timedelta(minutes=2)
 # The performance is measured this long after the end, once the last slot's readings are in (the
 # device path batches readings through a queue).
 MEASURE_AFTER = timedelta(minutes=5)
@@ -551,24 +558,21 @@ def schedule_payload(invitation: Invitation, edge: str) -> dict[str, Any]:
 
 
 def _follow_schedules(invitation: Invitation, s: Stores) -> None:
-    """Accepted: one-time schedules at the start, the end and the measurement after it (the same
+    """Accepted: one-time schedules at the start, the check after it, the end and the measurement (the same
     names each time, so a retry rewrites them); declined, cancelled, expired or measured: none left."""
     if s.schedules is None:
         return
     if invitation.status == "accepted":
-        end = parse_time(invitation.end, END)
-        for edge, at in (
-            (START, parse_time(invitation.start, START)),
-            (END, end),
-            (MEASURE, end + MEASURE_AFTER),
-        ):
+        begin, end = parse_time(invitation.start, START), parse_time(invitation.end, END)
+        edges = ((START, begin), (CHECK, begin + CHECK_AFTER), (END, end), (MEASURE, end + MEASURE_AFTER))
+        for edge, at in edges:
             s.schedules.put_at(
                 schedule_name(invitation.invitation_id, edge), at, schedule_payload(invitation, edge)
             )
     elif invitation.status in ("declined", "cancelled", "expired") or (
         invitation.status == "completed" and invitation.performance is not None
     ):
-        for edge in (START, END, MEASURE):
+        for edge in (START, CHECK, END, MEASURE):
             s.schedules.delete(schedule_name(invitation.invitation_id, edge))
 
 
@@ -577,7 +581,9 @@ def command_id(invitation_id: str, edge: str, device_id: str) -> str:
     return f"dr-{invitation_id}-{edge}-{device_id}"
 
 
-def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, moment: datetime) -> Execution:
+def plan_and_send(
+    invitation: Invitation, target_kw: float | None, s: Stores, moment: datetime, done: Sequence[Step] = ()
+) -> Execution:
     """The plan at the start: batteries first (no comfort cost), then the named devices (or every
     eligible one drawing power) by comfort priority, until the target is met. A device whose command is refused
     or rejected is replaced by the next one; what is still missing is the shortfall."""
@@ -585,11 +591,16 @@ def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, mo
     flex = current_flexibility(site, None, invitation.duration_minutes, None, s, lambda: moment)
     devices = {d.device_id: d for d in _devices(site, s)}
     named = set(invitation.iots)
-    remaining = target_kw if target_kw is not None else 0.0
-    steps: list[Step] = []
+    steps: list[Step] = list(done)  # a re-plan keeps what was sent, and sends to none of those again
+    remaining = (target_kw if target_kw is not None else 0.0) - sum(
+        x.kw or 0.0 for x in steps if x.status not in FAILED
+    )
+    tried = {x.device_id for x in steps}
     for offer in flex.devices:
         if remaining <= 1e-9:
             break
+        if offer.device_id in tried:
+            continue
         if offer.kind == "battery":
             if not offer.kw or offer.battery_id is None or offer.device_id not in devices:
                 continue
@@ -614,9 +625,9 @@ def plan_and_send(invitation: Invitation, target_kw: float | None, s: Stores, mo
         if kind == "shed" and kw > 0 and "on" in COMMAND_SETS.get(devices[offer.device_id].device_type, ()):
             step = step.model_copy(update={"restore": "on"})
         steps.append(step)
-        if step.status != "failed":
+        if step.status not in FAILED:
             remaining -= kw
-    planned = round(sum(x.kw or 0.0 for x in steps if x.status != "failed"), 3)
+    planned = round(sum(x.kw or 0.0 for x in steps if x.status not in FAILED), 3)
     return Execution(
         invitation_id=invitation.invitation_id, status="active", target_kw=target_kw, planned_kw=planned,
         shortfall_kw=None if target_kw is None else round(max(target_kw - planned, 0.0), 3), steps=steps,
@@ -666,7 +677,7 @@ def _release(invitation: Invitation, s: Stores, moment: datetime) -> Execution |
         return None
     released = list(execution.released)
     for step in execution.steps:
-        if step.status == "failed" or step.device_id in released or s.commands is None:
+        if step.status in FAILED or step.device_id in released or s.commands is None:
             continue
         _give_back(invitation, step, s.commands)
         released.append(step.device_id)
@@ -684,6 +695,37 @@ def start_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) 
         invitation, invitation.target_kw(baseline_forecast_kw(invitation, s)), s, moment
     )
     return _save(move(invitation, "active", moment, execution=execution), s)
+
+
+def check_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
+    """The check schedule (CHECK_AFTER the start): each command's state as its device answered;
+    one rejected or timed out is replaced by the next device in order, the shortfall recomputed."""
+    moment = now()
+    invitation = s.invitations.get(site, invitation_id)
+    execution = invitation.execution
+    if invitation.status != "active" or execution is None or s.command_states is None:
+        return invitation
+    steps = []
+    for step in execution.steps:
+        if step.status == "pending" and step.command_id is not None:
+            known = s.command_states.get(site, step.device_id, step.command_id)
+            if known is not None and known.status != step.status:
+                reason = getattr(known, "reason", None) or f"the device's command {known.status}"
+                step = step.model_copy(
+                    update={"status": known.status, "reason": reason if known.status in FAILED else None}
+                )
+        steps.append(step)
+    if steps == execution.steps:
+        return invitation
+    replanned = execution
+    if any(
+        x.status in FAILED and y.status not in FAILED for x, y in zip(steps, execution.steps, strict=True)
+    ):
+        replanned = plan_and_send(invitation, execution.target_kw, s, moment, done=steps)
+        replanned = replanned.model_copy(update={"started_at": execution.started_at})
+    else:
+        replanned = execution.model_copy(update={"steps": steps})
+    return _save(invitation.model_copy(update={"execution": replanned, "version": invitation.version + 1}), s)
 
 
 def end_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
@@ -714,7 +756,9 @@ def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Inv
         return end_event(site, invitation_id, s, now)
     if edge == MEASURE:
         return measure_event(site, invitation_id, s, now)
-    raise Invalid(f"a DR schedule is for start, end or measure, not {edge!r}", "dr")
+    if edge == CHECK:
+        return check_event(site, invitation_id, s, now)
+    raise Invalid(f"a DR schedule is for start, check, end or measure, not {edge!r}", "dr")
 
 
 def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clock = utc_now) -> Execution:
@@ -743,9 +787,9 @@ def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clo
         history=[{"status": "pending", "at": stamp}, {"status": "accepted", "at": stamp}],
     )  # fmt: skip
     s.invitations.create(invitation)
-    if s.schedules is not None:  # it starts now: only its end and measurement are scheduled
+    if s.schedules is not None:  # it starts now: its check, end and measurement are scheduled
         end = parse_time(invitation.end, END)
-        for edge, at in ((END, end), (MEASURE, end + MEASURE_AFTER)):
+        for edge, at in ((CHECK, start + CHECK_AFTER), (END, end), (MEASURE, end + MEASURE_AFTER)):
             s.schedules.put_at(
                 schedule_name(invitation.invitation_id, edge), at, schedule_payload(invitation, edge)
             )
