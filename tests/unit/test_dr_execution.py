@@ -278,3 +278,13 @@ def test_a_device_that_rejects_its_command_is_replaced_at_the_check(
     assert len(commands(dev)) == 4
     done = dr.end_event(SITE, invitation_id, s, at(START + timedelta(hours=1)))
     assert done.execution is not None and "DEVICE_002" not in done.execution.released
+
+
+def test_a_pending_invitation_expires_when_its_start_schedule_fires(s: dr.Stores) -> None:
+    body = {"event_time": "2030-03-04T13:00:00Z", "load_kw": 1}
+    invitation_id = dr.send(SITE, InvitationIn.model_validate(body), s, at(T0)).invitation_id
+    assert set(s.schedules.schedules) == {f"ems-dr-{invitation_id}-start"}  # type: ignore[union-attr]
+    fired = dr.on_schedule({"dr": "start", "site": SITE, "invitation_id": invitation_id}, s, at(START))
+    assert (fired.status, fired.execution) == ("expired", None)
+    assert s.events.kinds()[-2:] == ["InvitationChanged", "SystemEvent"]  # type: ignore[attr-defined]
+    assert s.schedules.schedules == {}  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
-from ems.core.errors import Conflict, DomainError, Invalid, NotFound
+from ems.core.errors import BadRequest, Conflict, DomainError, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
 from ems.core.pagination import MAX_LIMIT, every
 from ems.devices.commands import COMMAND_SETS
@@ -203,6 +203,10 @@ def send(site: str, new: InvitationIn, s: Stores, now: Clock = utc_now) -> Sent:
     stored, created = s.invitations.create(invitation)
     if created:
         s.events.publish(_changed(stored))
+        if s.schedules is not None:  # still pending at its start, this schedule expires it (and alerts)
+            s.schedules.put_at(
+                schedule_name(stored.invitation_id, START), start, schedule_payload(stored, START)
+            )
         stored = auto_respond(stored, s, moment)
     return Sent(invitation_id=stored.invitation_id, status=stored.status, reason=stored.reason)
 
@@ -685,8 +689,8 @@ def _release(invitation: Invitation, s: Stores, moment: datetime) -> Execution |
 
 
 def start_event(site: str, invitation_id: str, s: Stores, now: Clock = utc_now) -> Invitation:
-    """The start schedule: an accepted invitation's plan runs and it becomes active; any other
-    state is left as it is (a second run sends nothing)."""
+    """The start schedule: an accepted invitation's plan runs and it becomes active; a pending one
+    expires; any other state is left as it is (a second run sends nothing)."""
     moment = now()
     invitation = _current(s.invitations.get(site, invitation_id), s, moment)
     if invitation.status != "accepted":
@@ -929,7 +933,7 @@ def benefits(site: str, q: BenefitsQuery, caller: Claims, s: Stores, now: Clock 
         months.setdefault(entry.at[:7], []).append(entry.amount)
     offset = int(q.next_token) if q.next_token and q.next_token.isdigit() else 0
     if q.next_token and not q.next_token.isdigit():
-        raise Invalid("not a token this API issued", "next_token")
+        raise BadRequest("not a token this API issued", "next_token")
     page = shown[offset : offset + q.limit]
     return Benefits(
         currency=currency, balance=float(sum((e.amount for e in shown), Decimal(0))),
