@@ -115,10 +115,13 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
 
     active = wait_for(lambda: status("active"), "the start schedule running the plan", WAIT_SECONDS)
     steps = active["execution"]["steps"]
-    # The water heater (comfort priority 3) before the HVAC (6), both named, both taking `off`.
-    assert [(x["device_id"], x["command"], x["status"]) for x in steps] == [
-        ("DEVICE_002", "off", "pending"), ("DEVICE_001", "off", "pending")
-    ], steps  # fmt: skip
+    # The water heater (comfort priority 3) before the HVAC (6), both named, both taking `off`
+    # (pending as sent, or applied once the check schedule 2 minutes later has read them).
+    assert [(x["device_id"], x["command"]) for x in steps] == [
+        ("DEVICE_002", "off"),
+        ("DEVICE_001", "off"),
+    ], steps
+    assert {x["status"] for x in steps} <= {"pending", "applied"}, steps
     shed = [x["device_id"] for x in steps]
     for device_id in shed:
         applied = wait_for(
