@@ -98,7 +98,7 @@ def answered() -> InvitationPage:
 
 @app.post("/api/v1/demand-response/invitations/answer")
 def answer() -> Invitation:
-    return dr.answer(request_site(app), body(app, AnswerIn), stores(), by=claims(app).sub)
+    return dr.answer(request_site(app), body(app, AnswerIn), stores(), by=claims(app).sub, caller=claims(app))
 
 
 @app.get("/api/v1/demand-response/invitations/<invitation_id>")
@@ -110,7 +110,7 @@ def get_invitation(invitation_id: str) -> Invitation:
 def cancel(invitation_id: str) -> Invitation:
     raw = app.current_event.decoded_body
     reason = body(app, CancelIn).reason if raw and raw.strip() else None
-    return dr.cancel(request_site(app), invitation_id, reason, stores())
+    return dr.cancel(request_site(app), invitation_id, reason, stores(), caller=claims(app))
 
 
 @app.get("/api/v1/demand-response/auto-response")
@@ -137,7 +137,9 @@ def forecast_flexibility() -> FlexibilityForecast:
 
 @app.post("/api/v1/demand-response/load-reduction/execute")
 def execute() -> Execution:
-    return dr.execute(request_site(app), body(app, ExecuteIn), stores(), by=claims(app).sub)
+    return dr.execute(
+        request_site(app), body(app, ExecuteIn), stores(), by=claims(app).sub, caller=claims(app)
+    )
 
 
 @app.get("/api/v1/demand-response/benefits")

@@ -288,3 +288,17 @@ def test_a_pending_invitation_expires_when_its_start_schedule_fires(s: dr.Stores
     assert (fired.status, fired.execution) == ("expired", None)
     assert s.events.kinds()[-2:] == ["InvitationChanged", "SystemEvent"]  # type: ignore[attr-defined]
     assert s.schedules.schedules == {}  # type: ignore[union-attr]
+
+
+def test_execute_and_cancel_answer_a_limited_token_without_the_plans_kw(s: dr.Stores) -> None:
+    limited = caller(embargo_minutes=30)
+    plan = dr.execute(SITE, ExecuteIn(target_kw=1.0, duration_minutes=30), s, "ops", at(T0), caller=limited)
+    assert (plan.planned_kw, [x.kw for x in plan.steps], plan.steps[0].device_id) == (
+        None,
+        [None],
+        "BATT_INV",
+    )
+    cancelled = dr.cancel(SITE, plan.invitation_id, None, s, at(T0 + timedelta(minutes=1)), caller=limited)
+    assert cancelled.execution is not None and cancelled.execution.planned_kw is None
+    assert cancelled.withheld == "the plan's kW are devices' raw readings beyond this token's limits"
+    assert s.invitations.get(SITE, plan.invitation_id).execution.planned_kw == 1.0  # type: ignore[union-attr]

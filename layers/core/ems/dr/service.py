@@ -260,13 +260,19 @@ def find(site: str, a: AnswerIn, s: Stores) -> Invitation:
     return matches[0]
 
 
-def answer(site: str, a: AnswerIn, s: Stores, by: str = "user", now: Clock = utc_now) -> Invitation:
+def answer(
+    site: str, a: AnswerIn, s: Stores, by: str = "user", now: Clock = utc_now, caller: Claims | None = None
+) -> Invitation:
     """YES accepts, NO declines; the same answer again changes nothing; a change after the start
-    is refused."""
+    is refused. The answer as `caller` may read it (`visible`)."""
+    moment = now()
+    return visible(_answer(site, a, s, by, moment), caller, moment)
+
+
+def _answer(site: str, a: AnswerIn, s: Stores, by: str, moment: datetime) -> Invitation:
     response = a.response.strip().upper()
     if response not in ANSWERS:
         raise Invalid(f"must be YES or NO, not {a.response!r}", "response")
-    moment = now()
     invitation = _current(find(site, a, s), s, moment)
     if invitation.answer == response and invitation.status in ("accepted", "declined", "active", "completed"):
         return invitation
@@ -282,9 +288,20 @@ def answer(site: str, a: AnswerIn, s: Stores, by: str = "user", now: Clock = utc
     )
 
 
-def cancel(site: str, invitation_id: str, reason: str | None, s: Stores, now: Clock = utc_now) -> Invitation:
-    """Cancelled until its end; cancelling twice is one cancellation."""
+def cancel(
+    site: str,
+    invitation_id: str,
+    reason: str | None,
+    s: Stores,
+    now: Clock = utc_now,
+    caller: Claims | None = None,
+) -> Invitation:
+    """Cancelled until its end; cancelling twice is one cancellation (as `caller` may read it)."""
     moment = now()
+    return visible(_cancel(site, invitation_id, reason, s, moment), caller, moment)
+
+
+def _cancel(site: str, invitation_id: str, reason: str | None, s: Stores, moment: datetime) -> Invitation:
     invitation = _current(s.invitations.get(site, invitation_id), s, moment)
     if invitation.status == "cancelled":
         return invitation
@@ -765,10 +782,24 @@ def on_schedule(payload: dict[str, Any], s: Stores, now: Clock = utc_now) -> Inv
     raise Invalid(f"a DR schedule is for start, check, end or measure, not {edge!r}", "dr")
 
 
-def execute(site: str, request: ExecuteIn, s: Stores, by: str = "user", now: Clock = utc_now) -> Execution:
+def execute(
+    site: str,
+    request: ExecuteIn,
+    s: Stores,
+    by: str = "user",
+    now: Clock = utc_now,
+    caller: Claims | None = None,
+) -> Execution:
     """POST /load-reduction/execute: an accepted invitation's plan now, or an ad hoc target (an
-    invitation of its own, accepted and active from now, released by its end schedule)."""
+    invitation of its own, accepted and active from now, released by its end schedule); its kW as
+    `caller` may read them."""
     moment = now()
+    plan = _execute(site, request, s, by, moment)
+    shown = visible(s.invitations.get(site, plan.invitation_id), caller, moment).execution
+    return shown if shown is not None else plan
+
+
+def _execute(site: str, request: ExecuteIn, s: Stores, by: str, moment: datetime) -> Execution:
     if request.invitation_id is not None:
         invitation = _current(s.invitations.get(site, request.invitation_id), s, moment)
         if invitation.status == "active" and invitation.execution is not None:
