@@ -78,6 +78,7 @@ def stores() -> dr.Stores:
         sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
         forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()), commands=device_commands(),
         schedules=EventBridgeSchedules(), ledger=LedgerStore(), command_states=CommandStore(),
+        shadows=IotCoreCloud(),
     )  # fmt: skip
 
 

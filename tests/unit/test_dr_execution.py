@@ -74,6 +74,7 @@ def s(dev: devices.Stores) -> dr.Stores:
         invitations=MemoryInvitations(), devices=dev.devices, events=ListPublisher(), sites=dev.sites,  # type: ignore[arg-type]
         latest=dev.latest, batteries=FixedFleet([Battery("B1", "BATT_INV", 60.0, 3.0, 3.0)]),
         commands=devices.DeviceCommands(dev, sent_by="dr"), schedules=MemorySchedules(), command_states=dev.commands,
+        shadows=dev.iot,
     )  # fmt: skip
 
 
@@ -302,3 +303,25 @@ def test_execute_and_cancel_answer_a_limited_token_without_the_plans_kw(s: dr.St
     assert cancelled.execution is not None and cancelled.execution.planned_kw is None
     assert cancelled.withheld == "the plan's kW are devices' raw readings beyond this token's limits"
     assert s.invitations.get(SITE, plan.invitation_id).execution.planned_kw == 1.0  # type: ignore[union-attr]
+
+
+def test_a_named_load_idle_but_on_is_switched_back_on_and_one_that_was_off_is_left(
+    s: dr.Stores, dev: devices.Stores
+) -> None:
+    assert dev.latest is not None
+    moment_ms = int(START.timestamp() * 1000) - 5_000
+    dev.latest.record(
+        SITE,
+        [Heard("P_LIGHTS", moment_ms, {"power_w": 0.0}), Heard("P_DEVICE_002", moment_ms, {"power_w": 0.0})],
+    )  # type: ignore[attr-defined]
+    dev.iot.report(dev.devices.get(SITE, "LIGHTS").thing_name, {"power": "on"})  # type: ignore[attr-defined]
+    dev.iot.report(dev.devices.get(SITE, "DEVICE_002").thing_name, {"power": "off"})  # type: ignore[attr-defined]
+    invitation_id = accepted(s, load_kw=5, iots=["LIGHTS", "DEVICE_002"])
+    active = dr.start_event(SITE, invitation_id, s, at(START))
+    assert active.execution is not None
+    assert [(x.device_id, x.kw, x.restore) for x in active.execution.steps] == [
+        ("BATT_INV", 3.0, None), ("LIGHTS", 0.0, "on"), ("DEVICE_002", 0.0, None),
+    ]  # fmt: skip
+    dr.end_event(SITE, invitation_id, s, at(START + timedelta(hours=1)))
+    assert [c[1] for c in commands(dev) if c[0] == "LIGHTS"] == ["off", "on"]
+    assert [c[1] for c in commands(dev) if c[0] == "DEVICE_002"] == ["off"]  # it was off: left off

@@ -87,8 +87,8 @@ class Step(BaseModel):
     command_id: str | None = None
     status: str  # the command's state when sent, or "failed"
     reason: str | None = None
-    # What the device is told at the end when nobody else holds it: "on" for a load that was
-    # drawing power (by its reading, or assumed from its rated power); None: left as the holder left it.
+    # What the device is told at the end when nobody else holds it: "on" for a load that was on
+    # (its shadow's reported power, else drawing power by its reading or rated power); None: left.
     restore: str | None = None
 
 

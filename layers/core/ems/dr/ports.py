@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ems.core.pagination import Page
-from ems.devices.models import Device
+from ems.devices.models import Device, Shadow
 from ems.dr.models import AutoResponse, Invitation
 from ems.ledger.models import LedgerEntry
 from ems.registry.models import Sensor, Site
@@ -99,6 +99,13 @@ class CommandSent(Protocol):
     def command_id(self) -> str: ...
     @property
     def status(self) -> str: ...
+
+
+class DeviceShadows(Protocol):
+    """A device's classic shadow (ems.devices.store.IotCoreCloud): its reported state tells whether
+    a load was on before the event."""
+
+    def shadow(self, thing: str) -> Shadow: ...
 
 
 class CommandStates(Protocol):

@@ -57,6 +57,7 @@ from ems.dr.ports import (
     BatteryFleet,
     CommandStates,
     DeviceCommands,
+    DeviceShadows,
     Forecasts,
     InvitationStore,
     Ledger,
@@ -84,6 +85,7 @@ class Stores:
     commands: DeviceCommands | None = None
     schedules: Schedules | None = None
     command_states: CommandStates | None = None
+    shadows: DeviceShadows | None = None
     ledger: Ledger | None = None
 
 
@@ -643,7 +645,7 @@ def plan_and_send(
         else:
             continue
         step = _send(site, invitation.invitation_id, offer.device_id, kind, command, params, kw, kw_from, s)
-        if kind == "shed" and kw > 0 and "on" in COMMAND_SETS.get(devices[offer.device_id].device_type, ()):
+        if kind == "shed" and _was_on(devices[offer.device_id], kw, s):
             step = step.model_copy(update={"restore": "on"})
         steps.append(step)
         if step.status not in FAILED:
@@ -654,6 +656,14 @@ def plan_and_send(
         shortfall_kw=None if target_kw is None else round(max(target_kw - planned, 0.0), 3), steps=steps,
         started_at=to_iso(moment),
     )  # fmt: skip
+
+
+def _was_on(device: Device, kw: float, s: Stores) -> bool:
+    """Whether the load was on before the plan: its shadow's reported `power`, else drawing power."""
+    if "on" not in COMMAND_SETS.get(device.device_type, ()):
+        return False
+    reported = s.shadows.shadow(device.thing_name).reported.get("power") if s.shadows is not None else None
+    return reported == "on" if reported in ("on", "off") else kw > 0
 
 
 def _send(site: str, invitation_id: str, device_id: str, kind: Any, command: str, params: dict[str, Any],
