@@ -1,6 +1,6 @@
 """Real-time: the WebSocket routes ($connect with the token check, $disconnect, subscribe,
 unsubscribe, ping, $default) and the fan-out of domain events (`TelemetryReceived`, `AlertRaised`, `AlertCleared`,
-`MarketCleared`, `DeviceCommandChanged`) to subscribers.
+`MarketCleared`, `DeviceCommandChanged`, `InvitationChanged`) to subscribers.
 
 One function serves both, as the template's EventBridgeRule and the WebSocket integration invoke it:
 they share its tables and its @connections permission. `handler` tells them apart by the event's shape.
@@ -67,6 +67,8 @@ def on_event(detail_type: str, detail: dict[str, Any], source: str) -> dict[str,
         report = realtime.push_device_command(detail, store, poster)
     elif detail_type == realtime.BATTERY_PLAN_CHANGED:
         report = realtime.push_battery_plan(detail, store, poster)
+    elif detail_type == realtime.INVITATION_CHANGED:
+        report = realtime.push_invitation(detail, store, poster)
     else:  # the rules' patterns let no other through
         raise ValueError(f"no fan-out for {detail_type!r}")
     return {"connections": report.connections, "posts": report.posts, "failed": report.failed}

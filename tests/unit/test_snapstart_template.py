@@ -17,7 +17,7 @@ from ems_local.gateway import HttpGateway
 from ems_local.template import TEMPLATE, Stack
 from ems_local.websocket_api import WebSocketSpec
 
-FUNCTIONS = 15  # every AWS::Serverless::Function of template.yaml
+FUNCTIONS = 16  # every AWS::Serverless::Function of template.yaml
 
 
 class _NoManagedPolicies:

@@ -485,3 +485,22 @@ def push_battery_plan(
         "plan pushed", extra={"site": site, "battery_id": battery_id, "connections": report.connections}
     )
     return report
+
+
+# What an invitation's change becomes on `dr` (ems.dr: InvitationChanged).
+INVITATION_CHANGED = "InvitationChanged"
+# Derived from readings (the plan's kW, the performance): read through GET, which applies the
+# token's data-sharing limits; the push carries the life cycle only.
+INVITATION_WITHHELD = ("execution", "performance")
+
+
+def push_invitation(
+    detail: dict[str, Any], store: ConnectionStore, poster: Poster, now: Clock = utc_now
+) -> PublishReport:
+    """An invitation created or changed state, to the site's `dr` subscribers (type `invitation`)."""
+    site = str(detail.get("site", ""))
+    invitation = {k: v for k, v in (detail.get("invitation") or {}).items() if k not in INVITATION_WITHHELD}
+    report = publish(site, "dr", "invitation", invitation, store, poster, now)
+    logger.info("invitation pushed", extra={"site": site, "status": invitation.get("status"),
+                                            "connections": report.connections})  # fmt: skip
+    return report
