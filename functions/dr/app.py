@@ -12,6 +12,9 @@ from functools import cache
 from typing import Any
 
 from ems.auth.http import claims, request_site
+from ems.batteries import service as battery_service
+from ems.batteries.ports import Stores as BatteryStores
+from ems.batteries.store import BatteryStore
 from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler, query_model
 from ems.core.observability import instrumented
@@ -19,7 +22,6 @@ from ems.devices import service as devices
 from ems.devices.service import DeviceCommands
 from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
 from ems.dr import service as dr
-from ems.dr.forecasts import SeasonalNaiveForecasts
 from ems.dr.models import (
     AnswerIn,
     AutoResponse,
@@ -40,6 +42,7 @@ from ems.dr.models import (
 )
 from ems.dr.ports import Dischargeable
 from ems.dr.store import EventBridgeSchedules, InvitationStore
+from ems.forecast.store import ForecastStore
 from ems.ledger.store import LedgerStore
 from ems.registry.store import RegistryStore
 from ems.telemetry.backends import telemetry_store
@@ -48,12 +51,18 @@ from ems.telemetry.store import SensorStatusStore
 app = http_app("dr")
 
 
-class NoBatteries:
-    """# MERGE: replace with ems.batteries.service.dischargeable (the batteries branch's), wired as
-    a BatteryFleet: `dischargeable(site, window_minutes)` -> its DischargeableBattery list."""
+class Batteries:
+    """The BatteryFleet of demand response: ems.batteries' `dischargeable` over its own stores."""
 
     def dischargeable(self, site: str, window_minutes: int) -> Sequence[Dischargeable]:
-        return []
+        return battery_service.dischargeable(site, battery_stores(), window_minutes)
+
+
+@cache
+def battery_stores() -> BatteryStores:
+    return BatteryStores(
+        batteries=BatteryStore(), sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store()
+    )
 
 
 @cache
@@ -75,8 +84,8 @@ def device_commands() -> DeviceCommands:
 def stores() -> dr.Stores:
     return dr.Stores(
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
-        sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=NoBatteries(),
-        forecasts=SeasonalNaiveForecasts(RegistryStore(), telemetry_store()), commands=device_commands(),
+        sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=Batteries(),
+        forecasts=ForecastStore(RegistryStore(), telemetry_store()), commands=device_commands(),
         schedules=EventBridgeSchedules(), ledger=LedgerStore(), command_states=CommandStore(),
         shadows=IotCoreCloud(),
     )  # fmt: skip

@@ -12,13 +12,13 @@ from ems.auth.http import claims, request_site
 from ems.batteries import planning
 from ems.batteries import service as batteries
 from ems.batteries.models import AppliedPlan, OptimizeRequest, PlanResult
-from ems.batteries.seasonal import SeasonalNaiveForecasts
 from ems.batteries.store import BatteryStore, OptimizerScheduler, PlanStore
 from ems.core.events import EventBridgePublisher
 from ems.core.http import body, http_app, lambda_handler
 from ems.core.observability import instrumented
 from ems.devices import service as devices
 from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
+from ems.forecast.store import ForecastStore
 from ems.registry.store import RegistryStore
 from ems.telemetry.backends import telemetry_store
 from ems.telemetry.store import SensorStatusStore
@@ -34,7 +34,7 @@ def stores() -> batteries.Stores:
     )
     return batteries.Stores(
         batteries=BatteryStore(), sites=registry, latest=SensorStatusStore(), rollups=rollups, devices=commands,
-        plans=PlanStore(), forecasts=SeasonalNaiveForecasts(registry, rollups),  # MERGE: ems.forecast's store
+        plans=PlanStore(), forecasts=ForecastStore(registry, rollups),
         tariffs=registry, scheduler=OptimizerScheduler(), events=events,
     )  # fmt: skip
 

@@ -9,12 +9,19 @@ from dataclasses import dataclass, field
 
 from ems.batteries import service as batteries
 from ems.batteries.models import AppliedPlan, Battery, PlanResult, PlanRun
-from ems.batteries.seasonal import SeasonalNaiveForecasts
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page
 from ems.devices import service as devices
+from ems.forecast.store import ForecastStore
 from tests.support.fakes import ListPublisher, MemoryRegistry, MemoryStatus, MemoryTelemetry, _after, _page
 from tests.support.fakes_devices import memory_stores as device_stores
+
+
+class NaiveForecasts(ForecastStore):
+    """ems.forecast's Forecasts with nothing stored: its seasonal-naive rule over the telemetry fake."""
+
+    def get_forecast(self, site_id: str, series: str) -> None:
+        return None
 
 
 class MemoryBatteries:
@@ -116,6 +123,6 @@ def memory_world() -> World:
     stores = batteries.Stores(
         batteries=MemoryBatteries(), sites=registry, latest=status, rollups=telemetry,
         devices=devices.DeviceCommands(device_side), plans=plans,
-        forecasts=SeasonalNaiveForecasts(registry, telemetry), tariffs=registry, scheduler=scheduler, events=events,
+        forecasts=NaiveForecasts(registry, telemetry), tariffs=registry, scheduler=scheduler, events=events,
     )  # fmt: skip
     return World(stores, registry, status, telemetry, device_side, plans, scheduler, events)

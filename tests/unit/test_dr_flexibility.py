@@ -16,7 +16,6 @@ from ems.core.errors import Invalid
 from ems.devices.models import Device
 from ems.dr import service as dr
 from ems.dr.flexibility import BatteryState, DeviceState, flexibility, window_instruction
-from ems.dr.forecasts import SeasonalNaiveForecasts
 from ems.dr.models import AutoResponse, InvitationIn
 from ems.registry.status import Heard
 from ems.telemetry.models import Reading
@@ -244,19 +243,3 @@ def test_a_percentage_needs_the_consumption_forecast(s: dr.Stores) -> None:
 
 def test_disabled_leaves_it_pending(s: dr.Stores) -> None:
     assert auto(s).status == "pending"
-
-
-def test_the_seasonal_naive_consumption_is_the_same_slot_a_week_earlier() -> None:
-    registry, telemetry = MemoryRegistry(), MemoryTelemetry()
-    registry.add_site(SITE)
-    registry.add_sensor(SITE, "GRID", "meter")
-    registry.add_sensor(SITE, "PV", "pv_inverter")
-    week_ago = int(datetime(2030, 2, 26, 9, 0, tzinfo=UTC).timestamp() * 1000)
-    telemetry.write([Reading(SITE, "GRID", "power_w", week_ago + 60_000, 30_000.0),
-                     Reading(SITE, "GRID", "power_w", week_ago + 120_000, 34_000.0),
-                     Reading(SITE, "PV", "power_w", week_ago + 60_000, 5_000.0)])  # fmt: skip
-    forecasts = SeasonalNaiveForecasts(registry, telemetry)
-    start = datetime(2030, 3, 5, 9, 0, tzinfo=UTC)
-    # 09:00: grid 32 kW (mean of 30 and 34) + PV 5 kW; 09:15: no readings a week ago.
-    assert forecasts.consumption_kw(SITE, start, 2) == [37.0, None]
-    assert forecasts.generation_kw(SITE, start, 1) == [5.0]

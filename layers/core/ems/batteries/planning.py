@@ -17,6 +17,7 @@ the billing period (the site's calendar month) so far, from the grid meters' 15-
 from __future__ import annotations
 
 import json
+import math
 from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
@@ -76,9 +77,12 @@ def _series(req: OptimizeRequest, name: str) -> list[float] | None:
 
 
 def _grouped(quarters: list[float], slot_minutes: int) -> list[float]:
-    """15-minute values as the mean of each slot's quarters."""
+    """15-minute values as the mean of each slot's quarters. A quarter the forecasts do not know (NaN:
+    nothing stored and no history for the seasonal-naive rule, as on a new site) counts as 0 kW, so a
+    new site still gets a plan driven by its prices; callers who know better pass load_kw and pv_kw."""
+    known = [0.0 if math.isnan(q) else q for q in quarters]
     n = slot_minutes // FORECAST_SLOT_MINUTES
-    return [sum(quarters[i : i + n]) / n for i in range(0, len(quarters), n)]
+    return [sum(known[i : i + n]) / n for i in range(0, len(known), n)]
 
 
 def _check_forecast_limits(

@@ -10,6 +10,7 @@ invitation still pending at its start is next read or answered.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Sequence
 from contextlib import suppress
@@ -500,7 +501,7 @@ def baseline_forecast_kw(invitation: Invitation, s: Stores) -> float | None:
         return None
     slots = -(-invitation.duration_minutes // 15)
     values = s.forecasts.consumption_kw(invitation.site_id, parse_time(invitation.start, "start"), slots)
-    known = [v for v in values if v is not None]
+    known = [v for v in values if v is not None and not math.isnan(v)]  # NaN: the forecasts do not know
     return sum(known) / len(known) if known and len(known) == len(values) else None
 
 
