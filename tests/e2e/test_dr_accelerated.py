@@ -80,9 +80,14 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
     def drawing() -> Any:
         flex = http.get("/api/v1/demand-response/flexibility/current").json()
         kw = {d["device_id"]: d["kw"] for d in flex.get("devices", [])}
-        return kw if kw.get("DEVICE_001", 0) > 0.3 and kw.get("DEVICE_002", 0) > 0.3 else None
+        ready = (
+            kw.get("DEVICE_001", 0) > 0.3 and kw.get("DEVICE_002", 0) > 0.3 and flex.get("battery_kw", 0) > 0
+        )
+        return {**kw, "battery": flex["battery_kw"]} if ready else None
 
-    kw_now = wait_for(drawing, "the HVAC and the water heater drawing power", WAIT_SECONDS)
+    kw_now = wait_for(
+        drawing, "the HVAC and the water heater drawing power, the battery able to give", WAIT_SECONDS
+    )
     notice = clock.now()
     start = datetime.fromtimestamp((int(notice.timestamp()) // 900 + 1) * 900, notice.tzinfo)
     if start - notice < timedelta(minutes=3):
@@ -101,7 +106,8 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
             json={"enabled": True, "max_kw": 50, "rate_per_kwh": 0.25},
         )
     )
-    target_kw = round((kw_now["DEVICE_001"] + kw_now["DEVICE_002"]) * 0.9, 2)  # both are needed
+    # The battery first (all it can give), then both loads are needed.
+    target_kw = round(kw_now["battery"] + (kw_now["DEVICE_001"] + kw_now["DEVICE_002"]) * 0.9, 2)
     sent = ok(http.post("/api/v1/demand-response/invitations/send", json={
         "event_time": to_iso(start), "load_kw": target_kw, "duration_minutes": 30,
         "iots": ["DEVICE_001", "DEVICE_002"],
@@ -115,14 +121,17 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
 
     active = wait_for(lambda: status("active"), "the start schedule running the plan", WAIT_SECONDS)
     steps = active["execution"]["steps"]
-    # The water heater (comfort priority 3) before the HVAC (6), both named, both taking `off`
-    # (pending as sent, or applied once the check schedule 2 minutes later has read them).
+    # The battery discharges first, then the water heater (comfort priority 3) before the HVAC (6),
+    # both named, both taking `off` (pending as sent, or applied once the check schedule 2 minutes
+    # later has read them).
     assert [(x["device_id"], x["command"]) for x in steps] == [
+        ("BATT001", "set_power"),
         ("DEVICE_002", "off"),
         ("DEVICE_001", "off"),
     ], steps
+    assert steps[0]["params"]["kw"] < 0  # discharging
     assert {x["status"] for x in steps} <= {"pending", "applied"}, steps
-    shed = [x["device_id"] for x in steps]
+    shed = [x["device_id"] for x in steps[1:]]
     for device_id in shed:
         applied = wait_for(
             lambda d=device_id: (c := latest_command(http, d)) and c["source"] == "dr" and c["status"] == "applied" and c,  # type: ignore[misc]

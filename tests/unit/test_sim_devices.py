@@ -218,6 +218,10 @@ def test_a_delta_reads_back_into_the_commands_of_the_table() -> None:
         ("charge", {"target_kwh": 20, "current_a": 10})
     ]
     assert commands_from_delta({"firmware": "2.0"}) == []
+    # Only the duration differs (the setpoint is already the desired one): the setpoint in force.
+    assert commands_from_delta({"duration_minutes": 15, "command_id": "y"}, None, 0.0) == [
+        ("set_power", {"kw": 0.0, "duration_minutes": 15})
+    ]
 
 
 def test_a_command_without_an_id_is_obeyed_and_reported_without_last_command() -> None:

@@ -274,7 +274,8 @@ class Building:
         new reported state. Keys it does not know are left alone (they stay in the delta)."""
         device = self.devices.get(device_id)
         charge_now = device.charge if isinstance(device, EvCharger) else None
-        return self._apply(device_id, commands_from_delta(delta, charge_now))
+        power_kw_now = device.reported().get("power_kw") if device is not None else None
+        return self._apply(device_id, commands_from_delta(delta, charge_now, power_kw_now))
 
     def _apply(self, device_id: str, commands: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         device = self.devices.get(device_id)

@@ -12,15 +12,18 @@ Command = tuple[str, dict[str, Any]]  # (command, params)
 REMEMBERED = 200  # command ids a device remembers, the newest
 
 
-def commands_from_delta(delta: dict[str, Any], charge_now: dict[str, Any] | None = None) -> list[Command]:
+def commands_from_delta(
+    delta: dict[str, Any], charge_now: dict[str, Any] | None = None, power_kw_now: float | None = None
+) -> list[Command]:
     """The commands whose desired keys (ems.devices.things.desired_state) a delta holds, in the
     table's order. A delta shows only what differs, down into `charge`: its other params are the
-    charge in force (`charge_now`)."""
+    charge in force (`charge_now`), and a set_power whose kW the device already has (only its
+    duration differs) keeps the setpoint in force (`power_kw_now`)."""
     found: list[Command] = []
     if delta.get("power") in ("on", "off"):
         found.append((str(delta["power"]), {}))
     if "power_kw" in delta or "duration_minutes" in delta:
-        params = {"kw": delta.get("power_kw")}
+        params = {"kw": delta.get("power_kw", power_kw_now)}
         if delta.get("duration_minutes") is not None:
             params["duration_minutes"] = delta["duration_minutes"]
         found.append(("set_power", params))
