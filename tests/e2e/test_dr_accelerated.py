@@ -132,6 +132,11 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
     assert steps[0]["params"]["kw"] < 0  # discharging
     assert {x["status"] for x in steps} <= {"pending", "applied"}, steps
     shed = [x["device_id"] for x in steps[1:]]
+    discharging = wait_for(
+        lambda: (c := latest_command(http, "BATT001")) and c["source"] == "dr" and c["status"] == "applied" and c,
+        "the simulated battery applying dr's discharge", WAIT_SECONDS,
+    )  # fmt: skip
+    assert discharging["command"] == "set_power" and discharging["params"]["kw"] < 0
     for device_id in shed:
         applied = wait_for(
             lambda d=device_id: (c := latest_command(http, d)) and c["source"] == "dr" and c["status"] == "applied" and c,  # type: ignore[misc]

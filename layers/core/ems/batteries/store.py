@@ -19,9 +19,9 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from pynamodb.models import Model
 
 from ems.batteries.models import AppliedPlan, Battery, PlanResult, PlanRun
-from ems.core.aws import client, error_code
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
+from ems.core.scheduler import delete_schedule, put_schedule
 from ems.core.tables import EnvRegion, EnvTableName
 
 BATTERY = "BATTERY#"
@@ -148,22 +148,8 @@ class OptimizerScheduler:
     """Scheduler of ems.batteries.ports: schedules in the default group invoking the optimiser's function."""
 
     def put(self, name: str, expression: str, payload: str) -> None:
-        args = {
-            "Name": name, "ScheduleExpression": expression, "State": "ENABLED", "FlexibleTimeWindow": {"Mode": "OFF"},
-            "Target": {"Arn": os.environ["OPTIMIZER_FUNCTION_ARN"], "RoleArn": os.environ["OPTIMIZER_SCHEDULER_ROLE_ARN"],
-                       "Input": payload},
-        }  # fmt: skip
-        scheduler = client("scheduler")
-        try:
-            scheduler.create_schedule(**args)
-        except Exception as exc:
-            if error_code(exc) != "ConflictException":  # it exists: this is an update
-                raise
-            scheduler.update_schedule(**args)
+        put_schedule(name, expression, os.environ["OPTIMIZER_FUNCTION_ARN"],
+                     os.environ["OPTIMIZER_SCHEDULER_ROLE_ARN"], payload)  # fmt: skip
 
     def delete(self, name: str) -> None:
-        try:
-            client("scheduler").delete_schedule(Name=name)
-        except Exception as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+        delete_schedule(name)

@@ -27,6 +27,7 @@ from ems.core.aws import client, error_code
 from ems.core.clock import iso_ms, parse_time
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
+from ems.core.scheduler import delete_schedule, put_schedule
 from ems.core.tables import EnvRegion, EnvTableName
 from ems.devices.automation import EdgeState
 from ems.devices.models import Command, Control, Device, Firing, Rule, Schedule, Shadow
@@ -450,26 +451,11 @@ class EventBridgeScheduler:
     (DEVICES_FUNCTION_ARN) through the template's execution role (SCHEDULER_ROLE_ARN)."""
 
     def put(self, name: str, expression: str, timezone: str, enabled: bool, payload: str) -> None:
-        args = {
-            "Name": name, "ScheduleExpression": expression, "ScheduleExpressionTimezone": timezone,
-            "State": "ENABLED" if enabled else "DISABLED", "FlexibleTimeWindow": {"Mode": "OFF"},
-            "Target": {"Arn": os.environ["DEVICES_FUNCTION_ARN"], "RoleArn": os.environ["SCHEDULER_ROLE_ARN"],
-                       "Input": payload},
-        }  # fmt: skip
-        scheduler = client("scheduler")
-        try:
-            scheduler.create_schedule(**args)
-        except Exception as exc:
-            if error_code(exc) != "ConflictException":  # it exists: this is an update
-                raise
-            scheduler.update_schedule(**args)
+        put_schedule(name, expression, os.environ["DEVICES_FUNCTION_ARN"], os.environ["SCHEDULER_ROLE_ARN"],
+                     payload, timezone, enabled)  # fmt: skip
 
     def delete(self, name: str) -> None:
-        try:
-            client("scheduler").delete_schedule(Name=name)
-        except Exception as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+        delete_schedule(name)
 
 
 class IotCoreCloud:

@@ -19,9 +19,9 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.models import Model
 
-from ems.core.aws import client, error_code
 from ems.core.errors import Conflict, NotFound
 from ems.core.pagination import Page, decode_token, encode_token
+from ems.core.scheduler import delete_schedule, put_schedule
 from ems.core.tables import EnvRegion, EnvTableName
 from ems.dr.models import AutoResponse, Invitation
 
@@ -108,23 +108,8 @@ class EventBridgeSchedules:
     Putting a name again updates it; deleting a missing one is no error."""
 
     def put_at(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
-        args = {
-            "Name": name, "ScheduleExpression": f"at({at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})",
-            "ScheduleExpressionTimezone": "UTC", "State": "ENABLED", "FlexibleTimeWindow": {"Mode": "OFF"},
-            "Target": {"Arn": os.environ["DR_FUNCTION_ARN"], "RoleArn": os.environ["DR_SCHEDULER_ROLE_ARN"],
-                       "Input": json.dumps(payload)},
-        }  # fmt: skip
-        scheduler = client("scheduler")
-        try:
-            scheduler.create_schedule(**args)
-        except Exception as exc:
-            if error_code(exc) != "ConflictException":  # it exists: this is an update
-                raise
-            scheduler.update_schedule(**args)
+        put_schedule(name, f"at({at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})",
+                     os.environ["DR_FUNCTION_ARN"], os.environ["DR_SCHEDULER_ROLE_ARN"], json.dumps(payload))  # fmt: skip
 
     def delete(self, name: str) -> None:
-        try:
-            client("scheduler").delete_schedule(Name=name)
-        except Exception as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+        delete_schedule(name)
