@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from ems.core.observability import logger
 from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
 from ems.forecast.seasonal import Decomposition, decomposition_forecast
 
@@ -51,13 +52,14 @@ def public_holidays(country: str | None, years: Iterable[int]) -> frozenset[date
     subdivision ("GB-ENG": England and Wales' bank holidays)."""
     if not country:
         return frozenset()
-    import holidays  # the science layer's; imported here so the calendar columns do not need it
+    import holidays  # the CoreLayer's; imported here so the calendar columns do not need it
 
     code, _, subdiv = country.upper().partition("-")
-    try:
-        found = holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(set(years)))
-    except NotImplementedError:
+    supported = holidays.list_supported_countries()
+    if code not in supported or (subdiv and subdiv not in supported[code]):
+        logger.warning("no public holidays known for this country: none used", extra={"country": country})
         return frozenset()
+    found = holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(set(years)))
     return frozenset(found.keys())
 
 
