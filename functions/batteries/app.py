@@ -94,13 +94,15 @@ def health(battery_id: str) -> BatteryHealth:
 
 @app.post("/api/v1/batteries/<battery_id>/charge")
 def charge(battery_id: str) -> CommandAccepted:
-    return batteries.command(request_site(app), battery_id, "charge", body(app, PowerCommand), commanding())
+    return batteries.command(
+        request_site(app), battery_id, "charge", body(app, PowerCommand), commanding(), claims(app)
+    )
 
 
 @app.post("/api/v1/batteries/<battery_id>/discharge")
 def discharge(battery_id: str) -> CommandAccepted:
     return batteries.command(
-        request_site(app), battery_id, "discharge", body(app, PowerCommand), commanding()
+        request_site(app), battery_id, "discharge", body(app, PowerCommand), commanding(), claims(app)
     )
 
 

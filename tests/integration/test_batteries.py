@@ -156,6 +156,26 @@ def test_the_seed_s_charge_reaches_the_inverter_and_one_beyond_the_limits_is_a_4
     assert discharge["power_kw"] == -20
 
 
+def test_a_limited_token_s_422_names_the_limit_without_the_soc_derived_power(
+    api: InProcessApi, admin_token: str, site: None
+) -> None:
+    reading(api, admin_token, 40.0)
+    too_long = {"power_kw": 50, "duration_minutes": 180}  # the taper allows 42.822 kW (the test above)
+    limited = issue(["batteries"], [SITE], embargo_minutes=60)
+    message = refused(
+        replay(api, sample("batteries-charge"), limited, body=too_long), 422, "taper_start_soc_pct"
+    )
+    assert "42.822" not in message
+    assert "power_kw exceeds what the battery's state of charge allows" in message
+    # Discharging 60 kW for 4 h needs 240 kWh; 40 % down to 10 % holds 75 kWh, 71.25 kWh on the grid
+    # side at 95 %: 17.8125 kW for 4 h.
+    deep = {"power_kw": 60, "duration_minutes": 240}
+    message = refused(replay(api, sample("batteries-discharge"), limited, body=deep), 422, "soc_min_pct")
+    assert "17.81" not in message and "state of charge allows" in message
+    seen = refused(replay(api, sample("batteries-discharge"), admin_token, body=deep), 422, "soc_min_pct")
+    assert "17.812 kW" in seen
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

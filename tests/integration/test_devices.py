@@ -164,6 +164,37 @@ def test_the_command_reaches_the_topic(api: InProcessApi, admin_token: str, publ
     }  # fmt: skip
 
 
+def test_a_limited_token_s_set_power_422_names_the_rated_power_and_no_reading(
+    api: InProcessApi, admin_token: str, published: ListPublisher
+) -> None:
+    register(api, admin_token, device_id="BATT001", name="Battery", device_type="battery_inverter",
+             rated_power_kw=5)  # fmt: skip
+    sensor = {
+        "sensor_id": "BATT001",
+        "name": "Battery",
+        "sensor_type": "battery_inverter",
+        "device_id": "BATT001",
+    }
+    ok(api.request("POST", "/api/v1/sensors", token=admin_token, headers=HQ, body=sensor), 201)
+    body = {"readings": [{"sensor_id": "BATT001", "ts": int(time.time() * 1000) - 1000,
+                          "metrics": {"soc_pct": 37.25, "power_w": -1234}}]}  # fmt: skip
+    assert (
+        ok(api.request("POST", "/api/v1/data/ingest", token=admin_token, headers=HQ, body=body))["accepted"]
+        == 1
+    )
+    limited = issue(["iot"], sites=[SITE], embargo_minutes=30)
+    command = {"command": "set_power", "params": {"kw": -7, "duration_minutes": 30}}
+    message = refused(
+        api.request("POST", "/api/v1/iot/devices/BATT001/instructions", token=limited, headers=HQ, body=command),
+        422, "params.kw",
+    )  # fmt: skip
+    assert "-5 to 5 kW" in message  # the device's rated power, a record
+    assert not any(value in message for value in ("37.25", "1234", "1.234"))
+    assert (
+        ok(replay(api, sample("devices-commands"), admin_token, path={"device_id": "BATT001"}))["count"] == 0
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

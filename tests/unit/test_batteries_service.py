@@ -301,6 +301,32 @@ def test_a_command_beyond_a_limit_is_a_422_naming_it_and_the_largest_that_passes
     assert abs(sent.power_kw) == passing
 
 
+@pytest.mark.parametrize(
+    ("limits", "shown"),
+    [({}, True), ({"embargo_minutes": 15}, False), ({"time_aggregation": "15m"}, False)],
+)
+def test_a_token_that_does_not_see_live_readings_gets_the_limit_without_the_soc_derived_power(
+    w: World, limits: dict[str, Any], shown: bool
+) -> None:
+    # From 40 % up to 100 % there are 150 kWh (lossless): for 4 h at most 37.5 kW.
+    batteries.create_battery(SITE, big(), w.stores, at())
+    soc(w, 40.0)
+    with pytest.raises(Invalid) as exc:
+        batteries.command(
+            SITE, "BIG", "charge", PowerCommand(power_kw=50, duration_minutes=240), w.stores, caller(**limits)
+        )
+    assert exc.value.field == "soc_max_pct"
+    assert ("37.500 kW" in str(exc.value)) is shown
+    assert ("power_kw exceeds what the battery's state of charge allows" in str(exc.value)) is not shown
+    assert iot(w).shadow("hq:BIG_INV").desired == {}  # nothing sent
+    # The power limit is the battery's record, not a reading: every token sees it.
+    with pytest.raises(Invalid) as power:
+        batteries.command(
+            SITE, "BIG", "charge", PowerCommand(power_kw=61, duration_minutes=1), w.stores, caller(**limits)
+        )
+    assert (power.value.field, "60.000 kW" in str(power.value)) == ("max_charge_kw", True)
+
+
 def test_a_command_needs_a_device_and_a_soc_reading(w: World) -> None:
     batteries.create_battery(SITE, big(battery_id="NODEV", device_id=None), w.stores, at())
     with pytest.raises(Invalid) as exc:

@@ -50,6 +50,7 @@ GRID_SENSOR_TYPES = ("meter", "main_meter")  # the grid connection (the overview
 # Float slack when checking a command against a limit it was computed from.
 LIMIT_SLACK = 1e-9
 ONE_DEVICE_LIVE = "this token does not see one device's live readings"
+SOC_WITHHELD = "this token does not see the battery's live readings, so the largest power is not shown"
 
 
 def _ms(moment: datetime) -> int:
@@ -316,10 +317,18 @@ def _soc_now(site: str, battery: Battery, s: Stores) -> float:
 
 
 def command(
-    site: str, battery_id: str, direction: Direction, cmd: PowerCommand, s: Stores
+    site: str,
+    battery_id: str,
+    direction: Direction,
+    cmd: PowerCommand,
+    s: Stores,
+    caller: Claims | None = None,
 ) -> CommandAccepted:
     """Check the command against the battery's limits (422 naming the limit and the largest power that
-    would pass), then send it to the inverter as a signed `set_power` (source "manual")."""
+    would pass), then send it to the inverter as a signed `set_power` (source "manual").
+
+    The largest power under a SoC bound or the taper is derived from the SoC, a reading: a `caller`
+    that does not see live readings gets the limit's name without that number."""
     battery = s.batteries.get(site, battery_id)
     if battery.device_id is None:
         raise Invalid(f"battery {battery_id!r} has no inverter device to command", "device_id")
@@ -328,11 +337,12 @@ def command(
     soc = _soc_now(site, battery, s)
     most, limit = largest_kw(battery, direction, soc, cmd.duration_minutes)
     if cmd.power_kw > most + LIMIT_SLACK:
-        raise Invalid(
-            f"{direction} of {cmd.power_kw:g} kW for {cmd.duration_minutes} minutes is beyond the battery's "
-            f"{limit}; the largest {direction} power that would pass for that duration is {most:.3f} kW",
-            limit,
-        )
+        beyond = f"{direction} of {cmd.power_kw:g} kW for {cmd.duration_minutes} minutes is beyond the battery's {limit}"
+        if limit in ("max_charge_kw", "max_discharge_kw") or caller is None or caller.sees_live():
+            raise Invalid(f"{beyond}; the largest {direction} power that would pass for that duration is {most:.3f} kW",
+                          limit)  # fmt: skip
+        raise Invalid(f"{beyond}: power_kw exceeds what the battery's state of charge allows "
+                      f"({SOC_WITHHELD})", limit)  # fmt: skip
     kw = cmd.power_kw if direction == "charge" else -cmd.power_kw
     sent = s.devices.send(
         site, battery.device_id, "set_power", {"kw": kw, "duration_minutes": cmd.duration_minutes}, "manual",
