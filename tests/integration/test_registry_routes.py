@@ -57,6 +57,7 @@ def test_site_lifecycle_from_the_samples(api: InProcessApi, admin_token: str) ->
         "Europe/Berlin",
     )
     assert (created["latitude"], created["longitude"], created["currency"]) == (52.52, 13.405, "EUR")
+    assert created["country"] == "DE"
 
     assert "exists already" in refused(replay(api, "sites-create", admin_token), 409, "site_id")
 
@@ -65,6 +66,7 @@ def test_site_lifecycle_from_the_samples(api: InProcessApi, admin_token: str) ->
 
     put = ok(replay(api, "sites-put", admin_token))
     assert (put["name"], put["timezone"], put["latitude"]) == ("Headquarters Berlin", "Europe/Berlin", 52.52)
+    assert (put["country"], ok(replay(api, "sites-get", admin_token))["country"]) == ("DE-BE", "DE-BE")
     assert ok(replay(api, "sites-get", admin_token))["name"] == "Headquarters Berlin"
 
     listed = ok(replay(api, "sites-list", admin_token))
@@ -84,6 +86,8 @@ def test_site_lifecycle_from_the_samples(api: InProcessApi, admin_token: str) ->
         ({"latitude": 91}, "latitude"),
         ({"longitude": -180.5}, "longitude"),
         ({"currency": "euro"}, "currency"),
+        ({"country": "Germany"}, "country"),
+        ({"country": "XX"}, "country"),
         ({"site_id": "has space"}, "site_id"),
         ({"site_id": "a/b"}, "site_id"),
         ({"name": ""}, "name"),
@@ -101,6 +105,8 @@ def test_site_validation_names_the_field(
 def test_site_update_validation(api: InProcessApi, admin_token: str, hq: str) -> None:
     refused(replay(api, "sites-put", admin_token, body={"timezone": "Nowhere/Land"}), 422, "timezone")
     refused(replay(api, "sites-put", admin_token, body={"site_id": "x"}), 422, "site_id")
+    message = refused(replay(api, "sites-put", admin_token, body={"country": "US-ZZ"}), 422, "country")
+    assert "'ZZ' is not a subdivision of US whose public holidays are known" in message
     assert ok(replay(api, "sites-get", admin_token))["timezone"] == "Europe/Berlin"
 
 

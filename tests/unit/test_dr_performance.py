@@ -107,6 +107,29 @@ def test_baseline_actual_delivered_and_the_benefit_by_hand(s: dr.Stores) -> None
     )
 
 
+def test_the_site_s_country_is_where_the_holidays_come_from(s: dr.Stores) -> None:
+    """The same by-hand baseline with the country on the site and none in the settings."""
+    registry = s.sites
+    assert isinstance(registry, MemoryRegistry)
+    s.invitations.put_settings(SITE, AutoResponse(rate_per_kwh=0.3))
+    registry.put_site(registry.get_site(SITE).model_copy(update={"country": "DE"}))
+    p = run(s, load_kwh=4).performance
+    assert p is not None
+    assert p.baseline_days == [f"2030-04-{d:02d}" for d in (23, 18, 16, 15, 12, 11, 10, 9, 8, 5)]
+    assert p.baseline_kw == [20.0] * 4
+
+
+def test_a_site_in_another_country_overrides_the_settings_country(s: dr.Stores) -> None:
+    registry = s.sites
+    assert isinstance(registry, MemoryRegistry)
+    registry.put_site(registry.get_site(SITE).model_copy(update={"country": "FR"}))
+    p = run(s, load_kwh=4).performance
+    assert p is not None
+    # France: Easter Monday a holiday, Good Friday (19 April) a working day: it joins the ten and
+    # 5 April drops out.
+    assert p.baseline_days == [f"2030-04-{d:02d}" for d in (23, 19, 18, 16, 15, 12, 11, 10, 9, 8)]
+
+
 def test_the_configured_rate_and_the_penalty_for_under_delivery(s: dr.Stores) -> None:
     s.invitations.put_settings(SITE, AutoResponse(country="DE", rate_per_kwh=0.3, penalty_per_kwh=0.2))
     done = run(s, load_kwh=6)

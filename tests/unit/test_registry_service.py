@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from ems.core.errors import BadRequest, Conflict, DomainError, Forbidden, Invalid, NotFound
 from ems.core.pagination import Page, every
@@ -84,6 +85,37 @@ def test_get_and_update_a_site() -> None:
     assert refused(missing.value) == ("NotFound", "no site 'nowhere'", "site_id")
     with pytest.raises(NotFound):
         registry.update_site("nowhere", SiteUpdate(name="x"), store, later)
+
+
+@pytest.mark.parametrize("country", ["DE", "GB-ENG", "US-CA", "DE-BY", None])
+def test_a_site_s_country_is_one_whose_holidays_are_known(country: str | None) -> None:
+    assert SiteIn(site_id="hq", name="HQ", country=country).country == country
+
+
+@pytest.mark.parametrize(
+    ("country", "reason"),
+    [
+        ("de", "'de' is not an ISO 3166 code: two capital letters, optionally a subdivision"),
+        ("DEU", "'DEU' is not an ISO 3166 code"),
+        ("GB_ENG", "'GB_ENG' is not an ISO 3166 code"),
+        ("XX", "'XX' is not a country whose public holidays are known"),
+        ("US-ZZ", "'ZZ' is not a subdivision of US whose public holidays are known"),
+    ],
+)
+def test_a_bad_country_is_refused_naming_it_and_the_reason(country: str, reason: str) -> None:
+    for model, fields in ((SiteIn, {"site_id": "hq", "name": "HQ"}), (SiteUpdate, {})):
+        with pytest.raises(ValidationError) as bad:
+            model.model_validate({**fields, "country": country})
+        [error] = bad.value.errors()
+        assert error["loc"] == ("country",) and reason in error["msg"]
+
+
+def test_a_site_s_country_is_updated_and_cleared() -> None:
+    store = hq()
+    assert registry.update_site("hq", SiteUpdate(country="GB-ENG"), store, later).country == "GB-ENG"
+    assert registry.get_site("hq", store).country == "GB-ENG"
+    assert registry.update_site("hq", SiteUpdate(timezone="Europe/London"), store, later).country == "GB-ENG"
+    assert registry.update_site("hq", SiteUpdate(country=None), store, later).country is None
 
 
 def test_list_sites_is_the_tokens_sites_or_every_site_page_by_page() -> None:

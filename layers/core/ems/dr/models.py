@@ -195,8 +195,8 @@ class AutoResponse(BaseModel):
     )  # local hours
     rate_per_kwh: float | None = Field(default=None, ge=0, le=100)
     penalty_per_kwh: float | None = Field(default=None, ge=0, le=100)
-    # ISO 3166 alpha-2: whose public holidays the baseline leaves out (until the registry's site
-    # carries a country of its own).
+    # ISO 3166 alpha-2: whose public holidays the baseline leaves out when the site names no
+    # `country` of its own (the site's wins; kept for settings stored before sites carried one).
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 

@@ -873,12 +873,19 @@ def _grid_kw(site: str, start: datetime, end: datetime, s: Stores) -> dict[int, 
 
 def public_holidays(country: str | None, years: set[int]) -> set[date]:
     """The country's public holidays (the `holidays` package, imported only here: ~0.2 s and a few
-    MB that the API routes never load)."""
+    MB that the API routes never load); `country` is ISO 3166 ("DE") or with a subdivision ("GB-ENG")."""
     if country is None:
         return set()
     import holidays
 
-    return set(holidays.country_holidays(country, years=sorted(years)))
+    code, _, subdiv = country.partition("-")
+    return set(holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(years)))
+
+
+def _holiday_country(site: str, settings: AutoResponse, s: Stores) -> str | None:
+    """The site's `country`; the auto-response setting's (stored before sites carried one) otherwise."""
+    own = s.sites.get_site(site).country if s.sites is not None else None
+    return own or settings.country
 
 
 def _event_days(invitation: Invitation, timezone: str, s: Stores) -> set[date]:
@@ -901,7 +908,7 @@ def measure(invitation: Invitation, s: Stores, moment: datetime) -> Performance:
     history = _grid_kw(invitation.site_id, start - HISTORY, start + slots * SLOT, s)
     years = {start.year, (start - HISTORY).year}
     rule = baseline(start, slots, notice, timezone, history, _event_days(invitation, timezone, s),
-                    public_holidays(settings.country, years))  # fmt: skip
+                    public_holidays(_holiday_country(invitation.site_id, settings, s), years))  # fmt: skip
     actual = [history.get(ms) for ms in slot_starts(start, slots)]
     price = invitation.price_per_kwh if invitation.price_per_kwh is not None else settings.rate_per_kwh
     performance = Performance(baseline_days=[d.isoformat() for d in rule.days], adjustment=rule.adjustment,

@@ -46,6 +46,26 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2, optionally with an ISO 3166-2 subdivision ("DE", "GB-ENG", "US-CA"), one
+    the `holidays` package knows (forecasting and demand response take the site's holidays from it)."""
+    if value is None:
+        return None
+    if not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", value):
+        raise ValueError(
+            f"{value!r} is not an ISO 3166 code: two capital letters, optionally a subdivision (like DE, GB-ENG, US-CA)"
+        )
+    import holidays  # the CoreLayer's; only when a country is given
+
+    code, _, subdiv = value.partition("-")
+    supported = holidays.list_supported_countries()
+    if code not in supported:
+        raise ValueError(f"{code!r} is not a country whose public holidays are known")
+    if subdiv and subdiv not in supported[code]:
+        raise ValueError(f"{subdiv!r} is not a subdivision of {code} whose public holidays are known")
+    return value
+
+
 class SiteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,8 +75,10 @@ class SiteIn(BaseModel):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    country: str | None = None  # ISO 3166, for public holidays
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+    _country = field_validator("country")(classmethod(lambda cls, v: _check_country(v)))
 
 
 class SiteUpdate(BaseModel):
@@ -67,8 +89,10 @@ class SiteUpdate(BaseModel):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    country: str | None = None  # null clears it
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: v if v is None else _check_timezone(v)))
+    _country = field_validator("country")(classmethod(lambda cls, v: _check_country(v)))
 
 
 class Site(SiteIn):

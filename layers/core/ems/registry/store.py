@@ -77,6 +77,7 @@ class RegistryItem(Model):
     latitude = NumberAttribute(null=True)
     longitude = NumberAttribute(null=True)
     currency = UnicodeAttribute(null=True)
+    country = UnicodeAttribute(null=True)
     # room
     floor = UnicodeAttribute(null=True)
     capacity = NumberAttribute(null=True)
@@ -110,7 +111,7 @@ def _room_sensors_key(site_id: str, room: str) -> str:
 def _site(item: RegistryItem) -> Site:
     return Site(
         site_id=item.pk, name=item.name or "", timezone=item.timezone or "UTC", latitude=item.latitude,
-        longitude=item.longitude, currency=item.currency or "EUR", created_at=item.created_at,
+        longitude=item.longitude, currency=item.currency or "EUR", country=item.country, created_at=item.created_at,
         updated_at=item.updated_at,
     )  # fmt: skip
 
@@ -152,7 +153,7 @@ class RegistryStore:
         item = RegistryItem(
             pk=site.site_id, sk=SITE_SK, gsi1pk=ALL_SITES, gsi1sk=site.site_id, name=site.name,
             timezone=site.timezone, latitude=site.latitude, longitude=site.longitude, currency=site.currency,
-            created_at=site.created_at, updated_at=site.updated_at,
+            country=site.country, created_at=site.created_at, updated_at=site.updated_at,
         )  # fmt: skip
         try:
             item.save(condition=RegistryItem.pk.does_not_exist())
@@ -172,7 +173,7 @@ class RegistryStore:
         RegistryItem(
             pk=site.site_id, sk=SITE_SK, gsi1pk=ALL_SITES, gsi1sk=site.site_id, name=site.name,
             timezone=site.timezone, latitude=site.latitude, longitude=site.longitude, currency=site.currency,
-            created_at=site.created_at, updated_at=site.updated_at,
+            country=site.country, created_at=site.created_at, updated_at=site.updated_at,
         ).save(condition=RegistryItem.pk.exists())  # fmt: skip
         return site
 
