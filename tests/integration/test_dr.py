@@ -280,8 +280,30 @@ def meter(at: datetime, kw: float) -> dict[str, Any]:
     }
 
 
+# With the site in Berlin (DE-BE), Friday 8 March is International Women's Day, a public holiday there
+# only: Tuesday 26 February takes its place, (22 + 21 + 17 + 16 + 15 + 14 + 11 + 38 + 37 + 36) / 10 =
+# 22.7 kW, x 1.1 = 24.97 kW a slot, 12.485 kWh; delivered 12.485 - 6.25 = 6.235 kWh; 0.4 x 6.235 = 2.494.
+MARCH_DAYS = [f"2030-03-{d:02d}" for d in (12, 11, 8, 7, 6, 5, 4, 1)] + ["2030-02-28", "2030-02-27"]
+BERLIN_DAYS = [f"2030-03-{d:02d}" for d in (12, 11, 7, 6, 5, 4, 1)] + [
+    "2030-02-28",
+    "2030-02-27",
+    "2030-02-26",
+]
+
+
+@pytest.mark.parametrize(
+    ("country", "days", "baseline_kw", "delivered_kwh", "benefit"),
+    [(None, MARCH_DAYS, 22.99, 5.245, 2.098), ("DE-BE", BERLIN_DAYS, 24.97, 6.235, 2.494)],
+)
 def test_an_event_measured_from_ingested_meter_readings_pays_into_the_ledger(
-    api: InProcessApi, admin_token: str, published: Any
+    api: InProcessApi,
+    admin_token: str,
+    published: Any,
+    country: str | None,
+    days: list[str],
+    baseline_kw: float,
+    delivered_kwh: float,
+    benefit: float,
 ) -> None:
     """Wednesday 2030-03-13 (Berlin is UTC+1 all along): notice at 10:00Z, event 14:00-14:30Z (2 slots).
     History, one reading a quarter hour: each weekday's 14:00 and 14:15 at (day of month + 10) kW,
@@ -297,11 +319,18 @@ def test_an_event_measured_from_ingested_meter_readings_pays_into_the_ledger(
         "expected_interval_seconds": 900,
     }
     ok(api.request("POST", "/api/v1/sensors", token=admin_token, headers=HQ, body=created), 201)
+    if country is not None:  # the site's own country: no auto-response setting names one
+        assert (
+            ok(api.request("PUT", f"/api/v1/sites/{SITE}", token=admin_token, body={"country": country}))[
+                "country"
+            ]
+            == country
+        )
     notice = datetime(2030, 3, 13, 10, 0, tzinfo=UTC)
     start = datetime(2030, 3, 13, 14, 0, tzinfo=UTC)
     quarter = timedelta(minutes=15)
     history = []
-    for back in range(1, 15):
+    for back in range(1, 16):
         day = start - timedelta(days=back)
         kw = 100.0 if day.weekday() >= 5 else day.day + 10.0
         history += [meter(day + i * quarter, kw) for i in range(2)]
@@ -337,24 +366,21 @@ def test_an_event_measured_from_ingested_meter_readings_pays_into_the_ledger(
         assert api.invoke("DemandResponseFunction", {"dr": "measure", **edge})["status"] == "completed"
         done = ok(dr(api, token, "GET", f"invitations/{invitation_id}"))
         p = done["performance"]
-        assert p["baseline_days"] == [f"2030-03-{d:02d}" for d in (12, 11, 8, 7, 6, 5, 4, 1)] + [
-            "2030-02-28",
-            "2030-02-27",
-        ]
+        assert p["baseline_days"] == days
         assert p["adjustment"] == pytest.approx(1.1)
-        assert p["baseline_kw"] == pytest.approx([22.99, 22.99])
+        assert p["baseline_kw"] == pytest.approx([baseline_kw, baseline_kw])
         assert (p["baseline_kwh"], p["actual_kwh"], p["delivered_kwh"]) == pytest.approx(
-            (11.495, 6.25, 5.245)
+            (baseline_kw / 2, 6.25, delivered_kwh)
         )
-        assert (p["requested_kwh"], p["met"], p["benefit"]) == (3.0, True, pytest.approx(2.098))
+        assert (p["requested_kwh"], p["met"], p["benefit"]) == (3.0, True, pytest.approx(benefit))
         got = ok(api.replay("http/dr/benefits-get.json", token))
         assert (got["balance"], got["count"], got["monthly"]) == (
-            2.098,
+            benefit,
             1,
-            [{"month": "2030-03", "amount": 2.098, "events": 1}],
+            [{"month": "2030-03", "amount": benefit, "events": 1}],
         )
         assert got["entries"][0]["source_id"] == invitation_id
         p2p = ok(api.request("GET", "/api/v1/p2p/balance", token=token, headers=HQ))
-        assert p2p["balance"] == 2.098  # the same ledger
+        assert p2p["balance"] == benefit  # the same ledger
     finally:
         clock.run_on(None)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-DEMO_SITE = {"site_id": "demo", "name": "Demo building", "timezone": "Europe/Berlin"}
+DEMO_SITE = {"site_id": "demo", "name": "Demo building", "timezone": "Europe/Berlin", "country": "DE-BE"}
 
 
 def mint_admin_token(environment: dict[str, str]) -> str:

@@ -88,7 +88,7 @@ def _slot_floor(ms: int) -> int:
 
 
 def calendar_of(site: Site, years: list[int], holiday_country: str | None) -> Calendar:
-    country = getattr(site, "country", None) or holiday_country
+    country = site.country or holiday_country  # the site's own wins; the deployment's default
     return Calendar(
         timezone=site.timezone, holidays=public_holidays(country, years),
         latitude=site.latitude, longitude=site.longitude,
