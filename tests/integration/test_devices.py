@@ -12,16 +12,15 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import boto3
 import pytest
 
 from ems.core import clock
 from ems.core.clock import parse_time
-from ems_local import apigw, iotsql
+from ems_local import iotsql
 from ems_local.template import Stack
-from tests.support.events import replay
+from tests.support.events import assert_shaped_as_api_gateway_sends_it, replay
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
 from tests.support.tokens import issue
@@ -76,23 +75,7 @@ def test_every_devices_route_has_exactly_one_sample() -> None:
 
 @pytest.mark.parametrize("path", sorted(DEVICES.glob("*.json")), ids=lambda p: p.stem)
 def test_each_devices_sample_is_shaped_as_api_gateway_sends_it(path: Path) -> None:
-    event = json.loads(path.read_text())
-    routes = [apigw.Route(**r) for r in Stack.from_file().http_routes()]
-    method, _, _ = event["routeKey"].partition(" ")
-    found = apigw.match(routes, method, event["rawPath"])
-    assert found is not None and found[0].key == event["routeKey"] and found[0].function == "DevicesFunction"
-    assert found[1] == event.get("pathParameters", {})
-    context = event["requestContext"]
-    assert (context["routeKey"], context["http"]["method"], context["http"]["path"]) == (
-        event["routeKey"], method, event["rawPath"],
-    )  # fmt: skip
-    assert dict(parse_qsl(event["rawQueryString"])) == event.get("queryStringParameters", {})
-    if "body" in event:
-        assert event["headers"]["content-length"] == str(len(event["body"].encode()))
-    else:
-        assert method in ("GET", "DELETE") and "content-length" not in event["headers"]
-    assert event["headers"]["authorization"] == "Bearer REPLACE_ME"
-    assert event["headers"]["x-site"] == "hq"
+    assert_shaped_as_api_gateway_sends_it(json.loads(path.read_text()), ("DevicesFunction",))
 
 
 def test_register_get_command_report_and_list_from_the_samples(

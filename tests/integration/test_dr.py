@@ -10,7 +10,6 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 
 import boto3
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from ems.core import clock
 from ems_local import apigw
 from ems_local.template import Stack
+from tests.support.events import assert_shaped_as_api_gateway_sends_it
 from tests.support.fakes import ListPublisher
 from tests.support.inprocess import EVENTS, InProcessApi, load_function, ok, refused
 from tests.support.tokens import issue
@@ -63,13 +63,7 @@ def test_every_dr_route_has_exactly_one_sample_shaped_as_api_gateway_sends_it() 
     samples = [json.loads(p.read_text()) for p in sorted(DR.glob("*.json"))]
     assert sorted(e["routeKey"] for e in samples) == mine
     for event in samples:
-        method, _, _ = event["routeKey"].partition(" ")
-        found = apigw.match(routes, method, event["rawPath"])
-        assert found is not None and found[0].key == event["routeKey"]
-        assert found[1] == event.get("pathParameters", {})
-        assert dict(parse_qsl(event["rawQueryString"])) == event.get("queryStringParameters", {})
-        if "body" in event:
-            assert event["headers"]["content-length"] == str(len(event["body"].encode()))
+        assert_shaped_as_api_gateway_sends_it(event, ("DemandResponseFunction",))
 
 
 def test_the_seeds_send_and_its_past_event_time(api: InProcessApi, admin_token: str, published: Any) -> None:

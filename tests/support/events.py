@@ -10,9 +10,10 @@ import copy
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from ems_local import apigw
+from ems_local.template import Stack
 from tests.support.inprocess import EVENTS, InProcessApi, Reply
 
 KEEP: Any = object()
@@ -70,3 +71,26 @@ def replay(
             new_headers[key.lower()] = value
     overrides["headers"] = new_headers
     return api.replay(f"http/{name}.json", token=token, **overrides)
+
+
+def assert_shaped_as_api_gateway_sends_it(event: dict[str, Any], functions: tuple[str, ...]) -> None:
+    """An events/http sample as API Gateway sends it: its route key matches a route of one of
+    `functions` (path parameters included), the request context repeats route key, method and path,
+    the query string is the parameters, a body comes with its content-length (none without one, on
+    a GET or DELETE), and the token and site are placeholders (`Bearer REPLACE_ME`, x-site hq)."""
+    routes = [apigw.Route(**r) for r in Stack.from_file().http_routes()]
+    method, _, _ = event["routeKey"].partition(" ")
+    found = apigw.match(routes, method, event["rawPath"])
+    assert found is not None and found[0].key == event["routeKey"] and found[0].function in functions
+    assert found[1] == event.get("pathParameters", {})
+    context = event["requestContext"]
+    assert (context["routeKey"], context["http"]["method"], context["http"]["path"]) == (
+        event["routeKey"], method, event["rawPath"],
+    )  # fmt: skip
+    assert dict(parse_qsl(event["rawQueryString"])) == event.get("queryStringParameters", {})
+    if "body" in event:
+        assert event["headers"]["content-length"] == str(len(event["body"].encode()))
+    else:
+        assert method in ("GET", "DELETE") and "content-length" not in event["headers"]
+    assert event["headers"]["authorization"] == "Bearer REPLACE_ME"
+    assert event["headers"]["x-site"] == "hq"
