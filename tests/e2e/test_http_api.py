@@ -38,7 +38,10 @@ def test_demo_site_exists(client: httpx.Client, local_stack: RunningStack) -> No
     assert local_stack.description["site"] == "demo"
     response = client.get("/api/v1/sites/demo", headers=bearer(local_stack.admin_token))
     assert response.status_code == 200, response.text
-    assert response.json()["name"] == "Demo building"
+    assert (response.json()["name"], response.json()["country"]) == (
+        "Demo building",
+        "DE-BE",
+    )  # Berlin's holidays
 
 
 def test_seed_workflow_until_revoked(client: httpx.Client, local_stack: RunningStack) -> None:
