@@ -125,7 +125,9 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
     moment = now()
     end_ms = _slot_floor(int(moment.timestamp() * 1000))
     start_ms, values = _trim_leading_gap(
-        *_history(site_id, req.target, req.sensor_id, end_ms, HISTORY_DAYS - BACKTEST_DAYS + req.backtest_days, s)
+        *_history(
+            site_id, req.target, req.sensor_id, end_ms, HISTORY_DAYS - BACKTEST_DAYS + req.backtest_days, s
+        )
     )
     history_days = round(float(np.isfinite(values).sum()) * SLOT_MINUTES / DAY_MINUTES, 2)
     base = dict(site_id=site_id, series=series, target=req.target, sensor_id=req.sensor_id,
