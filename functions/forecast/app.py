@@ -51,6 +51,8 @@ def generation() -> ForecastOut:
 
 @app.post("/api/v1/forecast/train")
 def train() -> ModelInfo:
+    """Body: target, optional sensor_id, optional backtest_days (whole days 1-28, default 7: the
+    last days held out and forecast at each local midnight; the history read grows with it)."""
     return forecasting.train(request_site(app), body(app, TrainRequest), stores())
 
 

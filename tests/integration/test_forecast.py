@@ -85,7 +85,7 @@ def _forecast(api: InProcessApi, token: str, target: str = "consumption", **quer
     return api.request("GET", f"/api/v1/forecast/{target}", token=token, headers=HQ, query=query)
 
 
-def _train(api: InProcessApi, token: str, **body: str) -> Reply:
+def _train(api: InProcessApi, token: str, **body: object) -> Reply:
     return api.request("POST", "/api/v1/forecast/train", token=token, headers=HQ, body=body)
 
 
@@ -183,6 +183,7 @@ def test_bad_input_is_a_422_naming_the_field(api: InProcessApi, admin_token: str
     refused(_forecast(api, admin_token, resolution="5m"), 422, "resolution")
     refused(_forecast(api, admin_token, weather="sunny"), 422, "weather")
     refused(_train(api, admin_token, target="wind"), 422, "target")
+    refused(_train(api, admin_token, target="consumption", backtest_days=29), 422, "backtest_days")
     refused(_train(api, admin_token, target="consumption", sensor_id="NOPE"), 404, "sensor_id")
     refused(
         api.request("GET", "/api/v1/forecast/models", token=admin_token, headers=HQ, query={"limit": "0"}),

@@ -308,3 +308,18 @@ def test_stored_values_missing_in_the_middle_come_from_naive() -> None:
     assert stored_or_naive(
         stored, lambda start, n: [9.0] * n, MONDAY.replace(year=1970, month=1, day=1), 3
     ) == [1.0, 9.0, 3.0]
+
+
+@pytest.mark.parametrize("days", [0, 29, 1.5, "7", True])
+def test_backtest_days_must_be_a_whole_number_of_days_from_1_to_28(days: object) -> None:
+    with pytest.raises(ValueError, match="backtest_days"):
+        TrainRequest.model_validate({"target": "consumption", "backtest_days": days})
+    assert TrainRequest(target="consumption").backtest_days == 7
+
+
+def test_training_backtests_on_the_days_asked_for() -> None:
+    s, _ = _stores(29)
+    info = forecasting.train("hq", TrainRequest(target="consumption", backtest_days=14), s, _at(29))
+    assert info.model == "hgb_decomposition" and info.backtest_days == 14
+    assert info.mae_kw is not None and info.naive_mae_kw is not None
+    assert info.skill == pytest.approx(1 - info.mae_kw / info.naive_mae_kw, abs=2e-3)

@@ -39,6 +39,8 @@ class TrainRequest(BaseModel):
 
     target: Target
     sensor_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
+    # the last backtest_days (whole days) are held out and forecast at each local midnight
+    backtest_days: int = Field(default=7, ge=1, le=28, strict=True)
 
 
 class ForecastValue(BaseModel):

@@ -125,7 +125,9 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
     moment = now()
     end_ms = _slot_floor(int(moment.timestamp() * 1000))
     start_ms, values = _trim_leading_gap(
-        *_history(site_id, req.target, req.sensor_id, end_ms, HISTORY_DAYS, s)
+        *_history(
+            site_id, req.target, req.sensor_id, end_ms, HISTORY_DAYS - BACKTEST_DAYS + req.backtest_days, s
+        )
     )
     history_days = round(float(np.isfinite(values).sum()) * SLOT_MINUTES / DAY_MINUTES, 2)
     base = dict(site_id=site_id, series=series, target=req.target, sensor_id=req.sensor_id,
@@ -151,10 +153,10 @@ def train(site_id: str, req: TrainRequest, s: Stores, now: Clock = utc_now) -> M
         horizon_slots=TRAIN_HORIZON_HOURS * 60 // SLOT_MINUTES, slot_minutes=SLOT_MINUTES, **s.tuning
     )
     try:
-        model, metrics = backtest(values, columns, settings)
+        model, metrics = backtest(values, columns, settings, req.backtest_days)
     except ValueError:  # too little complete history for a horizon to learn from
         why = (f"{history_days:g} days of history: too few to train on and then backtest on the last "
-               f"{BACKTEST_DAYS}: seasonal naive is served")  # fmt: skip
+               f"{req.backtest_days}: seasonal naive is served")  # fmt: skip
         info = ModelInfo(**base, model=SEASONAL_NAIVE, served=False, reason=why)
         s.catalog.put_model(info)
         return info
@@ -181,14 +183,16 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def backtest(values: np.ndarray, columns: Any, settings: Settings) -> tuple[Model, dict[str, Any]]:
-    """Train on all but the last BACKTEST_DAYS, forecast at each day's origin of them (the horizons
+def backtest(
+    values: np.ndarray, columns: Any, settings: Settings, days: int = BACKTEST_DAYS
+) -> tuple[Model, dict[str, Any]]:
+    """Train on all but the last `days` (BACKTEST_DAYS unless POST /forecast/train asks), forecast at each day's origin of them (the horizons
     inside the data), against seasonal naive on the same slots. The model measured is the model
     served: its forecasts still see the newest history; only its trees and settings have not
     learned from the last BACKTEST_DAYS (one training instead of two: POST /forecast/train answers
     within the HTTP API's 30 s)."""
     day = DAY_MINUTES // SLOT_MINUTES
-    holdout = BACKTEST_DAYS * day
+    holdout = days * day
     n = len(values)
     model = fit(values[: n - holdout], columns, settings)
     origins = [o for o in range(n - holdout, n - settings.horizon_slots + 1, day)] or [n - holdout]
@@ -209,7 +213,7 @@ def backtest(values: np.ndarray, columns: Any, settings: Settings) -> tuple[Mode
         np.concatenate(naive),
     )
     return model, {
-        "backtest_days": float(BACKTEST_DAYS), "mae_kw": _r(a.mae), "mape_pct": _r(a.mape_pct),
+        "backtest_days": float(days), "mae_kw": _r(a.mae), "mape_pct": _r(a.mape_pct),
         "naive_mae_kw": _r(a.naive_mae), "skill": _r(a.skill), "interval_coverage_pct": _r(a.coverage_pct),
     }  # fmt: skip
 
