@@ -101,7 +101,7 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
     if start - notice < timedelta(minutes=3):
         start += QUARTER
     history = []
-    for back in range(1, 15):
+    for back in range(1, 16):  # 15 days: 26 February takes the place of Berlin's 8 March
         day = start - timedelta(days=back)
         kw = 100.0 if day.weekday() >= 5 else 20.0
         history += [{"sensor_id": METER, "ts": (day + i * QUARTER + timedelta(minutes=1)).timestamp(),
@@ -164,9 +164,11 @@ def test_an_invitation_auto_accepted_sheds_the_demo_devices_and_is_measured(
         assert latest_command(http, device_id)["command"] == "on"  # type: ignore[index]
     p = completed["performance"]
     actual = meter_slots_kw(http, start, 2)
-    # By hand: the 10 weekdays before were metered at 20 kW in both quarter hours; no adjustment
-    # (the 2 hours before the notice precede the simulation).
+    # By hand: the 10 weekdays before, less Friday 8 March (Women's Day, a public holiday of the demo
+    # site's country DE-BE), were metered at 20 kW in both quarter hours; no adjustment (the 2 hours
+    # before the notice precede the simulation).
     assert p["adjustment"] == 1.0 and len(p["baseline_days"]) == 10
+    assert "2030-03-08" not in p["baseline_days"] and "2030-02-26" in p["baseline_days"]
     assert p["baseline_kwh"] == pytest.approx(20 * 2 * 0.25, rel=0.01)
     assert p["actual_kwh"] == pytest.approx(sum(actual) * 0.25, rel=0.01)
     delivered = sum((20 - a) * 0.25 for a in actual)
