@@ -191,3 +191,19 @@ def test_a_limited_token_sees_the_life_cycle_but_not_what_comes_from_readings(s:
     assert (
         dr.get(SITE, done.invitation_id, s, caller(embargo_minutes=60), later).performance == full.performance
     )
+
+
+def test_a_measurement_reads_the_site_once(s: dr.Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zone, holiday country and currency come from one read of the site record."""
+    registry = s.sites
+    assert isinstance(registry, MemoryRegistry)
+    sent = dr.send(SITE, InvitationIn(event_time="2030-04-24T14:00:00Z", load_kwh=4, price_per_kwh=0.5), s,
+                   lambda: T0)  # fmt: skip
+    dr.answer(SITE, AnswerIn(invitation_id=sent.invitation_id, response="YES"), s, "ops", lambda: T0)
+    dr.start_event(SITE, sent.invitation_id, s, lambda: START)
+    ended = dr.end_event(SITE, sent.invitation_id, s, lambda: END)
+    reads: list[str] = []
+    get_site = registry.get_site
+    monkeypatch.setattr(registry, "get_site", lambda site_id: reads.append(site_id) or get_site(site_id))
+    p = dr.measure(ended, s, END + timedelta(minutes=5))
+    assert (reads, p.benefit) == ([SITE], 2.5)

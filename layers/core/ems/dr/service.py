@@ -882,10 +882,20 @@ def public_holidays(country: str | None, years: set[int]) -> set[date]:
     return set(holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(years)))
 
 
-def _holiday_country(site: str, settings: AutoResponse, s: Stores) -> str | None:
-    """The site's `country`; the auto-response setting's (stored before sites carried one) otherwise."""
-    own = s.sites.get_site(site).country if s.sites is not None else None
-    return own or settings.country
+@dataclass(frozen=True)
+class _SiteFacts:
+    """What a measurement needs of the site, read once: its zone, holiday country and currency."""
+
+    timezone: str = "UTC"
+    country: str | None = None
+    currency: str = "EUR"
+
+
+def _site_facts(site: str, s: Stores) -> _SiteFacts:
+    if s.sites is None:
+        return _SiteFacts()
+    record = s.sites.get_site(site)
+    return _SiteFacts(record.timezone, record.country, record.currency)
 
 
 def _event_days(invitation: Invitation, timezone: str, s: Stores) -> set[date]:
@@ -903,12 +913,13 @@ def measure(invitation: Invitation, s: Stores, moment: datetime) -> Performance:
     start, end = parse_time(invitation.start, "start"), parse_time(invitation.end, "end")
     notice = parse_time(invitation.received_at, "received_at")
     settings = s.invitations.get_settings(invitation.site_id)
-    timezone = _timezone(invitation.site_id, s)
+    facts = _site_facts(invitation.site_id, s)
+    timezone = facts.timezone
     slots = -(-invitation.duration_minutes // 15)
     history = _grid_kw(invitation.site_id, start - HISTORY, start + slots * SLOT, s)
     years = {start.year, (start - HISTORY).year}
     rule = baseline(start, slots, notice, timezone, history, _event_days(invitation, timezone, s),
-                    public_holidays(_holiday_country(invitation.site_id, settings, s), years))  # fmt: skip
+                    public_holidays(facts.country or settings.country, years))  # fmt: skip
     actual = [history.get(ms) for ms in slot_starts(start, slots)]
     price = invitation.price_per_kwh if invitation.price_per_kwh is not None else settings.rate_per_kwh
     performance = Performance(baseline_days=[d.isoformat() for d in rule.days], adjustment=rule.adjustment,
@@ -932,10 +943,9 @@ def measure(invitation: Invitation, s: Stores, moment: datetime) -> Performance:
         "benefit": None if benefit is None else float(benefit),
     })  # fmt: skip
     if benefit is not None and s.ledger is not None:
-        currency = s.sites.get_site(invitation.site_id).currency if s.sites is not None else "EUR"
         s.ledger.post([LedgerEntry(
             site_id=invitation.site_id, source="dr", source_id=invitation.invitation_id, amount=benefit,
-            currency=currency, at=invitation.end, reading_ms=_ms(end),
+            currency=facts.currency, at=invitation.end, reading_ms=_ms(end),
             memo=f"demand response {invitation.start}: {delivered:.3f} kWh delivered",
         )])  # fmt: skip
     if performance.met is False:
