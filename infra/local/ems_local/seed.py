@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import httpx
+
+from ems_local import console
 
 DEMO_SITE = {"site_id": "demo", "name": "Demo building", "timezone": "Europe/Berlin", "country": "DE-BE"}
 
@@ -26,14 +29,27 @@ def mint_admin_token(environment: dict[str, str]) -> str:
     return mint(request, None, TokenStore()).token
 
 
-def create_demo_site(http_url: str, admin_token: str) -> dict[str, Any]:
+# A function whose first init outlasts the emulated 10 s on a loaded machine answers 504 with nothing
+# done (as Lambda's init timeout would); the call is idempotent (409 once the site exists), so retry.
+RETRIED = (502, 503, 504)
+ATTEMPTS = 5
+
+
+def create_demo_site(http_url: str, admin_token: str, pause_seconds: float = 2.0) -> dict[str, Any]:
     """The demo site, created through the API as any client would (an existing one is kept)."""
-    response = httpx.post(
-        f"{http_url}/api/v1/sites",
-        json=DEMO_SITE,
-        headers={"authorization": f"Bearer {admin_token}"},
-        timeout=60,
-    )
-    if response.status_code not in (201, 409):
-        raise RuntimeError(f"creating the demo site: {response.status_code} {response.text}")
-    return DEMO_SITE
+    for attempt in range(1, ATTEMPTS + 1):
+        response = httpx.post(
+            f"{http_url}/api/v1/sites",
+            json=DEMO_SITE,
+            headers={"authorization": f"Bearer {admin_token}"},
+            timeout=60,
+        )
+        if response.status_code in (201, 409):
+            return DEMO_SITE
+        if response.status_code not in RETRIED or attempt == ATTEMPTS:
+            break
+        console.notice(
+            "seed", f"creating the demo site: {response.status_code} (attempt {attempt}/{ATTEMPTS}), retrying"
+        )
+        time.sleep(pause_seconds * attempt)
+    raise RuntimeError(f"creating the demo site: {response.status_code} {response.text}")
