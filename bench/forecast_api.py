@@ -222,3 +222,127 @@ def local_cloud(home: Path, args: list[str]) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def backtest_origins(slots: int, days: int) -> tuple[int, int]:
+    """(origins, slots scored) of `backtest` on `slots` 15-minute values with `days` held out (its
+    own rule: one origin a day whose horizon ends inside the data)."""
+    day, horizon = 24 * 60 // SLOT_MINUTES, TRAIN_HORIZON_HOURS * 60 // SLOT_MINUTES
+    origins = list(range(slots - days * day, slots - horizon + 1, day)) or [slots - days * day]
+    return len(origins), sum(min(horizon, slots - o) for o in origins)
+
+
+@dataclass(frozen=True)
+class Harness:
+    """The 12 weeks through the API and in-process; `api` None when the local cloud run failed (`why`)."""
+
+    part: Slice
+    backtest_days: int
+    library: dict[str, Any]
+    api: ApiRun | None
+    why: str | None
+    train_s: float  # POST /forecast/train's wall time
+    trailing_empty_slots: int  # slots between the last reading and the training run's slot
+
+
+def harness(scratch: Path, backtest_days: int = 28) -> Harness:
+    """All 12 weeks: the local cloud's run, then the library call on the series it trained on."""
+    part = weeks_of(taylor(), first_week=0, weeks=12)
+    home = scratch / "forecast-api"
+    home.mkdir(exist_ok=True)
+    run, why, train_s = None, None, float("nan")
+    try:
+        with local_cloud(home, cloud_args()) as stack:
+            began = time.perf_counter()
+            run = run_through_api(stack["http"], stack["admin_token"], part, backtest_days)
+            train_s = time.perf_counter() - began - run.ingest_s
+    except (RuntimeError, httpx.HTTPError) as exc:
+        why = f"not run: {str(exc).splitlines()[0]}"
+    if run is not None:
+        site, trained_at = run.site, str(run.trained["trained_at"])
+    else:  # the site as the harness would have created it, trained at the clock's start
+        site = Site(site_id=SITE, name=SITE, timezone=TIMEZONE, country=COUNTRY, created_at=CLOCK,
+                    updated_at=CLOCK)  # fmt: skip
+        trained_at = CLOCK.isoformat()
+    end_ms = int(datetime.fromisoformat(trained_at.replace("Z", "+00:00")).timestamp() * 1000)
+    trailing = (end_ms - end_ms % SLOT_MS - part.start_ms) // SLOT_MS - len(part.quarter_hours_kw)
+    library = library_metrics(part, site, trained_at, backtest_days)
+    return Harness(part, backtest_days, library, run, why, train_s, trailing)
+
+
+def _f(x: Any, digits: int) -> str:
+    return "n/a" if x is None or x != x else f"{x:,.{digits}f}"
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def section(h: Harness, headline: Any, headline_origins: int, headline_slots: int) -> str:
+    """The three rows (the headline: library, 30 minutes, 24 h; the library on the 15-minute series with
+    the service's settings; the HTTP API) and what the run did. `headline` an ems.forecast.model.Accuracy."""
+    n = len(h.part.quarter_hours_kw) + h.trailing_empty_slots
+    origins, slots = backtest_origins(n, h.backtest_days)
+    horizon = f"{TRAIN_HORIZON_HOURS} h"
+
+    def row(name: str, m: dict[str, Any]) -> list[str]:
+        return [name, f"{SLOT_MINUTES} min", horizon, str(origins), f"{slots:,}", _f(m["mae_kw"], 3),
+                f"{_f(m['mape_pct'], 3)} %", _f(m["skill"], 3), f"{_f(m['interval_coverage_pct'], 3)} %"]  # fmt: skip
+
+    rows = [
+        ["library, the bench's settings (the headline above)", "30 min", "24 h", str(headline_origins),
+         f"{headline_slots:,}", _f(headline.mae, 1), f"{_f(headline.mape_pct, 2)} %", _f(headline.skill, 3),
+         f"{_f(headline.coverage_pct, 1)} %"],
+        row(f"library: ems.forecast.service.backtest, {h.backtest_days} days, in-process", h.library),
+    ]  # fmt: skip
+    api = h.api
+    if api is None:
+        rows.append([f"HTTP API, local cloud: {h.why}", *["-"] * 8])
+        verdict = f"the HTTP API's run failed ({h.why})"
+    else:
+        rows.append(row("HTTP API, local cloud: POST /api/v1/forecast/train", api.trained))
+        same = {k: api.trained[k] for k in METRICS} == h.library
+        listed = {k: api.listed[k] for k in METRICS} == h.library
+        verdict = (
+            f"the API's MAE, MAPE, skill and coverage **{'equal' if same else 'differ from'}** the library "
+            f"call's (to the API's 3 digits); GET /api/v1/forecast/models lists "
+            f"{'the same' if listed else 'other'} figures; model {api.trained['model']}, served "
+            f"{api.trained['served']}"
+        )
+    table = "\n".join(
+        ["| run | slot | horizon | origins | slots scored | MAE (MW) | MAPE | skill | 10-90% coverage |",
+         "|---|---|---|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows)]
+    )  # fmt: skip
+    original_end = h.part.original_start + (h.part.end - h.part.start)
+    holidays = (holidays_between(h.part.original_start, original_end),
+                holidays_between(h.part.start, h.part.end))  # fmt: skip
+    said = ["none" if not found else ", ".join(str(d) for d in found) for found in holidays]
+    local = timedelta(hours=1)
+    ingest = (
+        "" if api is None else
+        f" {api.sent:,} readings sent in batches of {BATCH}, {api.accepted:,} accepted ({api.duplicates} "
+        f"duplicates), ingested in **{api.ingest_s:.1f} s** ({api.sent / api.ingest_s:,.0f} readings/s); "
+        f"POST /forecast/train answered in {h.train_s:.1f} s; {h.trailing_empty_slots} empty slots between "
+        f"the last reading and the training run's slot."
+    )  # fmt: skip
+    return f"""**The same harness through the HTTP API** (issue 14; `bench/forecast_api.py`, and on two weeks
+tests/e2e/test_forecast_harness.py): `ems local up --empty --clock {cloud_args()[2]}
+--param RawRetentionDays={RETENTION_DAYS}` for real; the 12 weeks shifted by {SHIFT_WEEKS:,} weeks, so
+{_day(h.part.start + local)} to {_day(h.part.end + local)} 00:00 at UTC+1, ending at the
+clock; a site in timezone {TIMEZONE} (fixed UTC+1: the original is all BST, the shifted window crosses
+25 October's change in Europe/London) with country {COUNTRY}; one meter; each half-hour's demand posted
+as the power of both its quarter hours (two readings, one in each 15-minute rollup; W = MW x 1000, so kW
+read as MW) through POST /api/v1/data/ingest; then POST /api/v1/forecast/train with backtest_days
+{h.backtest_days}. Public holidays of England and Wales (computed, ems.forecast.features.public_holidays)
+in the original window: {said[0]}; in the shifted one: {said[1]}.{ingest}
+
+{table}
+
+Rows 2 and 3 are not row 1's run: the service trains at {SLOT_MINUTES}-minute slots and scores a
+{horizon} horizon (ems.forecast.service.TRAIN_HORIZON_HOURS) where the headline forecasts 48 half-hours
+(24 h), and with {h.backtest_days} days held out a {horizon} horizon fits {origins} origins inside the
+data, not {h.backtest_days}. All three train once on weeks 1-8 (rows 2 and 3: all but the last
+{h.backtest_days} days), and there the model chooses its decomposition and trees on 15-minute rows. Row 2
+is `backtest` on the very series the API trained on (from the first reading to the training run's slot),
+with the service's settings and the site's calendar as GET /api/v1/sites answers it: {verdict}.
+"""
