@@ -16,6 +16,7 @@ import pytest
 from bench.forecast_api import (
     CLOCK,
     COUNTRY,
+    METER,
     METRICS,
     SITE,
     TIMEZONE,
@@ -46,9 +47,17 @@ def test_the_api_backtest_equals_the_library_call_on_the_same_series(tmp_path: P
         headers = {"authorization": f"Bearer {stack['admin_token']}", "x-site": SITE}
         with httpx.Client(base_url=stack["http"], timeout=60) as http:
             served = http.get("/api/v1/forecast/consumption", headers=headers, params={"horizon_hours": 1})
+            window = {"start_time": part.start_ms, "end_time": int(CLOCK.timestamp() * 1000)}
+            back = http.get(f"/api/v1/sensors/{METER}/data", headers=headers,
+                            params={**window, "resolution": "15m", "metric": "power_w"})  # fmt: skip
         assert served.status_code == 200, served.text
+        assert back.status_code == 200, back.text
 
     assert (run.sent, run.accepted, run.duplicates) == (2 * 14 * 48, 2 * 14 * 48, 0)
+    # The series the service reads: one reading in each 15-minute rollup, its power the half-hour's.
+    points = back.json()["points"]
+    assert [p["count"] for p in points] == [1] * (2 * 14 * 48)
+    assert [p["value"] / 1000 for p in points] == part.quarter_hours_kw.tolist()
     assert (run.site.timezone, run.site.country) == (TIMEZONE, COUNTRY)
     trained = run.trained
     assert (trained["model"], trained["served"], trained["reason"]) == (MODEL_NAME, True, None)
