@@ -205,7 +205,10 @@ def _forget_ems_caches() -> None:
     """Settings, clients and keys are cached per process; a new server means new values."""
     from ems.auth import signing
     from ems.core import aws, settings
+    from ems.core.observability import metrics
 
     settings.settings.cache_clear()
     aws.client.cache_clear()
     signing.forget_keys()
+    # Read from the environment when ems.core.observability was imported, maybe before this server.
+    metrics.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")

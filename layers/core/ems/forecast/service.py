@@ -189,7 +189,7 @@ def backtest(
     """Train on all but the last `days` (BACKTEST_DAYS unless POST /forecast/train asks), forecast at each day's origin of them (the horizons
     inside the data), against seasonal naive on the same slots. The model measured is the model
     served: its forecasts still see the newest history; only its trees and settings have not
-    learned from the last BACKTEST_DAYS (one training instead of two: POST /forecast/train answers
+    learned from the last `days` (one training instead of two: POST /forecast/train answers
     within the HTTP API's 30 s)."""
     day = DAY_MINUTES // SLOT_MINUTES
     holdout = days * day
