@@ -21,8 +21,8 @@ import moto.backends
 import moto.core
 import moto.core.responses
 import moto.core.utils
-import moto.moto_server.threaded_moto_server
 import moto.moto_server.werkzeug_app
+import werkzeug.serving
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -32,6 +32,7 @@ from moto.kms.models import KmsBackend
 from ems_local import moto_dynamodb, state
 
 MOTO, AMQTT = f"moto {moto.__version__}", f"amqtt {version('amqtt')}"
+WERKZEUG = f"werkzeug {version('werkzeug')}"
 
 
 def parameters(function: Callable[..., Any]) -> list[str]:
@@ -156,14 +157,18 @@ def test_state_snapshot_finds_motos_kms_backend() -> None:
     assert "self.keys" in source(KmsBackend.__init__), recheck(patch, "KmsBackend.keys (id -> Key)", MOTO)
 
 
-def test_moto_server_stop_closes_motos_listening_socket() -> None:
-    patch = "ems_local.moto_server closes ThreadedMotoServer._server's socket on stop"
-    server = moto.moto_server.threaded_moto_server.ThreadedMotoServer
-    assert "self._server = make_server(" in source(server), recheck(
-        patch, "ThreadedMotoServer._server (the werkzeug server)", MOTO
+def test_moto_server_keep_alive_handler_fits_werkzeug_and_moto() -> None:
+    patch = "ems_local.moto_server.KeepAliveHandler replaces MotoRequestHandler.run_wsgi (keep-alive)"
+    handler = moto.moto_server.werkzeug_app.MotoRequestHandler
+    assert issubclass(handler, werkzeug.serving.WSGIRequestHandler), recheck(
+        patch, "MotoRequestHandler being werkzeug's WSGIRequestHandler", MOTO
     )
-    assert {"ip_address", "port", "verbose"} <= set(parameters(server.__init__)), recheck(
-        patch, "ThreadedMotoServer(ip_address, port, verbose)", MOTO
+    assert callable(getattr(handler, "make_environ", None)), recheck(patch, "make_environ()", MOTO)
+    assert 'self.send_header("Connection", "close")' in source(
+        werkzeug.serving.WSGIRequestHandler.run_wsgi
+    ), recheck(patch, "werkzeug's run_wsgi closing every connection (the reason for the patch)", WERKZEUG)
+    assert {"threaded", "request_handler"} <= set(parameters(werkzeug.serving.make_server)), recheck(
+        patch, "werkzeug.serving.make_server(host, port, app, threaded, request_handler)", WERKZEUG
     )
 
 

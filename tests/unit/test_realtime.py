@@ -187,6 +187,34 @@ def test_several_messages_due_to_one_connection_go_in_one_post() -> None:
     assert (report.posts, report.delivered) == (1, 3)
 
 
+class CountingStore(FakeStore):
+    """FakeStore noting each subscription topic it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[str] = []
+
+    def subscribers(self, site: str, topics: Iterable[Topic], now_epoch: int) -> list[Subscriber]:
+        topics = list(topics)
+        self.looked_up += [str(t) for t in topics]
+        return super().subscribers(site, topics, now_epoch)
+
+
+def test_a_batch_of_sensors_looks_up_each_subscription_topic_once() -> None:
+    store = CountingStore()
+    store.hold("c1", "hq", ["sensors/*"])
+    store.hold("c2", "hq", ["sensors/T3"])
+    messages = [Outgoing(f"sensors/T{n}", "reading", {"value": n}) for n in range(10)]
+    poster = FakePoster()
+    report = service.publish_many("hq", messages, store, poster, now=clock)
+    # 10 sensor topics and their one wildcard: 11 lookups (two a message would be 20).
+    assert sorted(store.looked_up) == sorted([f"sensors/T{n}" for n in range(10)] + ["sensors/*"])
+    posts = dict(poster.posts)
+    assert [m["data"]["value"] for m in posts["c1"]] == list(range(10))  # type: ignore[union-attr]
+    assert posts["c2"]["data"] == {"value": 3}  # type: ignore[index]
+    assert (report.connections, report.posts, report.delivered) == (2, 2, 11)
+
+
 def test_a_gone_connection_is_removed_and_the_others_still_get_theirs() -> None:
     store = FakeStore()
     for connection_id in ("c1", "c2", "c3"):

@@ -53,6 +53,9 @@ def aws_error(status: int, code: str, message: str) -> ServiceResponse:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The body goes in a write after the headers': with Nagle's algorithm on a kept-alive connection
+    # it waits for the client's delayed ACK of them (up to 40 ms on Linux) on every call.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:

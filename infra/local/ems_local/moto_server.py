@@ -2,8 +2,8 @@
 
 moto's server answers every AWS call of the functions; in the local cloud's own process it shared one
 interpreter (one core) with the MQTT broker, the gateways, EventBridge and the pollers. Here it has
-its own. `MotoServer` is moto's threaded server with the emulator's patches (ems_local.moto_dynamodb)
-on 127.0.0.1; `main` runs one and takes commands from its parent (ems_local.aws_endpoint):
+its own. `MotoServer` is moto's application in a threaded werkzeug server with the emulator's patches
+(ems_local.moto_dynamodb) and keep-alive connections (`KeepAliveHandler`) on 127.0.0.1; `main` runs one and takes commands from its parent (ems_local.aws_endpoint):
 
 - stdout carries the replies only, one JSON object a line: first `{"port": N}` once listening, then one
   reply a command (`{"error": ..., "message": ...}` when it failed); anything else this process writes
@@ -17,46 +17,112 @@ on 127.0.0.1; `main` runs one and takes commands from its parent (ems_local.aws_
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from ems_local import moto_dynamodb, state
 from ems_local.aws_endpoint import REGION, client
 from ems_local.ports import HOST
 
 
+class KeepAliveHandler(MotoRequestHandler):
+    """moto's request handler, keeping HTTP/1.1 connections open.
+
+    werkzeug's development server answers every request with `Connection: close` (it cannot tell
+    how much of a body the application left unread), then waits 10 ms for stray bytes: each AWS call
+    of a function cost a TCP connection on both sides and a new thread here. This handler reads the
+    whole body before moto sees the request and sends the whole answer with its length, so the SDKs'
+    pooled connections are reused. Without Nagle's algorithm: the body, written after the headers,
+    would otherwise wait for the client's delayed ACK of them (up to 40 ms on Linux).
+    """
+
+    disable_nagle_algorithm = True
+
+    def run_wsgi(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            super().run_wsgi()  # a body of unknown length: werkzeug's way, closing the connection
+            return
+        environ = self.make_environ()
+        length = int(self.headers.get("Content-Length") or 0)
+        environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length else b"")
+        started: list[Any] = []
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers]
+            return written.append
+
+        try:
+            answer = self.server.app(environ, start_response)
+            try:
+                written.extend(answer)
+            finally:
+                getattr(answer, "close", lambda: None)()
+        except Exception:  # a bug in moto: answer 500 as werkzeug would, and drop this connection
+            traceback.print_exc()
+            self.send_error(500)
+            self.close_connection = True
+            return
+        status, headers = started
+        code, _, reason = status.partition(" ")
+        body = b"".join(written)
+        head = self.command == "HEAD"  # its answer keeps the length of the body it does not send
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            lower = name.lower()
+            if lower in ("connection", "transfer-encoding") or (lower == "content-length" and not head):
+                continue
+            self.send_header(name, value)
+        if not head:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and not head:
+            self.wfile.write(body)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # no access log line per AWS call
+
+
 class MotoServer:
-    """moto's threaded server in this process, patched as the local cloud runs it, on 127.0.0.1."""
+    """moto's application in a threaded server of this process, patched as the local cloud runs it,
+    on 127.0.0.1."""
 
     def __init__(self, port: int = 0) -> None:
         moto_dynamodb.install()  # the server runs in this process: its DynamoDB is the patched one
-        self._server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
         self.url = ""
 
     def start(self) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per AWS call
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(HOST, self._port, app, threaded=True, request_handler=KeepAliveHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        self.url = f"http://{HOST}:{self._server.server_port}"
 
     def client(self, service: str) -> Any:
         return client(self.url, service)
 
     def stop(self) -> None:
-        if self.url:
-            self._server.stop()
-            # ThreadedMotoServer.stop() ends serving but leaves the listening socket open.
-            server = getattr(self._server, "_server", None)
-            if server is not None:
-                server.server_close()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._server.server_close()  # shutdown() ends serving but leaves the listening socket open
+            self._thread.join()
+            self._server = self._thread = None
             self.url = ""
 
 

@@ -222,8 +222,21 @@ def publish_many(
         moment = now()
         due: dict[str, list[str]] = defaultdict(list)
         seen: dict[str, set[str]] = defaultdict(set)  # topics found per connection, to clean up if gone
-        # One lookup per topic: a batch of readings has many messages for few topics.
+        # One lookup per subscription topic: a batch of readings has many messages for few topics,
+        # and every `sensors/<id>` of it reaches the same `sensors/*`.
         holders: dict[str, list[Subscriber]] = {}
+        by_subscription: dict[str, list[Subscriber]] = {}
+
+        def holders_of(topic: Topic) -> list[Subscriber]:
+            found: list[Subscriber] = []
+            for subscription in topic.matching():
+                if str(subscription) not in by_subscription:
+                    by_subscription[str(subscription)] = store.subscribers(
+                        site, [subscription], int(moment.timestamp())
+                    )
+                found += by_subscription[str(subscription)]
+            return found
+
         for outgoing in messages:
             try:
                 topic = Topic.parse(outgoing.topic)
@@ -236,7 +249,7 @@ def publish_many(
             ).model_dump_json()
             delivered_to: set[str] = set()
             if str(topic) not in holders:
-                holders[str(topic)] = store.subscribers(site, topic.matching(), int(moment.timestamp()))
+                holders[str(topic)] = holders_of(topic)
             for subscriber in holders[str(topic)]:
                 seen[subscriber.connection_id].add(subscriber.topic)
                 if subscriber.connection_id in delivered_to:
