@@ -10,14 +10,7 @@ and :45), one reading in each 15-minute rollup, whose mean is that reading. MW a
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench import local_cloud
 from ems.forecast.features import calendar_columns, public_holidays
 from ems.forecast.history import SLOT_MS
 from ems.forecast.model import Settings
@@ -51,7 +45,6 @@ METER = "taylor-meter"
 BATCH = 250
 # Days a raw reading is kept in the harness's stack: the 12 weeks and a margin (ingest refuses older).
 RETENTION_DAYS = 100
-START_SECONDS = 120
 
 
 def taylor() -> np.ndarray:
@@ -193,37 +186,6 @@ def cloud_args(clock: datetime = CLOCK) -> list[str]:
             "--param", f"RawRetentionDays={RETENTION_DAYS}"]  # fmt: skip
 
 
-@contextmanager
-def local_cloud(home: Path, args: list[str]) -> Iterator[dict[str, Any]]:
-    """`python -m ems_local` in `home` on ports the system picks; stopped by its PID."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the workers' INFO lines would be most of the work
-    ports = [a for flag in ("--http-port", "--aws-port", "--ws-port", "--aws-services-port", "--mqtt-port")
-             for a in (flag, "0")]  # fmt: skip
-    log = (home / "local.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ems_local", *ports, "--state-dir", ".local", *args],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        stack_file = home / ".local" / "stack.json"
-        give_up = time.monotonic() + START_SECONDS
-        while not stack_file.exists():
-            if process.poll() is not None or time.monotonic() > give_up:
-                raise RuntimeError(f"the local cloud did not start:\n{(home / 'local.log').read_text()}")
-            time.sleep(0.2)
-        yield json.loads(stack_file.read_text())
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # by its PID
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def backtest_origins(slots: int, days: int) -> tuple[int, int]:
     """(origins, slots scored) of `backtest` on `slots` 15-minute values with `days` held out (its
     own rule: one origin a day whose horizon ends inside the data)."""
@@ -252,7 +214,7 @@ def harness(scratch: Path, backtest_days: int = 28) -> Harness:
     home.mkdir(exist_ok=True)
     run, why, train_s = None, None, float("nan")
     try:
-        with local_cloud(home, cloud_args()) as stack:
+        with local_cloud.running(home, cloud_args()) as stack:
             began = time.perf_counter()
             run = run_through_api(stack["http"], stack["admin_token"], part, backtest_days)
             train_s = time.perf_counter() - began - run.ingest_s

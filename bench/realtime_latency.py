@@ -18,16 +18,16 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import local_cloud
 from bench.local_aws import LocalAws
 from bench.report import machine, median, percentile, table
 
@@ -37,7 +37,6 @@ RATES = tuple(int(r) for r in os.environ.get("BENCH_REALTIME_RATES", "10,25,50,1
 WARMUP_RATE, WARMUP_SECONDS = 25, 2  # enough concurrent invocations to start every function's workers
 SECONDS = 15
 DRAIN_SECONDS = 10
-START_SECONDS = 120
 SITE = "demo"
 ROOM = "Bench hall"
 SUSTAINED_DEVICES = 100
@@ -46,46 +45,6 @@ SUSTAINED_RATE = int(os.environ.get("BENCH_SUSTAINED_RATE", "300"))  # readings 
 SUSTAINED_SECONDS = int(os.environ.get("BENCH_SUSTAINED_SECONDS", "60"))
 SUSTAINED_DRAIN_SECONDS = 180  # a backlog the local cloud is still working through counts as not yet there
 QUIET_CPU_SHARE = 0.1  # the local cloud counts as idle below this share of one core
-
-
-def _start_cloud(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the workers' INFO lines would be most of the work
-    ports = [
-        "--http-port",
-        "0",
-        "--aws-port",
-        "0",
-        "--ws-port",
-        "0",
-        "--aws-services-port",
-        "0",
-        "--mqtt-port",
-        "0",
-    ]
-    log = (home / "local.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ems_local", *ports, "--state-dir", ".local", "--no-building"],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    stack_file = home / ".local" / "stack.json"
-    give_up = time.monotonic() + START_SECONDS
-    while not stack_file.exists():
-        if process.poll() is not None or time.monotonic() > give_up:
-            raise RuntimeError(f"the local cloud did not start:\n{(home / 'local.log').read_text()}")
-        time.sleep(0.1)
-    return process, json.loads(stack_file.read_text())
-
-
-def _stop_cloud(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # by its PID
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _admin(stack: dict[str, Any]) -> httpx.Client:
@@ -148,24 +107,35 @@ class Subscriber:
                     self.received.setdefault(key, now)
 
 
-def _publish(
-    stack: dict[str, Any], sensors: list[str], rate: int, seconds: int, base: int
-) -> dict[tuple[str, float], float]:
-    """Every device publishes rate/len(sensors) readings a second for `seconds`; returns send times."""
+@contextlib.contextmanager
+def _devices(stack: dict[str, Any], sensors: list[str]) -> Iterator[list[Any]]:
+    """One connected paho client a sensor (client id bench-<sensor>), disconnected afterwards."""
     import paho.mqtt.client as mqtt
 
     host, port = stack["mqtt"].removeprefix("mqtt://").split(":")
     clients = []
-    for sensor_id in sensors:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{sensor_id}")
-        client.connect(host, int(port))
-        client.loop_start()
-        clients.append(client)
+    try:
+        for sensor_id in sensors:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{sensor_id}")
+            client.connect(host, int(port))
+            client.loop_start()
+            clients.append(client)
+        yield clients
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+
+
+def _publish(
+    stack: dict[str, Any], sensors: list[str], rate: int, seconds: int, base: int
+) -> dict[tuple[str, float], float]:
+    """Every device publishes rate/len(sensors) readings a second for `seconds`; returns send times."""
     sent: dict[tuple[str, float], float] = {}
     interval = 1.0 / rate
     total = rate * seconds
-    started = time.monotonic()
-    try:
+    with _devices(stack, sensors) as clients:
+        started = time.monotonic()
         for n in range(total):
             due = started + n * interval
             pause = due - time.monotonic()
@@ -179,10 +149,6 @@ def _publish(
             topic = f"ems/{SITE}/devices/dev-{sensor_id.lower()}/telemetry"
             clients[index].publish(topic, json.dumps({"ts": round(now, 3), "readings": [payload]}), qos=1)
             sent[(sensor_id, value)] = now
-    finally:
-        for client in clients:
-            client.loop_stop()
-            client.disconnect()
     return sent
 
 
@@ -191,20 +157,11 @@ def _publish_batches(
 ) -> dict[tuple[str, float], float]:
     """Each device (one sensor each) publishes SUSTAINED_PER_MESSAGE readings a message, the devices in
     turn, rate readings a second in all for `seconds`; returns each reading's send time."""
-    import paho.mqtt.client as mqtt
-
-    host, port = stack["mqtt"].removeprefix("mqtt://").split(":")
-    clients = []
-    for sensor_id in sensors:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{sensor_id}")
-        client.connect(host, int(port))
-        client.loop_start()
-        clients.append(client)
     sent: dict[tuple[str, float], float] = {}
     interval = SUSTAINED_PER_MESSAGE / rate
     messages = rate * seconds // SUSTAINED_PER_MESSAGE
-    started = time.monotonic()
-    try:
+    with _devices(stack, sensors) as clients:
+        started = time.monotonic()
         for n in range(messages):
             pause = started + n * interval - time.monotonic()
             if pause > 0:
@@ -221,10 +178,6 @@ def _publish_batches(
                 sent[(sensor_id, value)] = now
             topic = f"ems/{SITE}/devices/dev-{sensor_id.lower()}/telemetry"
             clients[index].publish(topic, json.dumps({"readings": readings}), qos=1)
-    finally:
-        for client in clients:
-            client.loop_stop()
-            client.disconnect()
     return sent
 
 
@@ -366,7 +319,7 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
     seconds = samples or SECONDS
     home = scratch / "realtime"
     home.mkdir(parents=True, exist_ok=True)
-    process, stack = _start_cloud(home)
+    process, stack = local_cloud.start(home, ["--no-building"])
     rows: list[list[str]] = []
     cpu_rows: list[list[str]] = []
     cpu_total = 0.0
@@ -405,7 +358,7 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
             ])  # fmt: skip
         sustained = _sustained(process, stack, sustained_sensors, url)
     finally:
-        _stop_cloud(process)
+        local_cloud.stop(process)
         with contextlib.suppress(OSError):
             (home / "local.log").unlink()
     headers = ["readings/s offered", "sent", "received", "lost", "received/s", "p50 ms", "p99 ms", "max ms"]
