@@ -28,7 +28,8 @@ import numpy as np
 
 from bench import forecast_api
 from bench.report import machine, median, table
-from ems.forecast.features import Calendar, calendar_columns, public_holidays
+from ems.core.holidays import public_holidays
+from ems.forecast.features import Calendar, calendar_columns
 from ems.forecast.model import Accuracy, Forecast, Settings, accuracy, train
 from ems.forecast.naive import seasonal_naive
 

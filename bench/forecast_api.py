@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 
 from bench import local_cloud
-from ems.forecast.features import calendar_columns, public_holidays
+from ems.core.holidays import public_holidays
+from ems.forecast.features import calendar_columns
 from ems.forecast.history import SLOT_MS
 from ems.forecast.model import Settings
 from ems.forecast.models import SLOT_MINUTES
@@ -295,7 +296,7 @@ clock; a site in timezone {TIMEZONE} (fixed UTC+1: the original is all BST, the 
 25 October's change in Europe/London) with country {COUNTRY}; one meter; each half-hour's demand posted
 as the power of both its quarter hours (two readings, one in each 15-minute rollup; W = MW x 1000, so kW
 read as MW) through POST /api/v1/data/ingest; then POST /api/v1/forecast/train with backtest_days
-{h.backtest_days}. Public holidays of England and Wales (computed, ems.forecast.features.public_holidays)
+{h.backtest_days}. Public holidays of England and Wales (computed, ems.core.holidays.public_holidays)
 in the original window: {said[0]}; in the shifted one: {said[1]}.{ingest}
 
 {table}

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from ems.core.errors import Forbidden
+from ems.core.holidays import public_holidays
 from ems.forecast import artifacts
 from ems.forecast import service as forecasting
-from ems.forecast.features import NAMES, Calendar, baseline_and_features, calendar_columns, public_holidays
+from ems.forecast.features import NAMES, Calendar, baseline_and_features, calendar_columns
 from ems.forecast.model import Forecast, Settings, accuracy, interval_coverage_pct, train
 from ems.forecast.models import ForecastQuery, StoredForecast, TrainRequest
 from ems.forecast.naive import naive_interval, naive_reason, seasonal_naive

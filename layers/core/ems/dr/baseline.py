@@ -16,6 +16,7 @@ The rule, as the usual "10-of-10" utility customer baselines (CAISO, PJM, NYISO)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -51,7 +52,7 @@ def same_time_on(moment: datetime, day: date, timezone: str) -> datetime:
     return datetime.combine(day, local.time().replace(tzinfo=None), ZoneInfo(timezone)).astimezone(UTC)
 
 
-def is_ordinary(day: date, holidays: set[date]) -> bool:
+def is_ordinary(day: date, holidays: AbstractSet[date]) -> bool:
     """A weekday that is no public holiday."""
     return day.weekday() < 5 and day not in holidays
 
@@ -62,7 +63,7 @@ def _mean(values: list[float]) -> float:
 
 def baseline(
     start: datetime, slots: int, notice: datetime, timezone: str, history_kw: Mapping[int, float],
-    event_days: set[date], holidays: set[date],
+    event_days: set[date], holidays: AbstractSet[date],
 ) -> Baseline:  # fmt: skip
     """The baseline of an event of `slots` slots from `start`, notified at `notice`, from the site's
     metered history (slot start ms -> mean kW)."""

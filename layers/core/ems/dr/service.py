@@ -24,6 +24,7 @@ from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, parse_time, to_iso, utc_now
 from ems.core.errors import BadRequest, Conflict, DomainError, Invalid, NotFound
 from ems.core.events import DomainEvent, EventPublisher
+from ems.core.holidays import public_holidays
 from ems.core.pagination import MAX_LIMIT, every
 from ems.devices.commands import COMMAND_SETS
 from ems.devices.models import Device
@@ -869,17 +870,6 @@ def _grid_kw(site: str, start: datetime, end: datetime, s: Stores) -> dict[int, 
         for slot in slots
         if all(read[m][slot].count for m in meters)
     }
-
-
-def public_holidays(country: str | None, years: set[int]) -> set[date]:
-    """The country's public holidays (the `holidays` package, imported only here: ~0.2 s and a few
-    MB that the API routes never load); `country` is ISO 3166 ("DE") or with a subdivision ("GB-ENG")."""
-    if country is None:
-        return set()
-    import holidays
-
-    code, _, subdiv = country.partition("-")
-    return set(holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(years)))
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,12 @@ same history; the lags enter as differences from it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ems.core.observability import logger
 from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
 from ems.forecast.seasonal import Decomposition, decomposition_forecast
 
@@ -45,22 +43,6 @@ class Calendar:
     holidays: frozenset[date] = frozenset()
     latitude: float | None = None
     longitude: float | None = None
-
-
-def public_holidays(country: str | None, years: Iterable[int]) -> frozenset[date]:
-    """Public holidays from the `holidays` package: `country` is ISO 3166 ("DE"), or with a
-    subdivision ("GB-ENG": England and Wales' bank holidays)."""
-    if not country:
-        return frozenset()
-    import holidays  # the CoreLayer's; imported here so the calendar columns do not need it
-
-    code, _, subdiv = country.upper().partition("-")
-    supported = holidays.list_supported_countries()
-    if code not in supported or (subdiv and subdiv not in supported[code]):
-        logger.warning("no public holidays known for this country: none used", extra={"country": country})
-        return frozenset()
-    found = holidays.country_holidays(code, subdiv=subdiv or None, years=sorted(set(years)))
-    return frozenset(found.keys())
 
 
 def clear_sky_w_m2(ts_ms: np.ndarray, latitude: float, longitude: float) -> np.ndarray:

@@ -25,10 +25,11 @@ import numpy as np
 from ems.auth.models import Claims
 from ems.core.clock import Clock, iso_ms, to_iso, utc_now
 from ems.core.errors import Forbidden, NotFound
+from ems.core.holidays import public_holidays
 from ems.core.observability import logger
 from ems.core.pagination import MAX_LIMIT, every
 from ems.forecast import artifacts
-from ems.forecast.features import Calendar, calendar_columns, public_holidays
+from ems.forecast.features import Calendar, calendar_columns
 from ems.forecast.history import SLOT_MS, sensors_of, series_kw
 from ems.forecast.model import Model, Settings, accuracy
 from ems.forecast.model import train as fit

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ems.core.holidays import unknown_country
 from ems.core.ids import USER_ID_PATTERN
 
 # Room names are the seed's free text ("Conference Room A"), but they sit in URL paths and keys.
@@ -47,22 +48,11 @@ def _check_timezone(value: str) -> str:
 
 
 def _check_country(value: str | None) -> str | None:
-    """ISO 3166-1 alpha-2, optionally with an ISO 3166-2 subdivision ("DE", "GB-ENG", "US-CA"), one
-    the `holidays` package knows (forecasting and demand response take the site's holidays from it)."""
-    if value is None:
-        return None
-    if not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", value):
-        raise ValueError(
-            f"{value!r} is not an ISO 3166 code: two capital letters, optionally a subdivision (like DE, GB-ENG, US-CA)"
-        )
-    import holidays  # the CoreLayer's; only when a country is given
-
-    code, _, subdiv = value.partition("-")
-    supported = holidays.list_supported_countries()
-    if code not in supported:
-        raise ValueError(f"{code!r} is not a country whose public holidays are known")
-    if subdiv and subdiv not in supported[code]:
-        raise ValueError(f"{subdiv!r} is not a subdivision of {code} whose public holidays are known")
+    """ISO 3166-1 alpha-2, optionally with a subdivision, one the `holidays` package knows
+    (forecasting and demand response take the site's holidays from it)."""
+    why = None if value is None else unknown_country(value)
+    if why is not None:
+        raise ValueError(why)
     return value
 
 
