@@ -1,5 +1,7 @@
-"""The local cloud's moto writes data-plane answers with json.dumps (ems_local.moto_dynamodb): every
-operation the stores use answers exactly as through moto's own serializer, errors included."""
+"""The local cloud's moto takes shortcuts that must change no answer (ems_local.moto_dynamodb): it
+reads data-plane requests with json.loads, parses each condition once, sizes an item once and writes
+data-plane answers with json.dumps. Every operation the stores use answers exactly as through moto's
+own parser and serializer, errors included."""
 
 from __future__ import annotations
 
@@ -68,6 +70,34 @@ def conversation(dynamodb: Any) -> list[Any]:
     call("transact_write_items", TransactItems=[
         {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "sk": {"N": "1"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
     ])  # fmt: skip
+    # One condition text with other values each time (the parse kept for one must not answer another).
+    for seen in ("1", "2", "1"):
+        call("put_item", TableName="t", Item={"pk": {"S": "v"}, "sk": {"N": "1"}, "c": {"N": str(int(seen) + 1)}},
+             ConditionExpression="attribute_not_exists(pk) OR c = :seen",
+             ExpressionAttributeValues={":seen": {"N": seen}})  # fmt: skip
+    # The handler's check of a condition's names, answered the same on a second, kept parse.
+    for _ in range(2):
+        call("put_item", TableName="t", Item={"pk": {"S": "v"}, "sk": {"N": "2"}},
+             ConditionExpression="attribute_not_exists(#p)", ExpressionAttributeNames={"#p": "pk", "#u": "unused"})  # fmt: skip
+    # Items at and past the 400 KB limit, as moto measures it; binary values in a condition and a key.
+    call("put_item", TableName="t", Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "x": {"S": "x" * 404_000}})
+    call("put_item", TableName="t", Item={"pk": {"S": "big"}, "sk": {"N": "2"}, "x": {"S": "x" * 406_000}})
+    call("put_item", TableName="t", Item={"pk": {"S": "bin"}, "sk": {"N": "1"}, "b": {"B": b"\x01"}},
+         ConditionExpression="attribute_not_exists(b) OR b = :b", ExpressionAttributeValues={":b": {"B": b"\x01"}})  # fmt: skip
+    call("get_item", TableName="t", Key={"pk": {"S": "bin"}, "sk": {"N": "1"}})
+    # A transaction that fails while applying (its last put is too large): what it applied is undone.
+    r = {n: {"pk": {"S": "r"}, "sk": {"N": str(n)}} for n in range(4)}
+    call(
+        "batch_write_item",
+        RequestItems={"t": [{"PutRequest": {"Item": {**r[n], "x": {"S": "old"}}}} for n in (1, 2)]},
+    )
+    call("transact_write_items", TransactItems=[
+        {"Put": {"TableName": "t", "Item": {**r[0], "x": {"S": "new"}}}},
+        {"Update": {"TableName": "t", "Key": r[1], "UpdateExpression": "SET x = :x", "ExpressionAttributeValues": {":x": {"S": "new"}}}},
+        {"Delete": {"TableName": "t", "Key": r[2]}},
+        {"Put": {"TableName": "t", "Item": {**r[3], "x": {"S": "x" * 406_000}}}},
+    ])  # fmt: skip
+    call("batch_get_item", RequestItems={"t": {"Keys": list(r.values()), "ConsistentRead": True}})
     call("delete_item", TableName="t", Key=key, ReturnValues="ALL_OLD")
     call(
         "query",
@@ -88,12 +118,12 @@ def serializers() -> Iterator[None]:
 def run_with(fast: bool) -> list[Any]:
     moto_dynamodb.install()
     if not fast:
-        moto_dynamodb.uninstall_serializer()
+        moto_dynamodb.uninstall_shortcuts()
     with mock_aws():
         return conversation(boto3.client("dynamodb", region_name="us-east-1"))
 
 
-def test_answers_are_the_same_as_through_motos_serializer(serializers: None) -> None:
+def test_answers_are_the_same_as_through_motos_parser_and_serializer(serializers: None) -> None:
     fast, slow = run_with(fast=True), run_with(fast=False)
     assert [a[0] for a in fast] == [a[0] for a in slow]
     for mine, theirs in zip(fast, slow, strict=True):
@@ -102,3 +132,16 @@ def test_answers_are_the_same_as_through_motos_serializer(serializers: None) -> 
     assert fast[2][1]["Item"] == {**ITEM, "b": {"B": b"\x00\xffbytes"}}
     assert fast[1][1]["Code"] == "ConditionalCheckFailedException"
     assert len(fast[5][1]["Items"]) == 7 and "LastEvaluatedKey" in fast[5][1]
+    assert [a[1].get("Code") for a in fast[14:17]] == [
+        None,
+        None,
+        "ConditionalCheckFailedException",
+    ]  # :seen 1, 2, 1
+    assert [a[1]["Code"] for a in fast[17:19]] == ["ValidationException"] * 2  # the unused name, twice
+    assert (
+        "Code" not in fast[19][1] and "maximum allowed size" in fast[20][1]["Message"]
+    )  # 404,000 and 406,000 bytes
+    assert fast[22][1]["Item"]["b"] == {"B": b"\x01"}
+    assert fast[24][1]["Code"] == "ValidationException"  # the transaction's too large put
+    after = {i["sk"]["N"]: i["x"]["S"] for i in fast[25][1]["Responses"]["t"]}
+    assert after == {"1": "old", "2": "old"}  # the put undone, the update undone, the delete undone

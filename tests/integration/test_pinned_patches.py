@@ -23,8 +23,10 @@ import moto.core.responses
 import moto.core.utils
 import moto.moto_server.werkzeug_app
 import werkzeug.serving
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.exceptions import TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import LimitedSizeDict
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.kms.models import KmsBackend
@@ -122,6 +124,32 @@ def test_serializer_replacement_fits_motos_handler() -> None:
     )
     assert "self.response_headers" in source(moto.core.responses.BaseResponse), recheck(
         patch, "BaseResponse.response_headers", MOTO
+    )
+
+
+def test_request_parser_condition_memo_and_item_sizing_fit_moto() -> None:
+    patch = "ems_local.moto_dynamodb replaces DynamoHandler.parse_parameters (json.loads for the data plane)"
+    assert parameters(moto_dynamodb._original_parse_parameters) == ["self", "request"], recheck(
+        patch, "parse_parameters(self, request)", MOTO
+    )
+    assert "self.params = " in source(moto_dynamodb._original_parse_parameters), recheck(
+        patch, "the parsed request kept as self.params", MOTO
+    )
+    assert 'getattr(self, "params"' in source(DynamoHandler.call_action), recheck(
+        patch, "DynamoHandler.call_action reading self.params as the body", MOTO
+    )
+    patch = "ems_local.moto_dynamodb keeps ConditionExpressionParser.parse's results"
+    init = source(ConditionExpressionParser.__init__)
+    for attribute in ("condition_expression", "expression_attribute_names", "expression_attribute_values",
+                      "expr_attr_names_found", "expr_attr_values_found"):  # fmt: skip
+        assert f"self.{attribute}" in init, recheck(patch, f"ConditionExpressionParser.{attribute}", MOTO)
+    assert parameters(moto_dynamodb._parse) == ["self"], recheck(patch, "parse(self)", MOTO)
+    patch = "ems_local.moto_dynamodb replaces moto's Item.__init__ (an item's size summed once)"
+    assert parameters(moto_dynamodb._original_item_init) == ["self", "hash_key", "range_key", "attrs"], (
+        recheck(patch, "Item.__init__(self, hash_key, range_key, attrs)", MOTO)
+    )
+    assert "405000" in source(LimitedSizeDict.__setitem__), recheck(
+        patch, "LimitedSizeDict's limit of 405000", MOTO
     )
 
 

@@ -43,11 +43,10 @@ def test_the_same_readings_twice_count_once(stack) -> None:
 
 
 def test_a_writer_that_lost_a_race_counts_nothing_twice(stack, monkeypatch) -> None:
-    """Another request stored the same readings after this one looked: its transaction is refused,
-    the readings become duplicates, and the rollups it read are read again."""
+    """Another request stored the same readings after this one read the rollups: its transaction is
+    refused, the readings become duplicates, and the rollups it read are read again."""
     first, second = DynamoTelemetryStore(), DynamoTelemetryStore()
     first.write(readings([1.0, 2.0]))
-    monkeypatch.setattr(second, "_existing_raw", lambda _readings: set())  # looked before the other wrote
     stale = {}
     monkeypatch.setattr(second, "_rollup_states", lambda keys: stale.setdefault("k", dict.fromkeys(keys)) if not stale else DynamoTelemetryStore._rollup_states(second, keys))  # fmt: skip
     outcome = second.write(readings([1.0, 2.0, 5.0]))

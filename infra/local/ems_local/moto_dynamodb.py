@@ -21,6 +21,14 @@ figure). The data-plane operations' answers (items, keys, counts) are already Dy
 `_serialized` writes them with json.dumps (bytes as base64, as on the wire); anything else, errors
 and answers holding another value JSON cannot carry still go through moto's serializer.
 
+Three more of a write's costs in moto are cut without changing an answer (`python -m bench
+telemetry`, where the ingest handler's store writes and status puts are nearly all moto's time): the
+request read by json.loads where moto's model-driven parser would give the same dict (data-plane
+operations without binary values), each condition parsed once per text, names and values (moto
+parses it on every use, up to twice a write), and an item's size for the 400 KB limit summed once
+rather than again for each attribute. `uninstall_shortcuts()` puts moto's own ways back, so tests
+can compare the answers (tests/integration/test_moto_serializer.py).
+
 Two costs of moto's server on every request, whatever the service, are paid once instead:
 listing moto's package folder to route a request (`list_of_moto_modules`) and listing a response
 class's methods to find the action (`method_names_from_class`): a good part of a small call's time.
@@ -41,20 +49,25 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import moto.backends as moto_backends
 import moto.core.responses as moto_responses
-from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
+    ItemSizeTooLarge,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
 
 _original = DynamoDBBackend.transact_write_items
@@ -73,16 +86,45 @@ def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str
 
 
 def _condition(expression: str, names: dict[str, str] | None, values: dict[str, Any] | None) -> Any:
-    """A parsed condition; parsed once per text when it names no values (attribute_not_exists(pk),
-    the condition of most of a telemetry transaction's items), since moto's parser is slow."""
-    if values:
-        return get_filter_expression(expression, names, values)
-    return _parsed(expression, json.dumps(names, sort_keys=True))
+    return get_filter_expression(expression, names, values)
 
 
-@functools.lru_cache(maxsize=256)
-def _parsed(expression: str, names_json: str) -> Any:
-    return get_filter_expression(expression, json.loads(names_json), None)
+# moto parses a condition on every use, and one write parses it up to twice (its handler checks the
+# request's names, its backend evaluates it): 0.1 ms of Python each, most of a 100-item transaction's
+# time in moto. A parse depends only on its three inputs, so its result (the tree, and the names and
+# values it found, which the handler checks for unused ones) is kept per input, most recent first.
+# Trees are only evaluated after parsing (Op.expr reads an item), so sharing one is safe.
+PARSES_KEPT = 4096
+_parse = ConditionExpressionParser.parse
+_parses: OrderedDict[str, tuple[Any, list[str], list[str]]] = OrderedDict()
+_parses_lock = threading.Lock()
+
+
+def _memo_parse(self: ConditionExpressionParser) -> Any:
+    if not self.condition_expression:
+        return _parse(self)
+    try:
+        key = json.dumps(
+            [self.condition_expression, self.expression_attribute_names, self.expression_attribute_values],
+            sort_keys=True, default=_plain,
+        )  # fmt: skip
+    except TypeError:  # a value JSON cannot write: parsed as moto does
+        return _parse(self)
+    with _parses_lock:
+        held = _parses.get(key)
+        if held is not None:
+            _parses.move_to_end(key)
+    if held is None:
+        tree = _parse(self)  # a parse that raises is not kept: the next one raises the same
+        held = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+        with _parses_lock:
+            _parses[key] = held
+            if len(_parses) > PARSES_KEPT:
+                _parses.popitem(last=False)
+    else:
+        self.expr_attr_names_found.extend(held[1])
+        self.expr_attr_values_found.extend(held[2])
+    return held[0]
 
 
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
@@ -107,8 +149,10 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
         ops.append((op_type, op, key))
 
     errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    currents = []
     for _op_type, op, key in ops:
         current = self.get_item(op["TableName"], key)
+        currents.append(current)
         expression = op.get("ConditionExpression")
         if expression is not None and not _condition(
             expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
@@ -124,10 +168,16 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
     if any(code is not None for code, _, _ in errors):
         raise TransactionCanceledException(errors)
 
-    before = []
-    for _op_type, op, key in ops:
-        current = self.get_item(op["TableName"], key)
-        before.append((op["TableName"], key, None if current is None else current.to_json()["Attributes"]))
+    # What to put back if applying fails. A put or a delete replaces an item object and leaves the old
+    # one as it was, so the object itself is kept; an update changes its item in place: a copy.
+    before = [
+        (
+            op["TableName"],
+            key,
+            current.to_json()["Attributes"] if op_type == "Update" and current else current,
+        )
+        for (op_type, op, key), current in zip(ops, currents, strict=True)
+    ]
     try:
         for op_type, op, key in ops:
             # moto's own handler passes {} for what a request leaves out.
@@ -149,7 +199,7 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
             if image is None:
                 self.delete_item(table_name, key)
             else:
-                self.put_item(table_name, image)
+                self.put_item(table_name, image if isinstance(image, dict) else image.to_json()["Attributes"])
         raise
 
 
@@ -232,6 +282,46 @@ def _serialized(self: DynamoHandler, action_result: Any) -> Any:
     return _original_serialized(self, action_result)
 
 
+# An item's size, the 400 KB limit's measure: moto sums the whole item again for each attribute it
+# sets while building one (quadratic in attributes, a good part of every write's time). Summed once,
+# the answer is the same: sizes are never negative, so the sum passes the limit at the last attribute
+# if it ever does.
+MAX_ITEM_BYTES = 405_000  # moto's limit (DynamoDB's 400 KB, as measured by moto's authors)
+
+
+def _item_init(self: Item, hash_key: DynamoType, range_key: DynamoType | None, attrs: dict[str, Any]) -> None:
+    self.hash_key = hash_key
+    self.range_key = range_key
+    values = {key: DynamoType(value) for key, value in attrs.items()}
+    if sum(bytesize(key) + value.size() for key, value in values.items()) > MAX_ITEM_BYTES:
+        raise ItemSizeTooLarge
+    self.attrs = LimitedSizeDict()
+    dict.update(self.attrs, values)  # dict's own update: not the per-attribute check again
+
+
+_original_item_init = Item.__init__
+
+# moto reads a request through the service model (botocore's shapes, member by member) to turn
+# base64 binaries into bytes and drop members the operation does not have; for the data plane's
+# requests that carry no binary value, which the SDKs write from the same model, that is json.loads.
+# Requests naming a B or BS value go moto's way.
+_original_parse_parameters = DynamoHandler.parse_parameters
+_BINARY = re.compile(rb'"BS?"\s*:')
+
+
+def _parse_parameters(self: DynamoHandler, request: Any) -> None:
+    body = request.data
+    if self._get_action() in PLAIN_ANSWERS and body and not _BINARY.search(body):
+        try:
+            params = json.loads(body)
+        except ValueError:
+            params = None
+        if isinstance(params, dict):
+            self.params = params
+            return
+    _original_parse_parameters(self, request)
+
+
 _MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())  # folders of the installed moto package
 
 
@@ -247,14 +337,21 @@ def install() -> None:
     DynamoDBBackend.delete_item = delete_item  # type: ignore[method-assign]
     Table.query = _query_partition  # type: ignore[method-assign]
     DynamoHandler.serialized = _serialized  # type: ignore[assignment]
+    ConditionExpressionParser.parse = _memo_parse  # type: ignore[method-assign]
+    Item.__init__ = _item_init  # type: ignore[method-assign]
+    DynamoHandler.parse_parameters = _parse_parameters  # type: ignore[method-assign,assignment]
     moto_backends.list_of_moto_modules = _moto_modules
     if not hasattr(moto_responses.method_names_from_class, "cache_info"):
         moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
 
 
-def uninstall_serializer() -> None:
-    """moto's own serializer again (tests compare the two)."""
+def uninstall_shortcuts() -> None:
+    """moto's own request parser, condition parser, item constructor and serializer again: the
+    shortcuts that change no answer, only its cost (tests compare the two ways)."""
     DynamoHandler.serialized = _original_serialized  # type: ignore[method-assign]
+    DynamoHandler.parse_parameters = _original_parse_parameters  # type: ignore[method-assign]
+    ConditionExpressionParser.parse = _parse  # type: ignore[method-assign]
+    Item.__init__ = _original_item_init  # type: ignore[method-assign]
 
 
 def installed() -> bool:

@@ -30,9 +30,14 @@ def session() -> Any:
 
 
 @cache
-def client(service: str, endpoint_url: str | None = None) -> Any:
+def client(service: str, endpoint_url: str | None = None, *, validated: bool = True) -> Any:
     """A client of `service`; `endpoint_url` for APIs whose endpoint is per resource (the WebSocket
-    management API), else the standard endpoint or AWS_ENDPOINT_URL[_<SERVICE>]."""
+    management API), else the standard endpoint or AWS_ENDPOINT_URL[_<SERVICE>].
+
+    `validated=False` skips botocore's check of each request against the service model before it is
+    sent (the service checks every request anyway): for hot paths whose requests are built in one
+    place and tested, where the check is a good part of the CPU (the telemetry store's 100-item
+    transactions: about a third of the function's own time in `python -m bench telemetry`)."""
     from botocore.config import Config
 
     with _building:
@@ -48,6 +53,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
                 read_timeout=settings().aws_read_timeout_s,
                 # Presigned S3 links with SigV4 (botocore may still pick SigV2 for them otherwise).
                 signature_version="s3v4" if service == "s3" else None,
+                parameter_validation=validated,
             ),
         )
 

@@ -2,10 +2,11 @@
 sensors' status store, and the telemetry dead-letter queue's SQS adapter (`SqsDeadLetters`).
 
 The adapter talks to DynamoDB through the low-level client, not PynamoDB (ems.core.tables says why
-that is the exception): it is the measured hot path. `python -m bench telemetry` (bench/RESULTS.md):
-of the ingest handler's 5.5 s for 5,000 readings, the store's write takes 4.0 s, and the handler
-reaches 0.40 of plain `batch_write_item`'s rate against a target of 0.7. Where the time goes is
-where a model layer would add its cost per item, so requests are built as dicts, once per attempt.
+that is the exception): it is the measured hot path. `python -m bench telemetry` (bench/RESULTS.md) times
+the ingest handler against plain `batch_write_item` of the same readings; most of the handler's time
+is the store's write. Where the time goes is where a model layer would add its cost per item, so
+requests are built as dicts, once per attempt, and sent by a client that skips botocore's own check
+of each request (ems.core.aws: DynamoDB checks them anyway).
 
 Raw table: pk "<site>#<sensor>#<yyyy-mm-dd>" (UTC day), sk "<metric>#<ts ms, 13 digits>", v, and
 expires_at_epoch (ts + RAW_RETENTION_DAYS) for TTL. One sensor-day is one partition; reads name one
@@ -28,9 +29,11 @@ min); the cancellation reasons say which raw items were written meanwhile (now d
 rollups moved (read again), and the transaction is rebuilt and retried with backoff.
 
 BatchWriteItem cannot carry a condition, so it could not tell creating a raw item from overwriting
-it; the batching unit of writes is therefore the transaction (up to 100 items), and BatchGetItem
-(100 keys, unprocessed keys retried with backoff) finds duplicates before anything is written,
-unless the whole write fits one transaction: then its cancellation reasons name them.
+it; the batching unit of writes is therefore the transaction (up to 100 items). Duplicates are not
+looked up first: a transaction's cancellation reasons name the raw items that exist already, and it
+goes again without them (a new batch, the usual case, pays no lookup; a batch retried whole pays one
+refused transaction per transaction). BatchGetItem reads the rollups the batch moves (100 keys a
+call, unprocessed keys retried with backoff).
 Transactions that share no item (other series) commit side by side (`_lanes`).
 
 Reads name no ProjectionExpression: DynamoDB charges the whole item whatever a read returns, and
@@ -132,26 +135,12 @@ class DynamoTelemetryStore:
 
     def write(self, readings: Sequence[Reading]) -> WriteOutcome:
         outcome = WriteOutcome()
-        keys = {k for r in readings for k in _rollup_keys(r)}
-        if len(readings) + len(keys) <= MAX_TRANSACTION_ITEMS:
-            # One transaction holds them all (a device's message): it finds the duplicates itself,
-            # as cancellation reasons, for no more calls than a lookup first, and one fewer when
-            # there are none, the usual case.
-            stored: set[tuple[str, str]] = set()
-            states = self._rollup_states(keys)
-        else:
-            # The two lookups are independent: the rollups of every reading are read, duplicates'
-            # too, rather than waiting for the raw lookup to say which are new.
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                looked_up = pool.submit(self._existing_raw, readings)
-                states = self._rollup_states(keys)
-                stored = looked_up.result()
-        new: list[Reading] = []
-        for reading in readings:
-            if raw_key(reading) in stored:
-                outcome.duplicates.add((reading.sensor_id, reading.metric, reading.ts_ms))
-            else:
-                new.append(reading)
+        # No lookup of the raw items first: each transaction's cancellation reasons name the readings
+        # stored already (duplicates) and it goes again without them, so a new batch, the usual case,
+        # costs its rollups' read and its transactions only, and a batch retried whole costs one
+        # refused transaction per transaction.
+        states = self._rollup_states({k for r in readings for k in _rollup_keys(r)})
+        new = list(readings)
         new.sort(key=lambda r: (r.site_id, r.sensor_id, r.metric, r.ts_ms))
         lanes = _lanes(new)
 
@@ -190,7 +179,7 @@ class DynamoTelemetryStore:
             items = [self._put_raw(r, expires_after_s) for r in pending]
             items += [self._put_rollup(k, states.get(k), deltas[k], sums[k]) for k in rollup_keys]
             try:
-                client("dynamodb").transact_write_items(TransactItems=items)
+                client("dynamodb", validated=False).transact_write_items(TransactItems=items)
             except Exception as exc:
                 code = error_code(exc)
                 if code not in RETRYABLE and code != "TransactionCanceledException":
@@ -256,11 +245,6 @@ class DynamoTelemetryStore:
             put["ExpressionAttributeValues"] = {":seen": _number(old[0].count)}
         return {"Put": put}
 
-    def _existing_raw(self, readings: Sequence[Reading]) -> set[tuple[str, str]]:
-        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in {raw_key(r) for r in readings}]
-        found = self._batch_get(self._raw_table, keys)
-        return {(item["pk"]["S"], item["sk"]["S"]) for item in found}
-
     def _rollup_states(self, keys: Iterable[RollupKey]) -> dict[RollupKey, RollupState | None]:
         wanted = list(keys)
         states: dict[RollupKey, RollupState | None] = dict.fromkeys(wanted)
@@ -277,7 +261,7 @@ class DynamoTelemetryStore:
             found: list[dict[str, Any]] = []
             request: dict[str, Any] = {table: {"Keys": wanted, "ConsistentRead": True}}
             for attempt in range(MAX_ATTEMPTS):
-                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                answer = client("dynamodb", validated=False).batch_get_item(RequestItems=request)
                 found.extend(answer.get("Responses", {}).get(table, []))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
@@ -346,7 +330,7 @@ class DynamoTelemetryStore:
         while True:
             if limit is not None:
                 request["Limit"] = max(1, limit - len(items))
-            answer = client("dynamodb").query(**request)
+            answer = client("dynamodb", validated=False).query(**request)
             items.extend(answer.get("Items", []))
             last = answer.get("LastEvaluatedKey")
             if not last or (limit is not None and len(items) >= limit):
@@ -448,8 +432,8 @@ class SensorStatusStore:
         """Move each sensor's item to its newest reading, unless the item holds a newer one (late or
         replayed readings never move status back). How many moved.
 
-        Updates go 100 to a transaction (one alone as a plain update), so a batch of 50 sensors is one
-        call, not 50: each update is conditioned on the item's ts, a cancellation names the updates
+        Puts go 100 to a transaction (one alone as a plain put), so a batch of 50 sensors is one
+        call, not 50: each put is conditioned on the item's ts, a cancellation names the puts
         refused (those sensors hold a newer reading: left as they are) and the others go again; a
         conflict with another writer of the same items is retried with backoff."""
         chunks = [
@@ -458,9 +442,9 @@ class SensorStatusStore:
         return sum(_in_parallel(lambda chunk: self._record(site_id, chunk), chunks, STATUS_WORKERS))
 
     def _record(self, site_id: str, heard: list[Heard]) -> int:
-        if len(heard) == 1:  # a device's message: a plain update costs half a transaction's writes
+        if len(heard) == 1:  # a device's message: a plain put costs half a transaction's writes
             try:
-                client("dynamodb").update_item(**self._update(site_id, heard[0])["Update"])
+                client("dynamodb", validated=False).put_item(**self._update(site_id, heard[0])["Put"])
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
                     return 0  # it holds a newer reading
@@ -471,7 +455,7 @@ class SensorStatusStore:
             if not pending:
                 return 0
             try:
-                client("dynamodb").transact_write_items(
+                client("dynamodb", validated=False).transact_write_items(
                     TransactItems=[self._update(site_id, h) for h in pending]
                 )
             except Exception as exc:
@@ -488,15 +472,17 @@ class SensorStatusStore:
         raise TooManyRequests("sensor status is busy; retry the batch (it is safe to send again)")
 
     def _update(self, site_id: str, h: Heard) -> dict[str, Any]:
+        """The sensor's item put whole (it holds nothing else: a put costs what an update would, and
+        is the lighter request), on condition that it holds no newer reading."""
         return {
-            "Update": {
+            "Put": {
                 "TableName": self._table,
-                "Key": {"pk": {"S": status_pk(site_id)}, "sk": {"S": h.sensor_id}},
-                "UpdateExpression": "SET ts = :ts, m = :m",
-                "ConditionExpression": "attribute_not_exists(ts) OR ts <= :ts",
-                "ExpressionAttributeValues": {
-                    ":ts": _number(h.ts_ms), ":m": {"M": {k: _number(v) for k, v in h.metrics.items()}},
+                "Item": {
+                    "pk": {"S": status_pk(site_id)}, "sk": {"S": h.sensor_id}, "ts": _number(h.ts_ms),
+                    "m": {"M": {k: _number(v) for k, v in h.metrics.items()}},
                 },
+                "ConditionExpression": "attribute_not_exists(ts) OR ts <= :ts",
+                "ExpressionAttributeValues": {":ts": _number(h.ts_ms)},
             }
         }  # fmt: skip
 
@@ -507,7 +493,7 @@ class SensorStatusStore:
         for start in range(0, len(keys), BATCH_GET_KEYS):
             request: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_KEYS]}}
             for _attempt in range(MAX_ATTEMPTS):
-                answer = client("dynamodb").batch_get_item(RequestItems=request)
+                answer = client("dynamodb", validated=False).batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
                     heard = _heard(item)
                     found[heard.sensor_id] = heard
