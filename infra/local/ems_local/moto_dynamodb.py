@@ -186,8 +186,10 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
                 op.get("ExpressionAttributeValues") or {},
             )
             if op_type == "Put":
+                # Its condition held before the transaction (checked above), and nothing in the
+                # transaction wrote its item before it (one operation per item): put without checking again.
                 self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
-                              expression_attribute_values=values)  # fmt: skip
+                              expression_attribute_values=values, overwrite=True)  # fmt: skip
             elif op_type == "Delete":
                 self.delete_item(op["TableName"], key, expression_attribute_names=names,
                                  expression_attribute_values=values)  # fmt: skip
