@@ -29,7 +29,10 @@ from bench.report import machine, median, table
 NAME = "telemetry"
 COMMAND = "python -m bench telemetry"
 SITE = "bench-telemetry"
-INGEST_SENSORS, INGEST_STEPS = 50, 100  # 5,000 readings
+INGEST_SENSORS, INGEST_STEPS = 50, 100  # 5,000 readings a round
+# Rounds of both paths in turn (new sensors each round, so each does the same work): the figure is the
+# median round's ratio, since one pass of each moves by a tenth from run to run on a shared machine.
+INGEST_ROUNDS = 3
 BATCH = 1000
 YEAR_SAMPLES, FLEET_SAMPLES = 5, 2  # a fleet query reads 288,000 items: about a minute in moto
 HOUR_MS, QUARTER_MS = 3_600_000, 900_000
@@ -81,14 +84,14 @@ def _time_spent_in(targets: Mapping[str, tuple[type, str]], spent: dict[str, flo
             setattr(cls, method, originals[name])
 
 
-def _ingest(aws: LocalAws, token: str) -> tuple[int, float, float, dict[str, float]]:
-    """(readings, seconds through the handler, seconds of raw batch_write_item of the same items,
-    seconds of the handler's time spent in the store's write and in the status update)."""
+def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float, dict[str, float]]:
+    """One round: (readings, seconds through the handler, seconds of raw batch_write_item of the same
+    items, seconds of the handler's time spent in the store's write and in the status update)."""
     from ems.core.settings import settings
     from ems.telemetry.models import Reading
     from ems.telemetry.store import DynamoTelemetryStore, SensorStatusStore, raw_key
 
-    sensors = _seed_site(aws, token, INGEST_SENSORS, "IN_")
+    sensors = _seed_site(aws, token, INGEST_SENSORS, f"IN{round_no}_")
     start_s = int(time.time()) - INGEST_STEPS * 60 - 600
     rng = random.Random(7)
     readings = [
@@ -109,7 +112,7 @@ def _ingest(aws: LocalAws, token: str) -> tuple[int, float, float, dict[str, flo
 
     dynamodb = _client(aws, "dynamodb")
     source = dynamodb.describe_table(TableName=settings().telemetry_table)["Table"]
-    copy = source["TableName"] + "-bench-copy"
+    copy = source["TableName"] + f"-bench-copy-{round_no}"
     dynamodb.create_table(TableName=copy, BillingMode="PAY_PER_REQUEST",
                           AttributeDefinitions=source["AttributeDefinitions"], KeySchema=source["KeySchema"])  # fmt: skip
     expires = settings().raw_retention_days * 86_400
@@ -185,8 +188,9 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
     ems_aws.client.cache_clear()
     token = aws.mint("bench-telemetry", ["*"], ["*"])
     _ok(aws.call("POST", "/api/v1/sites", token, {"site_id": SITE, "name": "bench"}), "site")
-    count, handler_s, raw_s, phases = _ingest(aws, token)
-    handler_rate, raw_rate = count / handler_s, count / raw_s
+    rounds = [_ingest(aws, token, n) for n in range(INGEST_ROUNDS)]
+    ratios = [raw / through for _, through, raw, _ in rounds]
+    count, handler_s, _, phases = sorted(rounds, key=lambda r: r[2] / r[1])[len(rounds) // 2]
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     year_start = int((now - timedelta(days=365)).timestamp() * 1000)
@@ -206,9 +210,9 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
         "group_by": "site"}, 2880, samples or FLEET_SAMPLES)  # fmt: skip
 
     ingest_rows = [
-        ["POST /api/v1/data/ingest (handler, batches of 1,000)", str(count), f"{handler_s:.1f}", f"{handler_rate:,.0f}"],
-        ["batch_write_item of the same raw items (25 a call)", str(count), f"{raw_s:.1f}", f"{raw_rate:,.0f}"],
-    ]  # fmt: skip
+        [str(n + 1), f"{h:.2f}", f"{c / h:,.0f}", f"{r:.2f}", f"{c / r:,.0f}", f"{r / h:.2f}"]
+        for n, (c, h, r, _) in enumerate(rounds)
+    ]
     query_rows = [
         ["one sensor-year at 1 h (8,760 items)", f"{median(year):.0f}", f"{max(year):.0f}"],
         [
@@ -226,21 +230,37 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
 **What:** the template's tables in a moto server on 127.0.0.1, in a process of its own as in the
 local cloud (its DynamoDB with the local cloud's patches, ems_local.moto_dynamodb: transactions,
 partition-only queries, requests read by json.loads, condition parses kept, answers written by
-json.dumps; both paths below go through them). Ingest: {count:,} readings ({INGEST_SENSORS} sensors,
+json.dumps; both paths below go through them). Ingest: {count:,} readings a round ({INGEST_SENSORS} sensors,
 one metric) through the authorizer and TelemetryFunction in this process, then the same raw items
-with plain `batch_write_item` into a copy of the raw table, in the same run. A handler reading costs
+with plain `batch_write_item` into a copy of the raw table; {INGEST_ROUNDS} rounds of both in turn,
+each with new sensors, in the same run. A handler reading costs
 one raw item and three rollup puts in transactions (conditional, so a retry never counts twice),
 the sensors' status (conditional puts, one transaction a batch) and a TelemetryReceived event; a
 plain write is one item. Queries: {samples or YEAR_SAMPLES} timed calls of the first
-and {samples or FLEET_SAMPLES} of the second through TelemetryFunction (median and slowest), every answer's point
+and {
+        samples or FLEET_SAMPLES
+    } of the second through TelemetryFunction (median and slowest), every answer's point
 count checked.
 
-{table(["path", "readings", "seconds", "readings/s"], ingest_rows)}
+{
+        table(
+            [
+                "round",
+                "POST /api/v1/data/ingest s (handler, batches of 1,000)",
+                "readings/s",
+                "batch_write_item s (25 a call)",
+                "readings/s",
+                "ratio",
+            ],
+            ingest_rows,
+        )
+    }
 
-**Ratio handler / raw `batch_write_item`: {handler_rate / raw_rate:.2f}** (target >= 0.7)
+**Ratio handler / raw `batch_write_item`: {median(ratios):.2f}** (the median round; target >= 0.7)
 
-Where the handler's {handler_s:.1f} s went: the store's write (a read of the rollups the
-batch moves, then the transactions) {phases.get("store", 0):.1f} s, the sensors' status {phases.get("status", 0):.1f} s,
+In the median round, where the handler's {handler_s:.1f} s went: the store's write (a read of the rollups the
+batch moves, then the transactions) {phases.get("store", 0):.1f} s, the sensors' status {
+        phases.get("status", 0):.1f} s,
 the rest (authorizer, parsing and validating 1,000 readings a request, the registry, the event)
 {handler_s - phases.get("store", 0) - phases.get("status", 0):.1f} s.
 
