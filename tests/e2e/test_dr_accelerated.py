@@ -60,10 +60,24 @@ def latest_command(http: httpx.Client, device_id: str) -> dict[str, Any] | None:
 def applied_dr_command(http: httpx.Client, device_id: str) -> dict[str, Any]:
     """The device's command from `dr` once the device applied it. Looked for in the whole list, not
     only the newest: at 60x the 30-minute event ends 30 s later and the release to the manual holder
-    may already be the newest on a slow machine. Empty (falsy) until then."""
+    may already be the newest on a slow machine. Applied means closed as applied, or reported applied
+    by the device in its shadow: at 60x a command's 2-minute timeout is 2 real seconds, and on a loaded
+    machine the stale-command check can close it as timed_out before the device's report is read
+    (the report then leaves it closed, as at 1x a report after 2 minutes would). Empty until then."""
     reply = http.get(f"/api/v1/iot/devices/{device_id}/commands")
     items = reply.json().get("items", []) if reply.status_code == 200 else []
-    return next((c for c in items if c["source"] == "dr" and c["status"] == "applied"), {})
+    device = http.get(f"/api/v1/iot/devices/{device_id}")
+    reported = device.json().get("shadow", {}).get("reported", {}) if device.status_code == 200 else {}
+    last = reported.get("last_command") or {}
+    device_says = last.get("command_id") if last.get("status") == "applied" else None
+    return next(
+        (
+            c
+            for c in items
+            if c["source"] == "dr" and (c["status"] == "applied" or c["command_id"] == device_says)
+        ),
+        {},
+    )
 
 
 def meter_slots_kw(http: httpx.Client, start: datetime, slots: int) -> list[float]:
