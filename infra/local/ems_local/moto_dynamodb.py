@@ -21,7 +21,7 @@ figure). The data-plane operations' answers (items, keys, counts) are already Dy
 `_serialized` writes them with json.dumps (bytes as base64, as on the wire); anything else, errors
 and answers holding another value JSON cannot carry still go through moto's serializer.
 
-Three more of a write's costs in moto are cut without changing an answer (`python -m bench
+More of a write's costs in moto are cut without changing an answer (`python -m bench
 telemetry`, where the ingest handler's store writes and status puts are nearly all moto's time): the
 request read by json.loads where moto's model-driven parser would give the same dict (data-plane
 operations without binary values), each condition parsed once per text, names and values (moto
@@ -83,10 +83,6 @@ def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str
     if table.range_key_attr is not None:
         key[table.range_key_attr] = op["Item"][table.range_key_attr]
     return key
-
-
-def _condition(expression: str, names: dict[str, str] | None, values: dict[str, Any] | None) -> Any:
-    return get_filter_expression(expression, names, values)
 
 
 # moto parses a condition on every use, and one write parses it up to twice (its handler checks the
@@ -154,7 +150,7 @@ def _transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> No
         current = self.get_item(op["TableName"], key)
         currents.append(current)
         expression = op.get("ConditionExpression")
-        if expression is not None and not _condition(
+        if expression is not None and not get_filter_expression(
             expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
         ).expr(current):
             old = (

@@ -74,6 +74,12 @@ RETRYABLE = frozenset(
 Sleep = Callable[[float], None]
 
 
+def _dynamodb() -> Any:
+    """The stores' DynamoDB client: their requests are built here and tested, so botocore's own check
+    of each one is skipped (ems.core.aws; DynamoDB checks every request anyway)."""
+    return client("dynamodb", validated=False)
+
+
 # ---------------------------------------------------------------- keys
 
 
@@ -140,8 +146,7 @@ class DynamoTelemetryStore:
         # costs its rollups' read and its transactions only, and a batch retried whole costs one
         # refused transaction per transaction.
         states = self._rollup_states({k for r in readings for k in _rollup_keys(r)})
-        new = list(readings)
-        new.sort(key=lambda r: (r.site_id, r.sensor_id, r.metric, r.ts_ms))
+        new = sorted(readings, key=lambda r: (r.site_id, r.sensor_id, r.metric, r.ts_ms))
         lanes = _lanes(new)
 
         def run(lane: list[list[Reading]]) -> int:
@@ -179,7 +184,7 @@ class DynamoTelemetryStore:
             items = [self._put_raw(r, expires_after_s) for r in pending]
             items += [self._put_rollup(k, states.get(k), deltas[k], sums[k]) for k in rollup_keys]
             try:
-                client("dynamodb", validated=False).transact_write_items(TransactItems=items)
+                _dynamodb().transact_write_items(TransactItems=items)
             except Exception as exc:
                 code = error_code(exc)
                 if code not in RETRYABLE and code != "TransactionCanceledException":
@@ -261,7 +266,7 @@ class DynamoTelemetryStore:
             found: list[dict[str, Any]] = []
             request: dict[str, Any] = {table: {"Keys": wanted, "ConsistentRead": True}}
             for attempt in range(MAX_ATTEMPTS):
-                answer = client("dynamodb", validated=False).batch_get_item(RequestItems=request)
+                answer = _dynamodb().batch_get_item(RequestItems=request)
                 found.extend(answer.get("Responses", {}).get(table, []))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
@@ -330,7 +335,7 @@ class DynamoTelemetryStore:
         while True:
             if limit is not None:
                 request["Limit"] = max(1, limit - len(items))
-            answer = client("dynamodb", validated=False).query(**request)
+            answer = _dynamodb().query(**request)
             items.extend(answer.get("Items", []))
             last = answer.get("LastEvaluatedKey")
             if not last or (limit is not None and len(items) >= limit):
@@ -444,7 +449,7 @@ class SensorStatusStore:
     def _record(self, site_id: str, heard: list[Heard]) -> int:
         if len(heard) == 1:  # a device's message: a plain put costs half a transaction's writes
             try:
-                client("dynamodb", validated=False).put_item(**self._update(site_id, heard[0])["Put"])
+                _dynamodb().put_item(**self._put(site_id, heard[0])["Put"])
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
                     return 0  # it holds a newer reading
@@ -455,9 +460,7 @@ class SensorStatusStore:
             if not pending:
                 return 0
             try:
-                client("dynamodb", validated=False).transact_write_items(
-                    TransactItems=[self._update(site_id, h) for h in pending]
-                )
+                _dynamodb().transact_write_items(TransactItems=[self._put(site_id, h) for h in pending])
             except Exception as exc:
                 code = error_code(exc)
                 if code not in RETRYABLE and code != "TransactionCanceledException":
@@ -471,7 +474,7 @@ class SensorStatusStore:
             return len(pending)
         raise TooManyRequests("sensor status is busy; retry the batch (it is safe to send again)")
 
-    def _update(self, site_id: str, h: Heard) -> dict[str, Any]:
+    def _put(self, site_id: str, h: Heard) -> dict[str, Any]:
         """The sensor's item put whole (it holds nothing else: a put costs what an update would, and
         is the lighter request), on condition that it holds no newer reading."""
         return {
@@ -493,7 +496,7 @@ class SensorStatusStore:
         for start in range(0, len(keys), BATCH_GET_KEYS):
             request: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_KEYS]}}
             for _attempt in range(MAX_ATTEMPTS):
-                answer = client("dynamodb", validated=False).batch_get_item(RequestItems=request)
+                answer = _dynamodb().batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
                     heard = _heard(item)
                     found[heard.sensor_id] = heard
