@@ -67,6 +67,12 @@ def reported(iot: IotCore, thing: str) -> dict[str, Any]:
         return {}
 
 
+def answer(iot: IotCore, device_id: str, command_id: str, what: str) -> dict[str, Any]:
+    """The device's reported state once it carries `command_id`'s answer."""
+    thing = thing_name(SITE, device_id)
+    return wait_for(lambda: (r := reported(iot, thing)).get("command_id") == command_id and r, what)
+
+
 def test_a_command_on_its_topic_is_answered_through_the_shadow(cloud: Any) -> None:
     iot, fleet = cloud
     thing = thing_name(SITE, LIGHTING)
@@ -92,3 +98,79 @@ def test_a_command_desired_while_the_device_was_away_is_obeyed_when_it_returns(c
     state = wait_for(lambda: (r := reported(iot, thing)).get("command_id") == "c-2" and r, "the late answer")
     assert state["power"] == "off" and state["last_command"] == {"command_id": "c-2", "status": "applied"}
     assert "delta" not in iot.shadows.get(thing)["state"]  # desired and reported agree, command_id too
+
+
+def test_commands_waiting_in_every_shadow_when_the_fleet_connects_are_all_answered_and_nobody_goes_deaf(
+    tmp_path: Path,
+) -> None:
+    # The demo stack's start: EMS sends the first commands while the building is still registering, so
+    # every device's get/accepted carries a delta the moment it connects, while the fleet is still
+    # being built. Each must obey and report it, and still hear the next command on its topic.
+    (tmp_path / "template.yaml").write_text("Resources: {}\n")
+    with mock_aws():
+        clients: dict[str, Any] = {}
+
+        def aws_client(service: str) -> Any:
+            return clients.setdefault(service, boto3.client(service, region_name="us-east-1"))
+
+        iot = IotCore(
+            Stack.from_file(tmp_path / "template.yaml"), lambda *invocation: None, aws_client, port=0
+        )
+        iot.start()
+        building = Building(SITE, NOON, seed=1)
+        switchable = [d for d, device in building.devices.items() if "power" in device.reported()]
+        assert len(switchable) >= 3, switchable
+        for device_id in switchable:
+            desired = {"power": "off", "command_id": f"early-{device_id}"}
+            iot.shadows.update(
+                thing_name(SITE, device_id), json.dumps({"state": {"desired": desired}}).encode()
+            )
+        logged: list[str] = []
+        fleet = BuildingFleet(building, "127.0.0.1", iot.broker.port, interval_s=3600, log=logged.append,
+                              clock=lambda: NOON)  # fmt: skip
+        fleet.start()
+        try:
+            for device_id in switchable:
+                state = answer(iot, device_id, f"early-{device_id}", f"{device_id}'s answer to its shadow")
+                assert state["power"] == "off", (device_id, state)
+            for device_id in switchable:
+                command = {"command_id": f"next-{device_id}", "command": "on", "params": {}, "issued_at": "x"}
+                iot.broker.publish(commands_topic(SITE, device_id), json.dumps(command).encode(), qos=1)
+            for device_id in switchable:
+                state = answer(
+                    iot, device_id, f"next-{device_id}", f"{device_id}'s answer to the next command"
+                )
+                assert state["last_command"]["status"] == "applied", (device_id, state)
+                assert state["power"] == "on", (device_id, state)
+            assert not [line for line in logged if "failed" in line], logged
+        finally:
+            fleet.stop()
+            iot.stop()
+
+
+def test_a_message_the_building_cannot_handle_is_logged_and_the_device_still_listens(
+    cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iot, fleet = cloud
+    thing = thing_name(SITE, LIGHTING)
+    wait_for(lambda: reported(iot, thing).get("power") == "on", "the first report")
+    logged: list[str] = []
+    fleet.log = logged.append
+    receive = fleet.building.receive
+
+    def broken_once(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(fleet.building, "receive", receive)
+        raise KeyError("a bug in the simulator")
+
+    monkeypatch.setattr(fleet.building, "receive", broken_once)
+    first = {"command_id": "c-3", "command": "off", "params": {}, "issued_at": "x"}
+    iot.broker.publish(commands_topic(SITE, LIGHTING), json.dumps(first).encode(), qos=1)
+    wait_for(lambda: [line for line in logged if "failed" in line], "the failure in the log")
+    second = {"command_id": "c-4", "command": "off", "params": {}, "issued_at": "x"}
+    iot.broker.publish(commands_topic(SITE, LIGHTING), json.dumps(second).encode(), qos=1)
+    state = wait_for(lambda: (r := reported(iot, thing)).get("command_id") == "c-4" and r, "the next answer")
+    assert state["power"] == "off" and state["last_command"] == {"command_id": "c-4", "status": "applied"}
+    assert (
+        logged[0]
+        == f"{LIGHTING}: handling a message on {commands_topic(SITE, LIGHTING)} failed: KeyError('a bug in the simulator')"
+    )

@@ -37,7 +37,9 @@ Log = Callable[[str], None]
 
 class DeviceClient:
     """One device's MQTT connection, its client id its thing name; `on_message(device_id, topic,
-    payload)` gets what it receives. `listen` False: a device that only publishes (the load fleet)."""
+    payload)` gets what it receives. `listen` False: a device that only publishes (the load fleet).
+    It connects on `start()`, not when built: a command can arrive the moment it connects, and its
+    owner must be ready to answer it."""
 
     def __init__(
         self, site: str, device_id: str, host: str, port: int, on_message: Callable[[str, str, bytes], None],
@@ -51,7 +53,9 @@ class DeviceClient:
         self.client.on_message = lambda client, userdata, message: on_message(
             device_id, message.topic, bytes(message.payload)
         )
-        self.client.connect_async(host, port)
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port)
         self.client.loop_start()
 
     def _connected(
@@ -89,13 +93,14 @@ class BuildingFleet:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.clients = {
-            device_id: DeviceClient(building.site_id, device_id, host, port, self._received)
+            device_id: DeviceClient(building.site_id, device_id, host, port, self._on_message)
             for device_id in building.devices
         }
         self._thread = threading.Thread(target=self._run, name="demo-building", daemon=True)
 
     def start(self) -> None:
-        for device_id in self.clients:
+        for device_id, client in self.clients.items():
+            client.start()
             self._report(device_id)
         self._thread.start()
 
@@ -141,6 +146,14 @@ class BuildingFleet:
             self.log(f"{device_id}: {answer['status']} {answer['command_id']}{reason}")
         self._report(device_id, reported)
 
+    def _on_message(self, device_id: str, topic: str, payload: bytes) -> None:
+        # paho's network thread: an exception raised here ends that thread, and the device, still
+        # connected, would hear and send nothing more. Say what went wrong and go on listening.
+        try:
+            self._received(device_id, topic, payload)
+        except Exception as exc:
+            self.log(f"{device_id}: handling a message on {topic} failed: {exc!r}")
+
     def _report(self, device_id: str, reported: dict[str, Any] | None = None) -> None:
         if reported is None:
             with self._lock:
@@ -155,7 +168,10 @@ class BuildingFleet:
     def connect(self, device_id: str) -> None:
         """The device comes back: a new connection, which asks for its shadow (what was desired meanwhile)."""
         old = self.clients[device_id]
-        self.clients[device_id] = DeviceClient(old.site, device_id, old.host, old.port, self._received)
+        self.clients[device_id] = client = DeviceClient(
+            old.site, device_id, old.host, old.port, self._on_message
+        )
+        client.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -179,6 +195,8 @@ class LoadFleet:
         self.clients = [
             DeviceClient(site, d, host, port, lambda *message: None, listen=False) for d in self.device_ids
         ]
+        for client in self.clients:
+            client.start()
         self.sent = 0
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> int:
