@@ -37,7 +37,8 @@ def wait_for(probe: Callable[[], T | None], what: str, seconds: float = 20) -> T
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[tuple[IotCore, BuildingFleet]]:
+def iot(tmp_path: Path) -> Iterator[IotCore]:
+    """The local cloud's IoT Core (its broker on a free port, shadows in moto), no rules."""
     (tmp_path / "template.yaml").write_text("Resources: {}\n")
     with mock_aws():
         clients: dict[str, Any] = {}
@@ -45,19 +46,30 @@ def cloud(tmp_path: Path) -> Iterator[tuple[IotCore, BuildingFleet]]:
         def aws_client(service: str) -> Any:
             return clients.setdefault(service, boto3.client(service, region_name="us-east-1"))
 
-        iot = IotCore(
+        core = IotCore(
             Stack.from_file(tmp_path / "template.yaml"), lambda *invocation: None, aws_client, port=0
         )
-        iot.start()
-        building = Building(SITE, NOON, seed=1)
-        fleet = BuildingFleet(building, "127.0.0.1", iot.broker.port, interval_s=3600, log=lambda line: None,
-                              clock=lambda: NOON)  # fmt: skip
-        fleet.start()
+        core.start()
         try:
-            yield iot, fleet
+            yield core
         finally:
-            fleet.stop()
-            iot.stop()
+            core.stop()
+
+
+def started_fleet(iot: IotCore, log: Callable[[str], None] = lambda line: None) -> BuildingFleet:
+    fleet = BuildingFleet(Building(SITE, NOON, seed=1), "127.0.0.1", iot.broker.port, interval_s=3600, log=log,
+                          clock=lambda: NOON)  # fmt: skip
+    fleet.start()
+    return fleet
+
+
+@pytest.fixture
+def cloud(iot: IotCore) -> Iterator[tuple[IotCore, BuildingFleet]]:
+    fleet = started_fleet(iot)
+    try:
+        yield iot, fleet
+    finally:
+        fleet.stop()
 
 
 def reported(iot: IotCore, thing: str) -> dict[str, Any]:
@@ -101,51 +113,34 @@ def test_a_command_desired_while_the_device_was_away_is_obeyed_when_it_returns(c
 
 
 def test_commands_waiting_in_every_shadow_when_the_fleet_connects_are_all_answered_and_nobody_goes_deaf(
-    tmp_path: Path,
+    iot: IotCore,
 ) -> None:
     # The demo stack's start: EMS sends the first commands while the building is still registering, so
     # every device's get/accepted carries a delta the moment it connects, while the fleet is still
     # being built. Each must obey and report it, and still hear the next command on its topic.
-    (tmp_path / "template.yaml").write_text("Resources: {}\n")
-    with mock_aws():
-        clients: dict[str, Any] = {}
-
-        def aws_client(service: str) -> Any:
-            return clients.setdefault(service, boto3.client(service, region_name="us-east-1"))
-
-        iot = IotCore(
-            Stack.from_file(tmp_path / "template.yaml"), lambda *invocation: None, aws_client, port=0
-        )
-        iot.start()
-        building = Building(SITE, NOON, seed=1)
-        switchable = [d for d, device in building.devices.items() if "power" in device.reported()]
-        assert len(switchable) >= 3, switchable
+    switchable = [
+        d for d, device in Building(SITE, NOON, seed=1).devices.items() if "power" in device.reported()
+    ]
+    assert len(switchable) >= 3, switchable
+    for device_id in switchable:
+        desired = {"power": "off", "command_id": f"early-{device_id}"}
+        iot.shadows.update(thing_name(SITE, device_id), json.dumps({"state": {"desired": desired}}).encode())
+    logged: list[str] = []
+    fleet = started_fleet(iot, logged.append)
+    try:
         for device_id in switchable:
-            desired = {"power": "off", "command_id": f"early-{device_id}"}
-            iot.shadows.update(
-                thing_name(SITE, device_id), json.dumps({"state": {"desired": desired}}).encode()
-            )
-        logged: list[str] = []
-        fleet = BuildingFleet(building, "127.0.0.1", iot.broker.port, interval_s=3600, log=logged.append,
-                              clock=lambda: NOON)  # fmt: skip
-        fleet.start()
-        try:
-            for device_id in switchable:
-                state = answer(iot, device_id, f"early-{device_id}", f"{device_id}'s answer to its shadow")
-                assert state["power"] == "off", (device_id, state)
-            for device_id in switchable:
-                command = {"command_id": f"next-{device_id}", "command": "on", "params": {}, "issued_at": "x"}
-                iot.broker.publish(commands_topic(SITE, device_id), json.dumps(command).encode(), qos=1)
-            for device_id in switchable:
-                state = answer(
-                    iot, device_id, f"next-{device_id}", f"{device_id}'s answer to the next command"
-                )
-                assert state["last_command"]["status"] == "applied", (device_id, state)
-                assert state["power"] == "on", (device_id, state)
-            assert not [line for line in logged if "failed" in line], logged
-        finally:
-            fleet.stop()
-            iot.stop()
+            state = answer(iot, device_id, f"early-{device_id}", f"{device_id}'s answer to its shadow")
+            assert state["power"] == "off", (device_id, state)
+        for device_id in switchable:
+            command = {"command_id": f"next-{device_id}", "command": "on", "params": {}, "issued_at": "x"}
+            iot.broker.publish(commands_topic(SITE, device_id), json.dumps(command).encode(), qos=1)
+        for device_id in switchable:
+            state = answer(iot, device_id, f"next-{device_id}", f"{device_id}'s answer to the next command")
+            assert state["last_command"]["status"] == "applied", (device_id, state)
+            assert state["power"] == "on", (device_id, state)
+        assert not [line for line in logged if "failed" in line], logged
+    finally:
+        fleet.stop()
 
 
 def test_a_message_the_building_cannot_handle_is_logged_and_the_device_still_listens(
