@@ -21,6 +21,7 @@ import json
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from ems.devices.things import commands_topic, shadow_topic, telemetry_topic, th
 from ems_sim.building import Building
 
 Log = Callable[[str], None]
+CONNECT_WAIT_S = 10.0
 
 
 class DeviceClient:
@@ -74,8 +76,17 @@ class DeviceClient:
         )
         client.publish(shadow_topic(self.thing, "get"), b"{}", qos=1)
 
-    def publish(self, topic: str, document: dict[str, Any], qos: int = 0) -> None:
+    def publish(self, topic: str, document: dict[str, Any], qos: int = 0) -> bool:
+        """Only paho's network thread may write while it connects: a publish from another thread in
+        that window can reach the broker before CONNECT, which drops the session (amqtt: "Can't read
+        first packet as CONNECT"), and the device is gone until its keepalive. So telemetry (QoS 0)
+        is not sent while not connected, as a device without a buffer would lose it; a QoS 1 message
+        from another thread is sent only before `start()`, when paho keeps it for the CONNACK.
+        False: not sent."""
+        if qos == 0 and not self.client.is_connected():
+            return False
         self.client.publish(topic, json.dumps(document, separators=(",", ":")), qos=qos)
+        return True
 
     def close(self) -> None:
         self.client.disconnect()
@@ -100,8 +111,8 @@ class BuildingFleet:
 
     def start(self) -> None:
         for device_id, client in self.clients.items():
+            self._report(device_id)  # kept by paho until connected (see DeviceClient.publish)
             client.start()
-            self._report(device_id)
         self._thread.start()
 
     def _run(self) -> None:
@@ -152,7 +163,7 @@ class BuildingFleet:
         try:
             self._received(device_id, topic, payload)
         except Exception as exc:
-            self.log(f"{device_id}: handling a message on {topic} failed: {exc!r}")
+            self.log(f"{device_id}: handling a message on {topic} failed: {exc!r}\n{traceback.format_exc()}")
 
     def _report(self, device_id: str, reported: dict[str, Any] | None = None) -> None:
         if reported is None:
@@ -200,20 +211,25 @@ class LoadFleet:
         self.sent = 0
 
     def run(self, seconds: float, stop: threading.Event | None = None) -> int:
-        """Publish for `seconds` (round-robin over the devices, paced to `rate`, both real); how many were
-        sent."""
+        """Publish for `seconds` (round-robin over the devices, paced to `rate`, both real), once the
+        devices are connected (waiting up to CONNECT_WAIT_S); how many were sent (a device that is
+        not connected at its turn sends nothing)."""
         stop = stop or threading.Event()
-        started = time.monotonic()
+        give_up = time.monotonic() + CONNECT_WAIT_S
+        while not all(c.client.is_connected() for c in self.clients) and time.monotonic() < give_up:
+            if stop.wait(0.05):
+                return self.sent
+        started, turns = time.monotonic(), 0
         while not stop.is_set() and time.monotonic() - started < seconds:
-            client = self.clients[self.sent % len(self.clients)]
+            client = self.clients[turns % len(self.clients)]
             watts = self.power_w[client.device_id] = max(
                 0.0, self.power_w[client.device_id] + self.rng.gauss(0, 20)
             )
             ts_ms = int(self.clock().timestamp() * 1000)
             reading = {"sensor_id": client.device_id, "ts": ts_ms, "value": round(watts, 1)}
-            client.publish(telemetry_topic(self.site, client.device_id), reading)
-            self.sent += 1
-            ahead_s = started + self.sent / self.rate - time.monotonic()
+            self.sent += client.publish(telemetry_topic(self.site, client.device_id), reading)
+            turns += 1
+            ahead_s = started + turns / self.rate - time.monotonic()
             if ahead_s > 0:
                 stop.wait(ahead_s)
         return self.sent
