@@ -215,10 +215,11 @@ def test_what_is_stored_of_a_good_reading() -> None:
     readings = parse(
         reading(value=None, metrics={"power_w": 1.23456789, "energy_wh": -0.0, "humidity_pct": 100})
     )
+    # With the sensor's room (none) and type, where it counts in the site's and rooms' rollups.
     assert readings == [
-        Reading(SITE, "METER", "power_w", NOW_MS, 1.234568),  # to the micro-unit
-        Reading(SITE, "METER", "energy_wh", NOW_MS, 0.0),
-        Reading(SITE, "METER", "humidity_pct", NOW_MS, 100.0),
+        Reading(SITE, "METER", "power_w", NOW_MS, 1.234568, None, "meter"),  # to the micro-unit
+        Reading(SITE, "METER", "energy_wh", NOW_MS, 0.0, None, "meter"),
+        Reading(SITE, "METER", "humidity_pct", NOW_MS, 100.0, None, "meter"),
     ]
     assert math.copysign(1, readings[1].value) == 1  # -0.0 is stored as 0.0
 

@@ -41,6 +41,10 @@ class Reading:
     metric: str
     ts_ms: int
     value: float
+    # Where it counts in the site's and room's rollups (ems.telemetry.groups): the sensor's room and
+    # type when the reading was stored.
+    room: str | None = None
+    sensor_type: str | None = None
 
 
 class IngestRequest(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ems.core.pagination import Page
 from ems.registry.models import Room, Sensor
@@ -47,6 +47,18 @@ class TelemetryStore(Protocol):
         end_ms: int,
     ) -> dict[str, dict[int, Bucket]]:
         """Buckets of each sensor whose start is in [start_ms, end_ms), by bucket start."""
+        ...
+
+
+@runtime_checkable
+class GroupRollups(Protocol):
+    """A store that keeps site and room rollups (ems.telemetry.groups); the DynamoDB one does. Without
+    it, a room or site series is its sensors' rollups merged at read time."""
+
+    def read_groups(
+        self, site_id: str, scopes: Sequence[str], metric: str, resolution: str, start_ms: int, end_ms: int
+    ) -> dict[str, dict[int, dict[str, Bucket]]]:
+        """Each scope's buckets whose start is in [start_ms, end_ms), by start, then by sensor type."""
         ...
 
 

@@ -25,6 +25,7 @@ from ems.core.pagination import every
 from ems.core.settings import settings
 from ems.registry.models import Sensor
 from ems.telemetry import sharing
+from ems.telemetry.groups import SITE_SCOPE, by_types, room_scope
 from ems.telemetry.models import (
     MAX_READINGS_PER_BATCH,
     ROOM_METRIC_OF_SENSOR_TYPE,
@@ -46,7 +47,7 @@ from ems.telemetry.models import (
     SeriesSet,
     TimeInput,
 )
-from ems.telemetry.ports import SensorDirectory, SensorStatus, TelemetryStore
+from ems.telemetry.ports import GroupRollups, SensorDirectory, SensorStatus, TelemetryStore
 from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start, buckets_between, merge_series, rollup
 from ems.telemetry.status import newest
 from ems.telemetry.validation import Rejected, parse_reading
@@ -334,13 +335,7 @@ def _read(
             )
         buckets = {sensor: rollup(points, "raw") for sensor, points in raw.items()}
     else:
-        per_series = buckets_between(window.start_ms, window.end_ms, window.resolution)
-        if per_series * len(sensor_ids) > MAX_ROLLUP_ITEMS or per_series * len(groups) > MAX_POINTS:
-            raise BadRequest(
-                f"this asks for up to {per_series * len(groups)} points of {len(sensor_ids)} sensors; narrow "
-                "start_time..end_time, choose a coarser resolution or group_by",
-                "start_time",
-            )
+        _check_size(window, len(sensor_ids), len(groups), "sensors")
         buckets = store.read_rollups(
             site_id, sensor_ids, metric, window.resolution, window.start_ms, window.end_ms
         )
@@ -350,6 +345,55 @@ def _read(
         out[key] = _points(merged, aggregate, window)
     if window.resolution == "raw" and sum(len(p) for p in out.values()) > max(MAX_POINTS, max_raw_points):
         raise BadRequest(f"more than {MAX_POINTS} points; narrow the range", "end_time")
+    return out
+
+
+def _check_size(window: Window, series: int, keys: int, of: str) -> None:
+    """Rollup reads are bounded before reading: items read and points answered."""
+    per_series = buckets_between(window.start_ms, window.end_ms, window.resolution)
+    if per_series * series > MAX_ROLLUP_ITEMS or per_series * keys > MAX_POINTS:
+        raise BadRequest(
+            f"this asks for up to {per_series * keys} points of {series} {of}; narrow "
+            "start_time..end_time, choose a coarser resolution or group_by",
+            "start_time",
+        )
+
+
+def _group_store(store: TelemetryStore, window: Window) -> GroupRollups | None:
+    """The store's site and room rollups, when they answer this window (not raw, and not before
+    settings().group_rollups_since_ms); None: merge the sensors' rollups."""
+    if window.resolution == "raw" or window.start_ms < settings().group_rollups_since_ms:
+        return None
+    return store if isinstance(store, GroupRollups) else None
+
+
+def _read_groups(
+    site_id: str,
+    scopes: dict[str, list[str]],
+    types: frozenset[str] | None,
+    metric: str,
+    aggregate: Aggregate,
+    window: Window,
+    store: GroupRollups,
+) -> dict[str, list[Point]]:
+    """Points of each key (key -> its scopes, merged), from the site and room rollups of the sensor
+    types `types` (None: every type)."""
+    wanted = sorted({scope for members in scopes.values() for scope in members})
+    if not wanted or window.end_ms <= window.start_ms:
+        return {key: [] for key in scopes}
+    _check_size(window, len(wanted), len(scopes), "rooms or sites")
+    found = store.read_groups(site_id, wanted, metric, window.resolution, window.start_ms, window.end_ms)
+    out: dict[str, list[Point]] = {}
+    for key, members in scopes.items():
+        per_scope = (
+            {
+                start: b
+                for start, by_type in found[scope].items()
+                if (b := by_types(by_type, types)) is not None
+            }
+            for scope in members
+        )
+        out[key] = _points(merge_series(per_scope), aggregate, window)
     return out
 
 
@@ -377,6 +421,15 @@ def room_data(
     # A climate metric is the room's from its climate sensors only, as in the room's live metrics
     # (ROOM_METRIC_OF_SENSOR_TYPE); any other metric (power_w, ...) from every sensor of the room.
     climate = {kind for kind, metric in ROOM_METRIC_OF_SENSOR_TYPE.items() if metric == q.metric}
+    groups = _group_store(s.telemetry, window)
+    if groups is not None:  # the room's rollups: the readings of the sensors that were in it
+        types = frozenset(climate) if climate else None
+        points = _read_groups(
+            site_id, {name: [room_scope(name)]}, types, q.metric, q.aggregate, window, groups
+        )
+        return Series(
+            metric=q.metric, resolution=resolution, aggregate=q.aggregate, key=name, points=points[name]
+        )
     members = [
         x.sensor_id
         for x in every(partial(s.registry.list_sensors, site_id, name, None, LIST_PAGE))
@@ -402,7 +455,16 @@ def query(
     sharing.check_filters(caller, q.sensor_ids, q.rooms)
     window = _window(q.start_time, q.end_time, resolution, caller, now())
     groups = _groups(site_id, select_sensors(site_id, q, s.registry), grouping)
-    points = _read(site_id, groups, q.metric, q.aggregate, window, s.telemetry, max_raw_points)
+    store = _group_store(s.telemetry, window) if grouping != "sensor" and not q.sensor_ids else None
+    if store is None:
+        points = _read(site_id, groups, q.metric, q.aggregate, window, s.telemetry, max_raw_points)
+    else:
+        # The series are those of the sensors the filters select, as above; each is read from the
+        # room's or site's rollups, so it holds what the room's sensors read while they were in it.
+        rooms = [room_scope(room) for room in dict.fromkeys(q.rooms)] if q.rooms else [SITE_SCOPE]
+        scopes = {key: [room_scope(key)] if grouping == "room" else rooms for key in groups}
+        types = frozenset(q.sensor_types) if q.sensor_types else None
+        points = _read_groups(site_id, scopes, types, q.metric, q.aggregate, window, store)
     return SeriesSet(
         metric=q.metric, resolution=resolution, aggregate=q.aggregate, group_by=grouping,
         series=[KeyedPoints(key=key, points=points[key]) for key in sorted(points)],

@@ -53,8 +53,11 @@ from typing import Any, TypeVar
 
 from ems.core.aws import client, error_code
 from ems.core.errors import TooManyRequests
+from ems.core.observability import logger
 from ems.core.settings import settings
 from ems.registry.status import Heard
+from ems.telemetry import groups
+from ems.telemetry.groups import DeltaKey, Exact, GroupKey
 from ems.telemetry.models import Reading
 from ems.telemetry.ports import WriteOutcome
 from ems.telemetry.rollup import DAY_MS, ROLLUP_RESOLUTIONS, Bucket, bucket_start
@@ -66,6 +69,12 @@ BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
 READ_WORKERS = 16
 WRITE_WORKERS = 8
+# One write in this many folds its sites' journals into the group buckets (ems.telemetry.groups): a
+# fold's cost is shared by the entries it moves, and reads merge what is not folded yet.
+FOLD_EVERY = 8
+FOLD_ENTRIES = 50  # journal entries read a fold round
+FOLD_ROUNDS = 4  # transactions a write's fold may take
+READ_ATTEMPTS = 5
 RETRYABLE = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
      "InternalServerError", "TransactionConflictException", "TransactionInProgressException"}
@@ -122,12 +131,26 @@ def _bucket(item: dict[str, Any]) -> Bucket:
     )  # fmt: skip
 
 
+def _bucket_item(bucket: Bucket, total: Decimal) -> dict[str, Any]:
+    return {
+        "c": _number(bucket.count), "s": _number(total), "mn": _number(bucket.min), "mx": _number(bucket.max),
+        "l": _number(bucket.last), "lt": _number(bucket.last_ts),
+    }  # fmt: skip
+
+
+def _types(item: dict[str, Any]) -> dict[str, Exact]:
+    """A group bucket's buckets by sensor type, with their exact sums."""
+    return {kind: (_bucket(m["M"]), Decimal(m["M"]["s"]["N"])) for kind, m in item["t"]["M"].items()}
+
+
 # ---------------------------------------------------------------- the DynamoDB adapter
 
 
 class DynamoTelemetryStore:
-    def __init__(self, sleep: Sleep = time.sleep) -> None:
+    def __init__(self, sleep: Sleep = time.sleep, fold_every: int = FOLD_EVERY) -> None:
+        """`fold_every`: 1 folds after every write, 0 never (reads stay exact either way)."""
         self._sleep = sleep
+        self._fold_every = fold_every
 
     @property
     def _raw_table(self) -> str:
@@ -155,6 +178,9 @@ class DynamoTelemetryStore:
         # Lanes share no item, raw or rollup, so they commit side by side; each touches only its own
         # keys of `states` and only adds to `duplicates`.
         outcome.created = sum(_in_parallel(run, lanes, WRITE_WORKERS))
+        if outcome.created and self._fold_every and random.randrange(self._fold_every) == 0:
+            for site_id in sorted({r.site_id for r in readings}):
+                self._fold_quietly(site_id)
         return outcome
 
     def _commit(
@@ -183,6 +209,9 @@ class DynamoTelemetryStore:
             rollup_keys = list(deltas)
             items = [self._put_raw(r, expires_after_s) for r in pending]
             items += [self._put_rollup(k, states.get(k), deltas[k], sums[k]) for k in rollup_keys]
+            # The readings' share of their site's and rooms' buckets, committed with them.
+            for site_id, readings in groupby(pending, key=lambda r: r.site_id):
+                items.append(self._put_journal(site_id, groups.deltas(readings)))
             try:
                 _dynamodb().transact_write_items(TransactItems=items)
             except Exception as exc:
@@ -229,6 +258,18 @@ class DynamoTelemetryStore:
             }
         }  # fmt: skip
 
+    def _put_journal(self, site_id: str, found: dict[DeltaKey, Exact]) -> dict[str, Any]:
+        """A journal entry: its key is random, so a retried transaction puts a new one (a cancelled
+        transaction put nothing); the condition only guards against a collision."""
+        return {
+            "Put": {
+                "TableName": self._rollups_table,
+                "Item": {"pk": {"S": groups.journal_pk(site_id)}, "sk": {"N": str(random.getrandbits(120))},
+                         "d": {"S": groups.encode(found)}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }  # fmt: skip
+
     def _put_rollup(
         self, key: RollupKey, old: RollupState | None, delta: Bucket, delta_sum: Decimal
     ) -> dict[str, Any]:
@@ -237,12 +278,8 @@ class DynamoTelemetryStore:
         total = delta_sum if old is None else old[1] + delta_sum
         put: dict[str, Any] = {
             "TableName": self._rollups_table,
-            "Item": {
-                "pk": {"S": key[0]}, "sk": _number(key[1]), "c": _number(after.count), "s": _number(total),
-                "mn": _number(after.min), "mx": _number(after.max), "l": _number(after.last),
-                "lt": _number(after.last_ts),
-            },
-        }  # fmt: skip
+            "Item": {"pk": {"S": key[0]}, "sk": _number(key[1]), **_bucket_item(after, total)},
+        }
         if old is None:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
@@ -322,9 +359,149 @@ class DynamoTelemetryStore:
 
         return dict(zip(sensor_ids, _in_parallel(one, sensor_ids, READ_WORKERS), strict=True))
 
+    # ------------------------------------------------------------ site and room rollups
+
+    def read_groups(
+        self, site_id: str, scopes: Sequence[str], metric: str, resolution: str, start_ms: int, end_ms: int
+    ) -> dict[str, dict[int, dict[str, Bucket]]]:
+        """Each scope's buckets whose start is in [start_ms, end_ms), by start, then by sensor type:
+        its group buckets merged with the journal entries not folded yet.
+
+        A fold commits a journal entry's delete with the buckets it moves, so a read that saw the
+        entry must not see those buckets. The journal is read before and after the buckets: when
+        every entry of the first read is still there, no fold of theirs committed in between, and
+        the answer counts each stored reading once. Otherwise it reads again."""
+        for _ in range(READ_ATTEMPTS):
+            journal = self._journal(site_id, None)
+
+            def one(scope: str) -> dict[int, dict[str, Exact]]:
+                pk = groups.group_pk(site_id, scope, metric, resolution)
+                items = self._query(
+                    self._rollups_table, pk, _number(start_ms), _number(end_ms - 1), None, True
+                )
+                return {int(item["sk"]["N"]): _types(item) for item in items}
+
+            found = dict(zip(scopes, _in_parallel(one, scopes, READ_WORKERS), strict=True))
+            still = {sk for sk, _ in self._journal(site_id, None)}
+            if all(sk in still for sk, _ in journal):
+                break
+        else:
+            raise TooManyRequests("the site's rollups are being folded; retry the query")
+        wanted = set(scopes)
+        for _, entry in journal:
+            for (scope, m, res, start), by_type in groups.expand(entry).items():
+                if scope in wanted and m == metric and res == resolution and start_ms <= start < end_ms:
+                    held = found[scope].setdefault(start, {})
+                    for kind, delta in by_type.items():
+                        groups.merge_exact(held, kind, delta)
+        return {
+            scope: {
+                start: {kind: exact[0] for kind, exact in by_type.items()}
+                for start, by_type in buckets.items()
+            }
+            for scope, buckets in found.items()
+        }
+
+    def fold(self, site_id: str, rounds: int = FOLD_ROUNDS) -> int:
+        """Move journal entries of the site into its group buckets, in up to `rounds` transactions
+        (a write's fold is bounded; whatever is left waits for the next); returns how many it moved. Each
+        transaction deletes the entries it applies (on condition they are there) with the buckets'
+        new totals (on condition of the version read), so two folders never apply an entry twice: the
+        second's transaction is cancelled, and it stops."""
+        moved = 0
+        for _ in range(rounds):
+            journal = self._journal(site_id, FOLD_ENTRIES)
+            if not journal:
+                return moved
+            chosen: list[int] = []
+            changes: dict[GroupKey, dict[str, Exact]] = {}
+            for sk, entry in journal:
+                expanded = groups.expand(entry)
+                added = len(set(expanded) - set(changes))
+                if chosen and len(chosen) + 1 + len(changes) + added > MAX_TRANSACTION_ITEMS:
+                    break
+                chosen.append(sk)
+                for key, by_type in expanded.items():
+                    for kind, delta in by_type.items():
+                        groups.merge_exact(changes.setdefault(key, {}), kind, delta)
+            states = self._group_states(site_id, list(changes))
+            items: list[dict[str, Any]] = [
+                {"Delete": {"TableName": self._rollups_table,
+                            "Key": {"pk": {"S": groups.journal_pk(site_id)}, "sk": {"N": str(sk)}},
+                            "ConditionExpression": "attribute_exists(pk)"}}
+                for sk in chosen
+            ]  # fmt: skip
+            items += [self._put_group(site_id, key, states.get(key), changes[key]) for key in changes]
+            try:
+                _dynamodb().transact_write_items(TransactItems=items)
+            except Exception as exc:
+                if error_code(exc) not in RETRYABLE and error_code(exc) != "TransactionCanceledException":
+                    raise
+                logger.info("fold: another writer is folding or moving these buckets; left to it",
+                            extra={"site": site_id, "entries": len(chosen), "code": error_code(exc)})  # fmt: skip
+                return moved
+            moved += len(chosen)
+        return moved
+
+    def _fold_quietly(self, site_id: str) -> None:
+        """A fold after a write: the readings are stored and journaled already, so a failed fold loses
+        nothing (reads merge the journal; a later write folds it)."""
+        try:
+            self.fold(site_id)
+        except Exception:
+            logger.exception("fold failed; the journal stays for a later write", extra={"site": site_id})
+
+    def _journal(self, site_id: str, limit: int | None) -> list[tuple[int, dict[DeltaKey, Exact]]]:
+        items = self._query(
+            self._rollups_table, groups.journal_pk(site_id), {"N": "0"}, {"N": str(2**120)}, limit, True
+        )
+        return [(int(item["sk"]["N"]), groups.decode(item["d"]["S"])) for item in items]
+
+    def _group_states(
+        self, site_id: str, keys: list[GroupKey]
+    ) -> dict[GroupKey, tuple[int, dict[str, Exact]]]:
+        """(version, buckets by type) of the group buckets that exist."""
+        request = [
+            {"pk": {"S": groups.group_pk(site_id, scope, metric, res)}, "sk": _number(start)}
+            for scope, metric, res, start in keys
+        ]
+        by_key = {(k["pk"]["S"], int(k["sk"]["N"])): key for k, key in zip(request, keys, strict=True)}
+        return {
+            by_key[(item["pk"]["S"], int(item["sk"]["N"]))]: (int(item["v"]["N"]), _types(item))
+            for item in self._batch_get(self._rollups_table, request)
+        }
+
+    def _put_group(
+        self, site_id: str, key: GroupKey, old: tuple[int, dict[str, Exact]] | None, change: dict[str, Exact]
+    ) -> dict[str, Any]:
+        """A group bucket's new totals by type; its version (v) counts the readings in it."""
+        scope, metric, res, start = key
+        after = {} if old is None else dict(old[1])
+        for kind, delta in change.items():
+            groups.merge_exact(after, kind, delta)
+        put: dict[str, Any] = {
+            "TableName": self._rollups_table,
+            "Item": {
+                "pk": {"S": groups.group_pk(site_id, scope, metric, res)}, "sk": _number(start),
+                "v": _number(sum(b.count for b, _ in after.values())),
+                "t": {"M": {kind: {"M": _bucket_item(b, total)} for kind, (b, total) in after.items()}},
+            },
+        }  # fmt: skip
+        if old is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "v = :seen"
+            put["ExpressionAttributeValues"] = {":seen": _number(old[0])}
+        return {"Put": put}
+
     @staticmethod
     def _query(
-        table: str, pk: str, low: dict[str, str], high: dict[str, str], limit: int | None
+        table: str,
+        pk: str,
+        low: dict[str, str],
+        high: dict[str, str],
+        limit: int | None,
+        consistent: bool = False,
     ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         request: dict[str, Any] = {
@@ -332,6 +509,8 @@ class DynamoTelemetryStore:
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": low, ":high": high},
         }
+        if consistent:
+            request["ConsistentRead"] = True
         while True:
             if limit is not None:
                 request["Limit"] = max(1, limit - len(items))
@@ -343,23 +522,45 @@ class DynamoTelemetryStore:
             request["ExclusiveStartKey"] = last
 
 
+class _Fit:
+    """What one transaction holds so far: its raw puts, rollup updates and one journal entry a site,
+    at most 100 items; and its journal entries move at most 99 group buckets, so that a fold can apply
+    any one of them (its delete and its buckets) in a transaction."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.rollups: set[RollupKey] = set()
+        self.groups: dict[str, set[GroupKey]] = {}
+
+    def add(self, readings: list[Reading]) -> bool:
+        """Take the readings if they fit (a first one always does); False, and nothing taken, if not."""
+        rollups = self.rollups | {k for r in readings for k in _rollup_keys(r)}
+        moved = {site: set(keys) for site, keys in self.groups.items()}
+        for r in readings:
+            moved.setdefault(r.site_id, set()).update(groups.group_keys([r]))
+        items = len(self.readings) + len(readings) + len(rollups) + len(moved)
+        if self.readings and (
+            items > MAX_TRANSACTION_ITEMS or max(map(len, moved.values())) >= MAX_TRANSACTION_ITEMS
+        ):
+            return False
+        self.readings.extend(readings)
+        self.rollups, self.groups = rollups, moved
+        return True
+
+
 def _pack(readings: list[Reading]) -> list[list[Reading]]:
-    """Readings (sorted by series and time) in groups whose raw puts plus distinct rollup updates
-    fit one transaction; neighbours in time share rollup items, so a group is mostly raw puts."""
-    groups: list[list[Reading]] = []
-    group: list[Reading] = []
-    keys: set[RollupKey] = set()
+    """Readings (sorted by series and time) in groups that each fit one transaction (`_Fit`);
+    neighbours in time share rollup items, so a group is mostly raw puts."""
+    packed: list[list[Reading]] = []
+    fit = _Fit()
     for reading in readings:
-        added = [k for k in _rollup_keys(reading) if k not in keys]
-        if group and len(group) + 1 + len(keys) + len(added) > MAX_TRANSACTION_ITEMS:
-            groups.append(group)
-            group, keys = [], set()
-            added = _rollup_keys(reading)
-        group.append(reading)
-        keys.update(added)
-    if group:
-        groups.append(group)
-    return groups
+        if not fit.add([reading]):
+            packed.append(fit.readings)
+            fit = _Fit()
+            fit.add([reading])
+    if fit.readings:
+        packed.append(fit.readings)
+    return packed
 
 
 def _backoff(attempt: int) -> float:
@@ -380,22 +581,18 @@ def _lanes(readings: list[Reading]) -> list[list[list[Reading]]]:
     items and go in turn), and series that fit one transaction are packed together into
     one-transaction lanes."""
     lanes: list[list[list[Reading]]] = []
-    shared: list[Reading] = []
-    shared_items = 0
+    shared = _Fit()
     for _, run in groupby(readings, key=_series):
         series = list(run)
-        groups = _pack(series)
-        if len(groups) > 1:
-            lanes.append(groups)
-            continue
-        items = len(series) + len({k for r in series for k in _rollup_keys(r)})
-        if shared and shared_items + items > MAX_TRANSACTION_ITEMS:
-            lanes.append([shared])
-            shared, shared_items = [], 0
-        shared.extend(series)
-        shared_items += items
-    if shared:
-        lanes.append([shared])
+        packed = _pack(series)
+        if len(packed) > 1:
+            lanes.append(packed)
+        elif not shared.add(series):
+            lanes.append([shared.readings])
+            shared = _Fit()
+            shared.add(series)
+    if shared.readings:
+        lanes.append([shared.readings])
     return lanes
 
 

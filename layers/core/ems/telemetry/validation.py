@@ -121,6 +121,14 @@ def parse_reading(
         if len(metrics) > MAX_METRICS_PER_READING:
             raise Rejected(f"at most {MAX_METRICS_PER_READING} metrics per reading")
     return [
-        Reading(site_id, sensor_id, str(metric), ts_ms, _value(str(metric), value))
+        Reading(
+            site_id,
+            sensor_id,
+            str(metric),
+            ts_ms,
+            _value(str(metric), value),
+            sensor.room,
+            sensor.sensor_type,
+        )
         for metric, value in metrics.items()
     ]
