@@ -52,7 +52,7 @@ def measure() -> dict[str, tuple[int, Counter[str]]]:
     from ems.registry.service import create_site
     from ems.registry.store import RegistryStore
     from ems.telemetry.models import ReceivedReading, TelemetryReceived
-    from ems.telemetry.store import SensorStatusStore
+    from ems.telemetry.store import DynamoLatestReadings
     from ems_local import moto_dynamodb
     from ems_local.template import Stack
 
@@ -73,7 +73,7 @@ def measure() -> dict[str, tuple[int, Counter[str]]]:
         create_site(SiteIn(site_id="bench", name="Bench", timezone="Europe/Berlin"), _caller(), registry)
         s = devices.Stores(
             devices=DeviceStore(), commands=CommandStore(), iot=IotCoreCloud(), events=_NoEvents(), sites=registry,
-            latest=SensorStatusStore(), rules=RuleStore(), schedules=ScheduleStore(), scheduler=EventBridgeScheduler(),
+            latest=DynamoLatestReadings(), rules=RuleStore(), schedules=ScheduleStore(), scheduler=EventBridgeScheduler(),
         )  # fmt: skip
         iot_data = boto3.client("iot-data", region_name="us-east-1")
         phases: dict[str, tuple[int, Counter[str]]] = {}

@@ -1,16 +1,16 @@
 """Telemetry throughput and query time against the template's tables in a moto server.
 
 - Ingest: the same readings stored twice in one run, (a) through POST /api/v1/data/ingest (the
-  authorizer and TelemetryFunction in this process, batches of 1,000: validation, the idempotent raw
-  write and the 15 min / 1 h / 1 d rollups in DynamoDB transactions, sensor status) and (b) as plain
-  `batch_write_item` calls of the same raw items, 25 a call, into a copy of the raw table. The
+  authorizer and TelemetryFunction in this process, batches of 1,000: validation, the raw items and
+  each series' hour item, ems.telemetry.store, and the site's sealing when an hour is due) and (b) as
+  plain `batch_write_item` calls of the same raw items, 25 a call, into a copy of the raw table. The
   figure is (a) readings/s over (b) readings/s.
-- Queries: POST /api/v1/data/query for one sensor-year at 1 h (8,760 rollup items) and for a site of
-  100 sensors over 30 days at 15 min grouped by site, twice: from the site's rollups (2,880 items,
-  ems.telemetry.groups) and with the sensors named, which merges their rollups (288,000 items; 100
-  series of 2,880 points would pass the route's 50,000-point limit). The rollup items are written
-  directly, as the ingest path and its folds write them (the site's by the store's own `_put_group`),
-  so loading a year does not take the benchmark's whole run.
+- Queries: POST /api/v1/data/query for one sensor-year at 1 h (8,760 hour items) and for a site of
+  100 sensors over 30 days at 15 min grouped by site, twice: from the site's group items (720 items,
+  ems.telemetry.groups) and with the sensors named, which merges their hours (72,000 items; 100
+  series of 2,880 points would pass the route's 50,000-point limit). The items are written directly
+  with the store's own encoding (the site's sealed through the month), so loading a year does not take
+  the benchmark's whole run.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ INGEST_SENSORS, INGEST_STEPS = 50, 100  # 5,000 readings a round
 # median round's ratio, since one pass of each moves by a tenth from run to run on a shared machine.
 INGEST_ROUNDS = 3
 BATCH = 1000
-YEAR_SAMPLES, FLEET_SAMPLES = 5, 2  # a fleet query reads 288,000 items: about a minute in moto
+YEAR_SAMPLES, FLEET_SAMPLES = 5, 2  # a fleet query by sensor reads 72,000 items: seconds in moto
 HOUR_MS, QUARTER_MS = 3_600_000, 900_000
 
 
@@ -92,7 +92,7 @@ def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float
     items, seconds of the handler's time spent in the store's write and in the status update)."""
     from ems.core.settings import settings
     from ems.telemetry.models import Reading
-    from ems.telemetry.store import DynamoTelemetryStore, SensorStatusStore, raw_key
+    from ems.telemetry.store import DynamoTelemetryStore, raw_item
 
     sensors = _seed_site(aws, token, INGEST_SENSORS, f"IN{round_no}_")
     start_s = int(time.time()) - INGEST_STEPS * 60 - 600
@@ -103,7 +103,7 @@ def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float
         for s in sensors
     ]
     phases: dict[str, float] = {}
-    parts = {"store": (DynamoTelemetryStore, "write"), "status": (SensorStatusStore, "record")}
+    parts = {"store": (DynamoTelemetryStore, "write"), "seal": (DynamoTelemetryStore, "seal_hour")}
     started = time.perf_counter()
     with _time_spent_in(parts, phases):
         for offset in range(0, len(readings), BATCH):
@@ -123,11 +123,15 @@ def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float
     for r in readings:
         metrics = cast(dict[str, float], r["metrics"])
         reading = Reading(
-            SITE, str(r["sensor_id"]), "power_w", int(cast(int, r["ts"])) * 1000, metrics["power_w"]
+            SITE,
+            str(r["sensor_id"]),
+            "power_w",
+            int(cast(int, r["ts"])) * 1000,
+            metrics["power_w"],
+            None,
+            "plug",
         )
-        pk, sk = raw_key(reading)
-        items.append({"pk": {"S": pk}, "sk": {"S": sk}, "v": {"N": repr(reading.value)},
-                      "expires_at_epoch": {"N": str(reading.ts_ms // 1000 + expires)}})  # fmt: skip
+        items.append(raw_item(reading, expires))  # the very item the handler writes
     started = time.perf_counter()
     for offset in range(0, len(items), 25):
         request = {copy: [{"PutRequest": {"Item": i}} for i in items[offset : offset + 25]]}
@@ -154,39 +158,47 @@ def _put_all(aws: LocalAws, items: Iterator[dict[str, Any]]) -> None:
             batch.clear()
 
 
-def _load_rollups(
-    aws: LocalAws, sensors: list[str], resolution: str, start_ms: int, buckets: int, site: str = SITE
-) -> None:
-    from ems.telemetry.store import rollup_pk
+def _quarter(start_ms: int, sensors: int) -> Any:
+    """A quarter hour of `sensors` plugs, four readings each (50, 150, 80, 120: sum 400)."""
+    from decimal import Decimal
 
-    width = HOUR_MS if resolution == "1h" else QUARTER_MS
+    from ems.telemetry.rollup import Bucket
+
+    bucket = Bucket(
+        count=4 * sensors, sum=400.0 * sensors, min=50, max=150, last=120, last_ts=start_ms + 60_000
+    )
+    return bucket, Decimal(400 * sensors)
+
+
+def _load_hours(aws: LocalAws, sensors: list[str], start_ms: int, hours: int, site: str = SITE) -> None:
+    """Each sensor's hour items, four quarters each, as the store writes them."""
+    from ems.telemetry.hourly import cell
+    from ems.telemetry.store import _quarters_attrs, hour_pk
+
+    plug = cell(None, "plug")
     _put_all(aws, (
-        {"pk": {"S": rollup_pk(site, sensor_id, "power_w", resolution)}, "sk": {"N": str(ts)}, "c": {"N": "4"},
-         "s": {"N": "400"}, "mn": {"N": "50"}, "mx": {"N": "150"}, "l": {"N": "120"}, "lt": {"N": str(ts + 60_000)}}
+        {"pk": {"S": hour_pk(site, sensor_id, "power_w")}, "sk": {"N": str(hour)}, "v": {"N": "1"},
+         **_quarters_attrs({q: {plug: _quarter(hour + q * QUARTER_MS, 1)} for q in range(4)})}
         for sensor_id in sensors
-        for ts in (start_ms + n * width for n in range(buckets))
+        for hour in (start_ms + n * HOUR_MS for n in range(hours))
     ))  # fmt: skip
 
 
-def _load_site_rollups(aws: LocalAws, site: str, sensors: int, start_ms: int, buckets: int) -> None:
-    """The site's 15-minute buckets of `sensors` sensors loaded by `_load_rollups`, merged."""
-    from decimal import Decimal
+def _load_site_hours(aws: LocalAws, site: str, sensors: int, start_ms: int, hours: int) -> None:
+    """The site's group items of `sensors` sensors loaded by `_load_hours`, merged, and the site's seal
+    through the last of them (as sealing leaves them)."""
+    from ems.telemetry.groups import SITE_SCOPE, group_pk
+    from ems.telemetry.store import _quarters_attrs, seal_pk
 
-    from ems.telemetry.groups import SITE_SCOPE
-    from ems.telemetry.rollup import Bucket
-    from ems.telemetry.store import DynamoTelemetryStore
-
-    store = DynamoTelemetryStore()
-
-    def item(ts: int) -> dict[str, Any]:
-        merged = Bucket(
-            count=4 * sensors, sum=400.0 * sensors, min=50, max=150, last=120, last_ts=ts + 60_000
-        )
-        change = {"plug": (merged, Decimal(400 * sensors))}
-        put = store._put_group(site, (SITE_SCOPE, "power_w", "15m", ts), None, change)
-        return cast(dict[str, Any], put["Put"]["Item"])
-
-    _put_all(aws, (item(start_ms + n * QUARTER_MS) for n in range(buckets)))
+    _put_all(aws, (
+        {"pk": {"S": group_pk(site, SITE_SCOPE, "power_w")}, "sk": {"N": str(hour)}, "b": {"N": str(sensors)},
+         **_quarters_attrs({q: {"plug": _quarter(hour + q * QUARTER_MS, sensors)} for q in range(4)})}
+        for hour in (start_ms + n * HOUR_MS for n in range(hours))
+    ))  # fmt: skip
+    last = start_ms + (hours - 1) * HOUR_MS
+    _put_all(
+        aws, iter([{"pk": {"S": seal_pk(site)}, "sk": {"N": "0"}, "t": {"N": str(last)}, "v": {"N": "1"}}])
+    )
 
 
 def _time_query(
@@ -223,12 +235,12 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     year_start = int((now - timedelta(days=365)).timestamp() * 1000)
     (year_sensor,) = _seed_site(aws, token, 1, "YEAR_")
-    _load_rollups(aws, [year_sensor], "1h", year_start, 8760)
+    _load_hours(aws, [year_sensor], year_start, 8760)
     month_start = int((now - timedelta(days=30)).timestamp() * 1000)
     _ok(aws.call("POST", "/api/v1/sites", token, {"site_id": FLEET_SITE, "name": "fleet"}), "site")
     fleet = _seed_site(aws, token, 100, "FLEET_", FLEET_SITE)
-    _load_rollups(aws, fleet, "15m", month_start, 2880, FLEET_SITE)
-    _load_site_rollups(aws, FLEET_SITE, len(fleet), month_start, 2880)
+    _load_hours(aws, fleet, month_start, 720, FLEET_SITE)
+    _load_site_hours(aws, FLEET_SITE, len(fleet), month_start, 720)
 
     year = _time_query(aws, token, {
         "sensor_ids": [year_sensor], "metric": "power_w", "start_time": year_start // 1000,
@@ -246,10 +258,10 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
         for n, (c, h, r, _) in enumerate(rounds)
     ]
     query_rows = [
-        ["one sensor-year at 1 h (8,760 items)", f"{median(year):.0f}", f"{max(year):.0f}"],
-        ["100 sensors x 30 days at 15 min, by site, from the site's rollups (2,880 items)",
+        ["one sensor-year at 1 h (8,760 hour items)", f"{median(year):.0f}", f"{max(year):.0f}"],
+        ["100 sensors x 30 days at 15 min, by site, from the site's group items (720 hour items)",
          f"{median(month):.0f}", f"{max(month):.0f}"],
-        ["the same with the 100 sensors named: their rollups merged (288,000 items)",
+        ["the same with the 100 sensors named: their hours merged (72,000 items)",
          f"{median(merged):.0f}", f"{max(merged):.0f}"],
     ]  # fmt: skip
     return f"""## Telemetry ingest and queries (`{NAME}`)
@@ -264,10 +276,12 @@ partition-only queries, requests read by json.loads, condition parses kept, answ
 json.dumps; both paths below go through them). Ingest: {count:,} readings a round ({INGEST_SENSORS} sensors,
 one metric) through the authorizer and TelemetryFunction in this process, then the same raw items
 with plain `batch_write_item` into a copy of the raw table; {INGEST_ROUNDS} rounds of both in turn,
-each with new sensors, in the same run. A handler reading costs
-one raw item and three rollup puts in transactions (conditional, so a retry never counts twice),
-the sensors' status (conditional puts, one transaction a batch) and a TelemetryReceived event; a
-plain write is one item. Queries: {samples or YEAR_SAMPLES} timed calls of the first two and {
+each with new sensors, in the same run. A handler batch costs a read of the hour items it moves
+(BatchGetItem), its raw items (`batch_write_item`, as the plain path), one conditional put a series
+hour, the series' pointers when they move and, when an hour of the site is due, its sealing; and a
+TelemetryReceived event. A plain write is one item a reading. Queries: {
+        samples or YEAR_SAMPLES
+    } timed calls of the first two and {
         samples or FLEET_SAMPLES
     } of the third through TelemetryFunction (median and slowest), every
 answer's point count checked.
@@ -288,14 +302,13 @@ answer's point count checked.
 
 **Ratio handler / raw `batch_write_item`: {median(ratios):.2f}** (the median round; target >= 0.7)
 
-In the median round, where the handler's {handler_s:.1f} s went: the store's write (a read of the rollups the
-batch moves, then the transactions) {phases.get("store", 0):.1f} s, the sensors' status {
-        phases.get("status", 0):.1f} s,
-the rest (authorizer, parsing and validating 1,000 readings a request, the registry, the event)
-{handler_s - phases.get("store", 0) - phases.get("status", 0):.1f} s.
+In the median round, where the handler's {handler_s:.1f} s went: the store's write {
+        phases.get("store", 0):.1f} s
+(of which sealing the site's hours {phases.get("seal", 0):.1f} s), the rest (authorizer, parsing and
+validating 1,000 readings a request, the registry, the event) {handler_s - phases.get("store", 0):.1f} s.
 
 {table(["POST /api/v1/data/query", "median ms", "slowest ms"], query_rows)}
 
-**The site query from the site's rollups over the sensor-year query: {median(month) / median(year):.2f}**
+**The site query from the site's group items over the sensor-year query: {median(month) / median(year):.2f}**
 (target <= 1: no longer than the one-sensor-year query, same run)
 """

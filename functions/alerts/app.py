@@ -13,8 +13,8 @@ from ems.core.events import EventBridgePublisher, event_handler, is_eventbridge_
 from ems.core.http import http_app, lambda_handler, query_model
 from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
+from ems.telemetry.backends import latest_readings
 from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
-from ems.telemetry.store import SensorStatusStore
 
 app = http_app("alerts")
 OFFLINE_CHECK = {"check": "offline"}  # the schedule's input (template.yaml)
@@ -26,7 +26,7 @@ def stores() -> alerts.Stores:
         alerts=AlertStore(),
         registry=RegistryStore(),
         events=EventBridgePublisher(),
-        latest=SensorStatusStore(),
+        latest=latest_readings(),
     )
 
 

@@ -28,8 +28,7 @@ from ems.devices import service as devices
 from ems.devices.models import ListQuery
 from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
 from ems.registry.store import RegistryStore
-from ems.telemetry.backends import telemetry_store
-from ems.telemetry.store import SensorStatusStore
+from ems.telemetry.backends import latest_readings, telemetry_store
 
 app = http_app("batteries")
 
@@ -45,7 +44,7 @@ def device_stores() -> devices.Stores:
 @cache
 def stores() -> batteries.Stores:
     return batteries.Stores(
-        batteries=BatteryStore(), sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(),
+        batteries=BatteryStore(), sites=RegistryStore(), latest=latest_readings(), rollups=telemetry_store(),
         devices=devices.DeviceCommands(device_stores()), plans=PlanStore(),
     )  # fmt: skip
 

@@ -46,8 +46,8 @@ from ems.devices.store import (
     ScheduleStore,
 )
 from ems.registry.store import RegistryStore
+from ems.telemetry.backends import latest_readings
 from ems.telemetry.models import TELEMETRY_RECEIVED, TelemetryReceived
-from ems.telemetry.store import SensorStatusStore
 
 app = http_app("devices")
 STALE_CHECK = {"check": "stale_commands"}  # the schedule's input (template.yaml)
@@ -63,7 +63,7 @@ def stores() -> devices.Stores:
         iot=IotCoreCloud(),
         events=EventBridgePublisher(),
         sites=RegistryStore(),
-        latest=SensorStatusStore(),
+        latest=latest_readings(),
         rules=RuleStore(),
         schedules=ScheduleStore(),
         scheduler=EventBridgeScheduler(),

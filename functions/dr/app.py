@@ -45,8 +45,7 @@ from ems.dr.store import EventBridgeSchedules, InvitationStore
 from ems.forecast.store import ForecastStore
 from ems.ledger.store import LedgerStore
 from ems.registry.store import RegistryStore
-from ems.telemetry.backends import telemetry_store
-from ems.telemetry.store import SensorStatusStore
+from ems.telemetry.backends import latest_readings, telemetry_store
 
 app = http_app("dr")
 
@@ -61,7 +60,7 @@ class Batteries:
 @cache
 def battery_stores() -> BatteryStores:
     return BatteryStores(
-        batteries=BatteryStore(), sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store()
+        batteries=BatteryStore(), sites=RegistryStore(), latest=latest_readings(), rollups=telemetry_store()
     )
 
 
@@ -74,7 +73,7 @@ def device_commands() -> DeviceCommands:
             iot=IotCoreCloud(),
             events=EventBridgePublisher(),
             sites=RegistryStore(),
-            latest=SensorStatusStore(),
+            latest=latest_readings(),
         ),
         sent_by="dr",
     )
@@ -84,7 +83,7 @@ def device_commands() -> DeviceCommands:
 def stores() -> dr.Stores:
     return dr.Stores(
         invitations=InvitationStore(), devices=DeviceStore(), events=EventBridgePublisher(),
-        sites=RegistryStore(), latest=SensorStatusStore(), rollups=telemetry_store(), batteries=Batteries(),
+        sites=RegistryStore(), latest=latest_readings(), rollups=telemetry_store(), batteries=Batteries(),
         forecasts=ForecastStore(RegistryStore(), telemetry_store()), commands=device_commands(),
         schedules=EventBridgeSchedules(), ledger=LedgerStore(), command_states=CommandStore(),
         shadows=IotCoreCloud(),

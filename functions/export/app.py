@@ -9,16 +9,15 @@ from ems.core.http import http_app, lambda_handler, query_model
 from ems.registry.store import RegistryStore
 from ems.telemetry import export
 from ems.telemetry import service as telemetry
-from ems.telemetry.backends import telemetry_store
+from ems.telemetry.backends import latest_readings, telemetry_store
 from ems.telemetry.files import S3ExportFiles
-from ems.telemetry.store import SensorStatusStore
 
 app = http_app("export")
 
 
 @cache
 def stores() -> telemetry.Stores:
-    return telemetry.Stores(registry=RegistryStore(), telemetry=telemetry_store(), status=SensorStatusStore())
+    return telemetry.Stores(registry=RegistryStore(), telemetry=telemetry_store(), latest=latest_readings())
 
 
 @app.get("/api/v1/export")

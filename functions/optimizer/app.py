@@ -20,8 +20,7 @@ from ems.devices import service as devices
 from ems.devices.store import CommandStore, DeviceStore, IotCoreCloud
 from ems.forecast.store import ForecastStore
 from ems.registry.store import RegistryStore
-from ems.telemetry.backends import telemetry_store
-from ems.telemetry.store import SensorStatusStore
+from ems.telemetry.backends import latest_readings, telemetry_store
 
 app = http_app("optimizer")
 
@@ -33,7 +32,7 @@ def stores() -> batteries.Stores:
         devices.Stores(devices=DeviceStore(), commands=CommandStore(), iot=IotCoreCloud(), events=events)
     )
     return batteries.Stores(
-        batteries=BatteryStore(), sites=registry, latest=SensorStatusStore(), rollups=rollups, devices=commands,
+        batteries=BatteryStore(), sites=registry, latest=latest_readings(), rollups=rollups, devices=commands,
         plans=PlanStore(), forecasts=ForecastStore(registry, rollups),
         tariffs=registry, scheduler=OptimizerScheduler(), events=events,
     )  # fmt: skip

@@ -9,8 +9,7 @@ from ems.core.http import http_app, lambda_handler, query_model
 from ems.overview import service as overview
 from ems.overview.models import EnergyQuery, EnergyReport, Overview, RoomDetail, Summary
 from ems.registry.store import RegistryStore
-from ems.telemetry.backends import telemetry_store
-from ems.telemetry.store import SensorStatusStore
+from ems.telemetry.backends import latest_readings, telemetry_store
 
 app = http_app("overview")
 
@@ -21,7 +20,7 @@ def stores() -> overview.Stores:
     return overview.Stores(
         registry=RegistryStore(),
         telemetry=telemetry_store(),
-        latest=SensorStatusStore(),
+        latest=latest_readings(),
         tariffs=RegistryStore(),
         alerts=AlertStore(),
     )

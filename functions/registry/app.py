@@ -26,7 +26,7 @@ from ems.registry.store import RegistryStore
 from ems.tariffs.models import Tariff, TariffIn
 
 if TYPE_CHECKING:
-    from ems.telemetry.store import SensorStatusStore
+    from ems.registry.status import LatestReadings
 
 app = http_app("registry")
 
@@ -37,11 +37,11 @@ def store() -> RegistryStore:
 
 
 @cache
-def latest() -> SensorStatusStore:
+def latest() -> LatestReadings:
     # Only the sensor routes read readings: the telemetry store (and its models) is imported by them.
-    from ems.telemetry.store import SensorStatusStore
+    from ems.telemetry.backends import latest_readings
 
-    return SensorStatusStore()
+    return latest_readings()
 
 
 def _page() -> tuple[int, str | None]:

@@ -12,9 +12,9 @@ from ems.core.observability import instrumented
 from ems.registry.store import RegistryStore
 from ems.telemetry import device_queue
 from ems.telemetry import service as telemetry
-from ems.telemetry.backends import telemetry_store
+from ems.telemetry.backends import latest_readings, sensor_status, telemetry_store
 from ems.telemetry.models import DataQuery, IngestRequest, IngestResult, SensorDataQuery, Series, SeriesSet
-from ems.telemetry.store import SensorStatusStore, SqsDeadLetters
+from ems.telemetry.store import SqsDeadLetters
 
 app = http_app("telemetry")
 
@@ -23,7 +23,7 @@ app = http_app("telemetry")
 def stores() -> telemetry.Stores:
     """Made on first use, not at import: the backend comes from the environment."""
     return telemetry.Stores(
-        registry=RegistryStore(), telemetry=telemetry_store(), status=SensorStatusStore(),
+        registry=RegistryStore(), telemetry=telemetry_store(), status=sensor_status(), latest=latest_readings(),
         events=EventBridgePublisher(),
     )  # fmt: skip
 

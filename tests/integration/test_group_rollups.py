@@ -1,6 +1,6 @@
-"""Site and room rollups (ems.telemetry.groups) against moto: the journal every ingest transaction
-writes, the folds that move it into the group buckets, and reads that merge both. Each figure is
-checked against the readings themselves: count, sum, min, max and last of what was stored."""
+"""Site and room rollups (ems.telemetry.groups) against moto: hours read from the sensors' hours until they
+are sealed, from the group items after, and late readings that reach sealed hours. Each figure is checked
+against the readings themselves: count, sum, min, max and last of what was stored."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ems.telemetry import store as store_module
 from ems.telemetry.groups import SITE_SCOPE, by_types, room_scope
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import bucket_start
 from ems.telemetry.store import DynamoTelemetryStore
 
 NOW = int(datetime.now(UTC).timestamp() * 1000)
-DAY = NOW - NOW % 86_400_000 - 86_400_000  # yesterday, UTC
+DAY = NOW - NOW % 86_400_000 - 2 * 86_400_000  # the day before yesterday, UTC
+HOUR = 3_600_000
 ROOMS = {"T1": "lab", "T2": "lab", "P1": "lab", "P2": "hall", "P3": None}
 TYPES = {"T1": "temperature", "T2": "temperature", "P1": "plug", "P2": "plug", "P3": "plug"}
+
+
+def clock(ms: int):
+    return lambda: datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def reading(sensor: str, minute: float, value: float, room: str | None = "same") -> Reading:
@@ -47,8 +53,8 @@ def answered(
     start, end = DAY - 86_400_000, DAY + 2 * 86_400_000
     found = store.read_groups("hq", [scope], "power_w", resolution, start, end)[scope]
     out = {}
-    for bucket_ms, by_type in found.items():
-        b = by_types(by_type, frozenset(types) if types else None)
+    for bucket_ms, kinds in found.items():
+        b = by_types(kinds, frozenset(types) if types else None)
         if b is not None:
             out[bucket_ms] = (b.count, round(b.sum, 6), b.min, b.max, b.last)
     return out
@@ -66,17 +72,13 @@ def check_all(store: DynamoTelemetryStore, stored: list[Reading]) -> None:
     )
 
 
-def journal_size(store: DynamoTelemetryStore) -> int:
-    return len(store._journal("hq", None))
+def sealed_through(store: DynamoTelemetryStore) -> int | None:
+    seal = store._get_seal("hq")
+    return None if seal is None else seal.through
 
 
-@pytest.mark.parametrize("fold_every", [0, 1, 3])
-def test_group_buckets_equal_the_readings_folded_or_not(stack, fold_every: int) -> None:
-    """Batches with duplicates inside and across them, and a batch sent again whole: each reading
-    counts once in its site's and room's buckets, whether the journal was folded after every write,
-    now and then, or never (then a read merges every entry)."""
-    rng = random.Random(fold_every)
-    store = DynamoTelemetryStore(fold_every=fold_every)
+def random_batches(seed: int) -> list[list[Reading]]:
+    rng = random.Random(seed)
     sensors = list(ROOMS)
     batches = [
         [reading(rng.choice(sensors), rng.randint(0, 36 * 60) + rng.random(), round(rng.uniform(-50, 500), 2))
@@ -85,102 +87,117 @@ def test_group_buckets_equal_the_readings_folded_or_not(stack, fold_every: int) 
     ]  # fmt: skip
     batches.append(batches[3])  # a batch retried whole
     batches.append(batches[5][:7] + batches[8][-4:])  # a retry of parts of two
+    return batches
+
+
+def write_all(store: DynamoTelemetryStore, batches: list[list[Reading]]) -> list[Reading]:
     stored: dict[tuple[str, str, int], Reading] = {}
     for batch in batches:
         distinct = {(r.sensor_id, r.metric, r.ts_ms): r for r in reversed(batch)}  # the first of equal keys
         store.write(list(distinct.values()))
         for key, r in distinct.items():
             stored.setdefault(key, r)
-    check_all(store, list(stored.values()))
-    if fold_every == 0:
-        assert journal_size(store) >= len(batches) - 2  # every transaction journaled, none folded
-    assert store.fold("hq", rounds=1000) >= 0 and journal_size(store) == 0
-    check_all(store, list(stored.values()))  # the same once everything is folded
+    return list(stored.values())
+
+
+@pytest.mark.parametrize("now_ms", [DAY, DAY + 3 * 86_400_000], ids=["nothing due", "every hour due"])
+def test_group_buckets_equal_the_readings_sealed_or_not(stack, now_ms: int) -> None:
+    """Batches over 36 hours with duplicates inside and across them, and batches sent again: each reading
+    counts once in its site's and room's buckets, whether its hour is read from its sensors' hours (open)
+    or from the group items (sealed), and late batches reach the hours sealed before them."""
+    store = DynamoTelemetryStore(now=clock(now_ms))
+    stored = write_all(store, random_batches(now_ms % 7))
+    check_all(store, stored)
+    through = sealed_through(store)
+    assert through is not None
+    if now_ms == DAY:
+        assert through < DAY  # nothing sealed: every hour read from the sensors'
+    else:
+        assert through >= DAY + 20 * HOUR  # two hours a write: most of the 36 are sealed, some while written
+        writes = 0  # writes of one reading again and again seal the rest, two hours each (hours over + grace)
+        while sealed_through(store) != DAY + 2 * 86_400_000 + 22 * HOUR and writes < 40:
+            stored = write_all(store, [stored, [reading("P3", 0, -50.0)]])  # stored again: counted once
+            writes += 1
+        assert sealed_through(store) == DAY + 2 * 86_400_000 + 22 * HOUR
+        check_all(store, stored)
+    late = write_all(store, [[reading(s, m * 7.5, 1000.0 + m) for s in ROOMS for m in range(0, 36 * 8, 5)]])
+    check_all(
+        store,
+        stored + [r for r in late if r.ts_ms not in {x.ts_ms for x in stored if x.sensor_id == r.sensor_id}],
+    )
 
 
 def test_a_reading_counts_for_the_room_its_sensor_was_in(stack) -> None:
-    store = DynamoTelemetryStore(fold_every=1)
+    """P1 moves from the lab to the hall within a quarter hour: its readings stay where they were read, and
+    its own series holds all of them."""
+    store = DynamoTelemetryStore(now=clock(DAY + 86_400_000))
     before = [reading("P1", m, 10.0 + m) for m in range(5)]  # P1 in the lab
     after = [reading("P1", 5 + m, 100.0 + m, room="hall") for m in range(3)]  # then moved to the hall
     store.write(before)
     store.write(after)
-    assert answered(store, room_scope("lab"), "1h") == {DAY: (5, 60.0, 10.0, 14.0, 14.0)}
-    assert answered(store, room_scope("hall"), "1h") == {DAY: (3, 303.0, 100.0, 102.0, 102.0)}
-    assert answered(store, SITE_SCOPE, "1h") == {DAY: (8, 363.0, 10.0, 102.0, 102.0)}
+    for _ in range(2):
+        assert answered(store, room_scope("lab"), "1h") == {DAY: (5, 60.0, 10.0, 14.0, 14.0)}
+        assert answered(store, room_scope("hall"), "1h") == {DAY: (3, 303.0, 100.0, 102.0, 102.0)}
+        assert answered(store, SITE_SCOPE, "15m") == {DAY: (8, 363.0, 10.0, 102.0, 102.0)}
+        own = store.read_rollups("hq", ["P1"], "power_w", "15m", DAY, DAY + HOUR)["P1"][DAY]
+        assert (own.count, own.sum) == (8, 363.0)
+        store.seal_hour("hq", DAY, None)  # and the same from the group items
+        store_module.DynamoTelemetryStore._update_seal(store, "hq", store._get_seal("hq"), "SET t = :p, v = :next",
+                                                       {":p": {"N": str(DAY)}})  # fmt: skip
 
 
-def test_a_fold_that_lost_the_race_applies_nothing_twice(stack, monkeypatch) -> None:
-    """Two folders read the same entries; the first commits, the second's transaction is refused
-    (its deletes find nothing) and it stops."""
-    writer = DynamoTelemetryStore(fold_every=0)
-    stored = [reading("P2", m, float(m)) for m in range(20)]
-    writer.write(stored[:10])
-    writer.write(stored[10:])
-    late = DynamoTelemetryStore(fold_every=0)
-    seen = late._journal("hq", None)
-    assert writer.fold("hq") == 2
-    monkeypatch.setattr(late, "_journal", lambda site, limit: seen)
-    assert late.fold("hq") == 0
+def test_a_late_writer_racing_the_sealer_is_counted(stack, monkeypatch) -> None:
+    """The sealer reads the sensors' hours; a late reading of that hour is written before the sealer puts
+    the group items: the late writer finds the hour pending and makes the group items itself, and the
+    sealer's (made from the older read) does not overwrite them."""
+    stored = [reading("P2", m, float(m)) for m in range(30)]
+    DynamoTelemetryStore(now=clock(DAY)).write(stored[:1])  # the site's first write, nothing due: its seal
+    store = DynamoTelemetryStore(now=clock(DAY + 2 * HOUR))  # by this one's clock hour DAY is due
+    real = DynamoTelemetryStore._group_hours
+    raced = []
+
+    def read_then_race(self, site_id, hour, metrics):
+        made = real(self, site_id, hour, metrics)
+        if not raced and metrics is None:  # the sealer's first read
+            raced.append(1)
+            DynamoTelemetryStore(now=clock(DAY + 2 * HOUR)).write(stored[1:])  # a late writer of that hour
+        return made
+
+    monkeypatch.setattr(DynamoTelemetryStore, "_group_hours", read_then_race)
+    store.write([reading("P3", 60, 1.0)])  # finds hour DAY due: seals it
+    assert raced and sealed_through(store) == DAY
+    assert answered(store, room_scope("hall"), "15m") == expected(stored, room_scope("hall"), "15m")
+
+
+def test_a_sealer_that_stopped_is_taken_over(stack, monkeypatch) -> None:
+    """A sealer marks its hour pending and dies: reads keep reading that hour from the sensors' hours, and
+    once the mark is stale a write finishes it."""
+    stored = [reading(s, m, float(m)) for s in ("P1", "P2") for m in range(0, 60, 3)]
+    DynamoTelemetryStore(now=clock(DAY)).write(stored[:1])  # the site's first write, nothing due: its seal
+    store = DynamoTelemetryStore(now=clock(DAY + 2 * HOUR))
+    monkeypatch.setattr(DynamoTelemetryStore, "seal_hour", lambda *a: (_ for _ in ()).throw(TimeoutError()))
+    with pytest.raises(TimeoutError):
+        store.write(stored[1:])
     monkeypatch.undo()
-    check_all(writer, stored)
-
-
-def test_a_read_that_raced_a_fold_reads_again(stack, monkeypatch) -> None:
-    """A fold commits after the read took the journal and before it took the buckets: counting both
-    would count those readings twice, so the read goes again."""
-    store = DynamoTelemetryStore(fold_every=0)
-    stored = [reading(s, m, float(m)) for s in ("P1", "P2") for m in range(30)]
-    store.write(stored)
-    assert journal_size(store) == 1
-    real = DynamoTelemetryStore._journal
-    calls = []
-
-    def journal_then_fold(site_id: str, limit: int | None):
-        calls.append(1)
-        entries = real(store, site_id, limit)
-        if len(calls) == 1:
-            DynamoTelemetryStore(fold_every=0).fold(site_id)  # commits between this and the buckets
-        return entries
-
-    monkeypatch.setattr(store, "_journal", journal_then_fold)
-    assert answered(store, SITE_SCOPE, "15m") == expected(stored, SITE_SCOPE, "15m")
-    assert len(calls) == 4  # journal, buckets, journal (an entry gone): again, once
-
-
-def test_a_failed_fold_loses_nothing(stack, monkeypatch) -> None:
-    """The write succeeds when its fold fails: the entry stays in the journal and reads count it."""
-    store = DynamoTelemetryStore(fold_every=1)
-    monkeypatch.setattr(
-        store, "fold", lambda site_id, rounds=4: (_ for _ in ()).throw(RuntimeError("DynamoDB is down"))
-    )
-    stored = [reading("T1", m, 20.0 + m / 10) for m in range(12)]
-    assert store.write(stored).created == 12
-    assert journal_size(store) == 1
-    check_all(store, stored)
-
-
-def test_a_wide_batch_is_journaled_in_entries_a_fold_can_apply(stack) -> None:
-    """A batch spread over many buckets (a history upload): each transaction's entry moves fewer than
-    100 group buckets, so every entry folds in a transaction of its own deletes and buckets."""
-    store = DynamoTelemetryStore(fold_every=0)
-    stored = [reading(s, m * 15, float(m)) for s in ("P1", "P2") for m in range(180)]  # 45 h
-    store.write(stored)
-    entries = store._journal("hq", None)
-    assert len(entries) > 1
-    assert store.fold("hq", rounds=1000) == len(entries) and journal_size(store) == 0
-    check_all(store, stored)
+    seal = store._get_seal("hq")
+    assert (seal.through, seal.pending) == (DAY - HOUR, DAY)
+    check_all(store, stored)  # read from the sensors' hours
+    store.write([reading("P3", 61, 1.0)])  # the mark is fresh: left to its sealer
+    assert store._get_seal("hq").pending == DAY
+    monkeypatch.setattr(store_module, "_real_ms", lambda: seal.since_ms + store_module.SEAL_STALE_MS + 1)
+    store.write([reading("P3", 62, 1.0)])
+    seal = store._get_seal("hq")
+    assert (seal.through, seal.pending) == (DAY, None)
+    check_all(store, [*stored, reading("P3", 61, 1.0), reading("P3", 62, 1.0)])
 
 
 # ---------------------------------------------------------------- through the API
 
 
-def test_room_and_site_queries_read_the_group_rollups(api, admin_token, monkeypatch) -> None:
+def test_room_and_site_queries_read_the_group_rollups(api, admin_token) -> None:
     """A sensor moves from the lab to the hall between two uploads: a room series holds what was read
     in the room; a `sensor_types` filter reads those types' buckets; a room's climate metric is its
-    climate sensors' only. With GROUP_ROLLUPS_SINCE after the range, the same query merges the sensors'
-    rollups by the rooms they are in now (what a deployment with older data gets)."""
-    from ems.core import settings
-
+    climate sensors' only."""
     hq = {"x-site": "hq"}
 
     def call(method: str, path: str, **kwargs):
@@ -209,7 +226,7 @@ def test_room_and_site_queries_read_the_group_rollups(api, admin_token, monkeypa
     assert call("POST", "/api/v1/data/ingest", body={"readings": second})["accepted"] == 1
     window = {"start_time": hour_s, "end_time": hour_s + 3600, "resolution": "1h"}
 
-    def by_room(**extra) -> dict[str, tuple[float, int]]:
+    def by_room(**extra) -> dict[str, list[tuple[float, int]]]:
         body = call(
             "POST",
             "/api/v1/data/query",
@@ -227,7 +244,5 @@ def test_room_and_site_queries_read_the_group_rollups(api, admin_token, monkeypa
         "GET", "/api/v1/rooms/lab/data", query={"metric": "temperature_c", "aggregate": "max", **window}
     )
     assert [(p["value"], p["count"]) for p in room["points"]] == [(21.0, 1)]  # the lab's climate sensors only
-
-    monkeypatch.setenv("GROUP_ROLLUPS_SINCE", "2999-01-01T00:00:00Z")
-    settings.settings.cache_clear()
-    assert by_room() == {"lab": [], "hall": [(310.0, 3)]}  # P1 is in the hall now: the lab has no power_w
+    # Named sensors are their own series merged, by the rooms they are in now.
+    assert by_room(sensor_ids=["P1", "P2"]) == {"hall": [(310.0, 3)]}

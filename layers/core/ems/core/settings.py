@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _epoch_ms(value: str) -> int:
-    """An ISO 8601 time (UTC when it names no zone) as epoch ms; empty: 0."""
-    if not value.strip():
-        return 0
-    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -51,10 +42,6 @@ class Settings:
     # How long an AWS call may wait for its answer: sized for AWS; a local moto under load is slower.
     aws_read_timeout_s: float = 5.0
     export_inline_max_bytes: int = 5_000_000
-    # Site and room queries read the site and room rollups (ems.telemetry.groups) for ranges that
-    # start at or after this (epoch ms); before it, the sensors' rollups merged. 0: a deployment whose
-    # every reading was stored with group rollups (GroupRollupsSince in template.yaml).
-    group_rollups_since_ms: int = 0
     version: str = "0.1.0"
 
     @property
@@ -91,6 +78,5 @@ def settings() -> Settings:
         timestream_table=env.get("TIMESTREAM_TABLE") or "readings",
         aws_read_timeout_s=float(env.get("EMS_AWS_READ_TIMEOUT_SECONDS") or 5.0),
         export_inline_max_bytes=int(env.get("EXPORT_INLINE_MAX_BYTES") or 5_000_000),
-        group_rollups_since_ms=_epoch_ms(env.get("GROUP_ROLLUPS_SINCE", "")),
         version=__version__,
     )

@@ -207,9 +207,9 @@ def _reported_metrics(site_id: str, q: ExportQuery, s: telemetry.Stores) -> list
     """The metrics the selected sensors gave in their newest readings (no scan of readings)."""
     selection = DataQuery(sensor_ids=q.sensor_ids, rooms=q.rooms, metric="value", start_time=0, end_time=1)
     sensors = telemetry.select_sensors(site_id, selection, s.registry)
-    if s.status is None or not sensors:
+    if s.latest is None or not sensors:
         return ["value"]
-    heard = s.status.get(site_id, [x.sensor_id for x in sensors])
+    heard = s.latest.get(site_id, [x.sensor_id for x in sensors])
     found = sorted({metric for h in heard.values() for metric in h.metrics})
     if len(found) > MAX_METRICS:
         raise BadRequest(f"these sensors report {len(found)} metrics; name at most {MAX_METRICS}", "metrics")

@@ -24,8 +24,10 @@ from ems.core.observability import logger, metrics
 from ems.core.pagination import every
 from ems.core.settings import settings
 from ems.registry.models import Sensor
+from ems.registry.status import LatestReadings
 from ems.telemetry import sharing
 from ems.telemetry.groups import SITE_SCOPE, by_types, room_scope
+from ems.telemetry.hourly import hours_between
 from ems.telemetry.models import (
     MAX_READINGS_PER_BATCH,
     ROOM_METRIC_OF_SENSOR_TYPE,
@@ -66,7 +68,8 @@ LIST_PAGE = 200
 class Stores:
     registry: SensorDirectory
     telemetry: TelemetryStore
-    status: SensorStatus | None = None  # None: sensor status is not kept (bench, some tests)
+    status: SensorStatus | None = None  # moved after a write (ems.telemetry.backends.sensor_status)
+    latest: LatestReadings | None = None  # each sensor's newest reading, where a read needs it
     events: EventPublisher | None = None  # None: no TelemetryReceived is emitted
 
 
@@ -349,20 +352,23 @@ def _read(
 
 
 def _check_size(window: Window, series: int, keys: int, of: str) -> None:
-    """Rollup reads are bounded before reading: items read and points answered."""
-    per_series = buckets_between(window.start_ms, window.end_ms, window.resolution)
-    if per_series * series > MAX_ROLLUP_ITEMS or per_series * keys > MAX_POINTS:
+    """Rollup reads are bounded before reading: items read (an hour a series, ems.telemetry.hourly) and
+    points answered."""
+    points = buckets_between(window.start_ms, window.end_ms, window.resolution)
+    first, last = hours_between(window.start_ms, window.end_ms, window.resolution)
+    items = (last - first) // WIDTH_MS["1h"]
+    if items * series > MAX_ROLLUP_ITEMS or points * keys > MAX_POINTS:
         raise BadRequest(
-            f"this asks for up to {per_series * keys} points of {series} {of}; narrow "
-            "start_time..end_time, choose a coarser resolution or group_by",
+            f"this asks for up to {points * keys} points of {series} {of} ({items * series} hours read); "
+            "narrow start_time..end_time, choose a coarser resolution or group_by",
             "start_time",
         )
 
 
 def _group_store(store: TelemetryStore, window: Window) -> GroupRollups | None:
-    """The store's site and room rollups, when they answer this window (not raw, and not before
-    settings().group_rollups_since_ms); None: merge the sensors' rollups."""
-    if window.resolution == "raw" or window.start_ms < settings().group_rollups_since_ms:
+    """The store's site and room rollups, when it keeps them and the window is not raw; None: merge the
+    sensors' rollups."""
+    if window.resolution == "raw":
         return None
     return store if isinstance(store, GroupRollups) else None
 

@@ -17,6 +17,7 @@ from ems.core.errors import Invalid
 from ems.core.ids import USER_ID
 from ems.registry.models import METRIC_PATTERN, Sensor
 from ems.telemetry.models import Reading
+from ems.telemetry.rollup import bucket_start
 
 METRIC = re.compile(METRIC_PATTERN)
 FIELDS = frozenset({"sensor_id", "ts", "value", "metrics", "unit"})
@@ -107,7 +108,7 @@ def parse_reading(
     ts_ms = _ts_ms(raw.get("ts"))
     if ts_ms > latest.timestamp() * 1000:
         raise Rejected("ts is more than 5 minutes in the future")
-    if ts_ms < earliest.timestamp() * 1000:
+    if bucket_start(ts_ms, "15m") < earliest.timestamp() * 1000:  # its quarter hour must be whole in raw
         raise Rejected("ts is older than the raw retention")
     has_value, has_metrics = "value" in raw, "metrics" in raw
     if has_value == has_metrics:
