@@ -58,7 +58,7 @@ class ThrottledSite:
         self.writes += 1
         if self.throttling and any(r.site_id == self.site for r in readings):
             error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
-            raise ClientError(error, "TransactWriteItems")  # type: ignore[arg-type]
+            raise ClientError(error, "PutItem")  # type: ignore[arg-type]
         return self.real.write(readings)
 
     def __getattr__(self, name: str) -> Any:
