@@ -826,7 +826,7 @@ one `temperature_c` with a threshold that the readings stay inside, so alerts ev
 nothing; no WebSocket subscriber, but in the workload that says one: a connection holding the site's
 `site` and `sensors/*` topics). The messages go to TelemetryIngestFunction's `sqs_handler` in batches as the event source
 mapping would make them, and every event it publishes goes, through the template's EventBridge rules,
-to the functions they name (RealtimeFunction's fan-out, AlertsFunction's `evaluate_readings`), all in
+to the functions they name (RealtimeFunction's fan-out, AlertsFunction's `evaluate_readings`, DevicesFunction's automation rules), all in
 this process against the template's tables in a moto server, on simulated time (the ems clock at each
 batch's arrival). Every DynamoDB request is counted by botocore hooks and priced in request units from
 the items as stored (the rules in bench/cost.py's docstring); nothing is scaled but the building-month.
