@@ -1,10 +1,10 @@
 """Telemetry throughput and query time against the template's tables in a moto server.
 
 - Ingest: the same readings stored twice in one run, (a) through POST /api/v1/data/ingest (the
-  authorizer and TelemetryFunction in this process, batches of 1,000: validation, the raw items and
-  each series' hour item, ems.telemetry.store, and the site's sealing when an hour is due) and (b) as
-  plain `batch_write_item` calls of the same raw items, 25 a call, into a copy of the raw table. The
-  figure is (a) readings/s over (b) readings/s.
+  authorizer and TelemetryFunction in this process, batches of 1,000: validation, the readings in
+  their series' quarter items, ems.telemetry.store, and the site's sealing when an hour is due) and (b)
+  as plain `batch_write_item` calls of one item a reading (a raw item as it was kept before the quarter
+  items), 25 a call, into a copy of the raw table. The figure is (a) readings/s over (b) readings/s.
 - Queries: POST /api/v1/data/query for one sensor-year at 1 h (8,760 hour items) and for a site of
   100 sensors over 30 days at 15 min grouped by site, twice: from the site's group items (720 items,
   ems.telemetry.groups) and with the sensors named, which merges their hours (72,000 items; 100
@@ -91,8 +91,7 @@ def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float
     """One round: (readings, seconds through the handler, seconds of raw batch_write_item of the same
     items, seconds of the handler's time spent in the store's write and in the status update)."""
     from ems.core.settings import settings
-    from ems.telemetry.models import Reading
-    from ems.telemetry.store import DynamoTelemetryStore, raw_item
+    from ems.telemetry.store import DynamoTelemetryStore
 
     sensors = _seed_site(aws, token, INGEST_SENSORS, f"IN{round_no}_")
     start_s = int(time.time()) - INGEST_STEPS * 60 - 600
@@ -120,18 +119,12 @@ def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float
                           AttributeDefinitions=source["AttributeDefinitions"], KeySchema=source["KeySchema"])  # fmt: skip
     expires = settings().raw_retention_days * 86_400
     items = []
-    for r in readings:
-        metrics = cast(dict[str, float], r["metrics"])
-        reading = Reading(
-            SITE,
-            str(r["sensor_id"]),
-            "power_w",
-            int(cast(int, r["ts"])) * 1000,
-            metrics["power_w"],
-            None,
-            "plug",
-        )
-        items.append(raw_item(reading, expires))  # the very item the handler writes
+    for r in readings:  # one item a reading, as the raw table held them before quarter items
+        ts_ms = int(cast(int, r["ts"])) * 1000
+        day = time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
+        items.append({"pk": {"S": f"{SITE}#{r['sensor_id']}#{day}"}, "sk": {"S": f"power_w#{ts_ms:013d}"},
+                      "v": {"N": repr(cast(dict[str, float], r["metrics"])["power_w"])},
+                      "expires_at_epoch": {"N": str(ts_ms // 1000 + expires)}, "k": {"S": "plug"}})  # fmt: skip
     started = time.perf_counter()
     for offset in range(0, len(items), 25):
         request = {copy: [{"PutRequest": {"Item": i}} for i in items[offset : offset + 25]]}
@@ -177,7 +170,7 @@ def _load_hours(aws: LocalAws, sensors: list[str], start_ms: int, hours: int, si
 
     plug = cell(None, "plug")
     _put_all(aws, (
-        {"pk": {"S": hour_pk(site, sensor_id, "power_w")}, "sk": {"N": str(hour)}, "v": {"N": "1"},
+        {"pk": {"S": hour_pk(site, sensor_id, "power_w")}, "sk": {"N": str(hour)}, "b": {"N": "1"},
          **_quarters_attrs({q: {plug: _quarter(hour + q * QUARTER_MS, 1)} for q in range(4)})}
         for sensor_id in sensors
         for hour in (start_ms + n * HOUR_MS for n in range(hours))
@@ -276,10 +269,10 @@ partition-only queries, requests read by json.loads, condition parses kept, answ
 json.dumps; both paths below go through them). Ingest: {count:,} readings a round ({INGEST_SENSORS} sensors,
 one metric) through the authorizer and TelemetryFunction in this process, then the same raw items
 with plain `batch_write_item` into a copy of the raw table; {INGEST_ROUNDS} rounds of both in turn,
-each with new sensors, in the same run. A handler batch costs a read of the hour items it moves
-(BatchGetItem), its raw items (`batch_write_item`, as the plain path), one conditional put a series
-hour, the series' pointers when they move and, when an hour of the site is due, its sealing; and a
-TelemetryReceived event. A plain write is one item a reading. Queries: {
+each with new sensors, in the same run. A handler batch costs a read of the quarter items it moves
+(BatchGetItem), their conditional puts (here 20 readings a sensor a batch: dense, so in transactions of
+100 quarters), the series' pointers when they move and, when an hour of the site is due, its sealing;
+and a TelemetryReceived event. A plain write is one item a reading. Queries: {
         samples or YEAR_SAMPLES
     } timed calls of the first two and {
         samples or FLEET_SAMPLES

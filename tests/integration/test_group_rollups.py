@@ -1,5 +1,5 @@
-"""Site and room rollups (ems.telemetry.groups) against moto: hours read from the sensors' hours until they
-are sealed, from the group items after, and late readings that reach sealed hours. Each figure is checked
+"""Site and room rollups (ems.telemetry.groups) against moto: hours read from the sensors' quarters until
+they are sealed, from the hour and group items after, and late readings that reach sealed hours. Each figure is checked
 against the readings themselves: count, sum, min, max and last of what was stored."""
 
 from __future__ import annotations
@@ -141,32 +141,34 @@ def test_a_reading_counts_for_the_room_its_sensor_was_in(stack) -> None:
         assert answered(store, SITE_SCOPE, "15m") == {DAY: (8, 363.0, 10.0, 102.0, 102.0)}
         own = store.read_rollups("hq", ["P1"], "power_w", "15m", DAY, DAY + HOUR)["P1"][DAY]
         assert (own.count, own.sum) == (8, 363.0)
-        store.seal_hour("hq", DAY, None)  # and the same from the group items
+        store.seal_hour("hq", DAY)  # and the same from the hour and group items
         store_module.DynamoTelemetryStore._update_seal(store, "hq", store._get_seal("hq"), "SET t = :p, v = :next",
                                                        {":p": {"N": str(DAY)}})  # fmt: skip
 
 
 def test_a_late_writer_racing_the_sealer_is_counted(stack, monkeypatch) -> None:
-    """The sealer reads the sensors' hours; a late reading of that hour is written before the sealer puts
-    the group items: the late writer finds the hour pending and makes the group items itself, and the
-    sealer's (made from the older read) does not overwrite them."""
+    """The sealer reads the quarters; late readings of that hour are written before the sealer puts the
+    hour and group items: the late writer finds the hour pending and makes the items itself, and the
+    sealer's (made from the older read) do not overwrite them."""
     stored = [reading("P2", m, float(m)) for m in range(30)]
     DynamoTelemetryStore(now=clock(DAY)).write(stored[:1])  # the site's first write, nothing due: its seal
     store = DynamoTelemetryStore(now=clock(DAY + 2 * HOUR))  # by this one's clock hour DAY is due
-    real = DynamoTelemetryStore._group_hours
+    real = DynamoTelemetryStore._get_quarters
     raced = []
 
-    def read_then_race(self, site_id, hour, metrics):
-        made = real(self, site_id, hour, metrics)
-        if not raced and metrics is None:  # the sealer's first read
+    def read_then_race(keys):
+        found = real(store, keys)
+        if not raced and store._get_seal("hq").pending == DAY:  # the sealer's first read
             raced.append(1)
             DynamoTelemetryStore(now=clock(DAY + 2 * HOUR)).write(stored[1:])  # a late writer of that hour
-        return made
+        return found
 
-    monkeypatch.setattr(DynamoTelemetryStore, "_group_hours", read_then_race)
+    monkeypatch.setattr(store, "_get_quarters", read_then_race)
     store.write([reading("P3", 60, 1.0)])  # finds hour DAY due: seals it
     assert raced and sealed_through(store) == DAY
     assert answered(store, room_scope("hall"), "15m") == expected(stored, room_scope("hall"), "15m")
+    own = store.read_rollups("hq", ["P2"], "power_w", "1h", DAY, DAY + HOUR)["P2"][DAY]
+    assert (own.count, own.sum) == (30, float(sum(range(30))))
 
 
 def test_a_sealer_that_stopped_is_taken_over(stack, monkeypatch) -> None:

@@ -1,5 +1,5 @@
-"""The DynamoDB telemetry store against moto: each reading counted once in its hour however writes race,
-fail halfway or come late, and what a reading costs in requests; each sensor's newest reading."""
+"""The DynamoDB telemetry store against moto: each reading once in its quarter however writes race or come
+again, what a reading costs in requests, dense batches in transactions; each sensor's newest reading."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import pytest
-
 from ems.registry.status import Heard
 from ems.telemetry.models import Reading
 from ems.telemetry.rollup import bucket_start
-from ems.telemetry.store import DynamoLatestReadings, DynamoTelemetryStore, SensorStatusStore
+from ems.telemetry.store import DynamoLatestReadings, DynamoTelemetryStore, Quarter, SensorStatusStore
 
 NOW = int(datetime.now(UTC).timestamp() * 1000)
 HOUR = NOW - NOW % 3_600_000 - 3_600_000
@@ -56,7 +54,7 @@ def test_the_same_readings_twice_count_once(stack) -> None:
     assert raw_values(s) == [1.5, 2.5, -1.0, 4.0]
 
 
-def test_a_late_reading_rebuilds_its_quarter_from_the_raw_readings(stack) -> None:
+def test_a_late_reading_joins_its_quarter(stack) -> None:
     s = store()
     s.write(readings([float(m) for m in range(20)]))  # minutes 0..19: quarters 0 and 1
     late = s.write([Reading("hq", "S1", "power_w", HOUR + 90_000, 100.0)])  # minute 1.5, behind the newest
@@ -66,23 +64,25 @@ def test_a_late_reading_rebuilds_its_quarter_from_the_raw_readings(stack) -> Non
     assert (first.count, first.sum, first.max, first.last) == (16, sum(range(15)) + 100.0, 100.0, 14.0)
     assert quarters[HOUR + 900_000].count == 5
     assert totals(s)[:2] == (21, sum(range(20)) + 100.0)
+    assert raw_values(s)[:3] == [0.0, 1.0, 100.0]
 
 
-def test_a_write_that_lost_a_race_reads_the_hour_again(stack, monkeypatch) -> None:
-    """Another writer stored the same readings after this one read the hour: this one's put is refused,
-    and it rebuilds the hour from the raw readings, so nothing counts twice."""
+def test_a_write_that_lost_a_race_reads_the_quarter_again(stack, monkeypatch) -> None:
+    """Another writer stored some of the same readings after this one read the quarter: this one's put
+    is refused, it reads the quarter again and adds only what is still missing, and says which were there."""
     first, second = store(), store()
     first.write(readings([1.0, 2.0]))
-    real = DynamoTelemetryStore._hours_and_pointers
+    real = DynamoTelemetryStore._quarters_and_pointers
     reads = []
 
     def stale_first(self, keys, series):
         reads.append(1)
-        hours, pointers = real(self, keys, series)
-        return ({k: type(h)(0, {}) for k, h in hours.items()}, {}) if len(reads) == 1 else (hours, pointers)
+        quarters, pointers = real(self, keys, series)
+        return ({k: Quarter() for k in quarters}, {}) if len(reads) == 1 else (quarters, pointers)
 
-    monkeypatch.setattr(DynamoTelemetryStore, "_hours_and_pointers", stale_first)
-    second.write(readings([1.0, 2.0, 5.0]))
+    monkeypatch.setattr(DynamoTelemetryStore, "_quarters_and_pointers", stale_first)
+    outcome = second.write(readings([1.0, 2.0, 5.0]))
+    assert (outcome.created, len(outcome.duplicates)) == (1, 2)
     assert totals(first) == (3, 8.0, 1.0, 5.0, 5.0)
     assert raw_values(first) == [1.0, 2.0, 5.0]
 
@@ -96,11 +96,13 @@ def fleet(sensors: int, minutes: int, value: float, prefix: str = "S") -> list[R
 
 
 def test_writers_racing_on_the_same_series_count_each_reading_once(stack, monkeypatch) -> None:
-    """Four writers with overlapping batches of the same six sensors' hour, each reading the hours before
-    any has written: one put of each hour wins, the others rebuild from the raw readings."""
+    """Four writers with overlapping batches of the same six sensors' hour, each reading the quarters
+    before any has written: one put of each quarter wins, the others read it again and add what is
+    missing; each reading is created once in all."""
     batches = [fleet(6, 60, 1.0)[i::2] + fleet(6, 60, 1.0)[: 40 * (i + 1)] for i in range(4)]
+    distinct = {r for b in batches for r in b}
     all_looked = threading.Barrier(4)
-    real = DynamoTelemetryStore._hours_and_pointers
+    real = DynamoTelemetryStore._quarters_and_pointers
     first_looks: set[str] = set()
 
     def look_then_wait(self, keys, series):  # each racer's first look waits for the others'
@@ -111,9 +113,10 @@ def test_writers_racing_on_the_same_series_count_each_reading_once(stack, monkey
             all_looked.wait()
         return found
 
-    monkeypatch.setattr(DynamoTelemetryStore, "_hours_and_pointers", look_then_wait)
+    monkeypatch.setattr(DynamoTelemetryStore, "_quarters_and_pointers", look_then_wait)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="racer") as pool:
-        list(pool.map(lambda b: store().write(list(dict.fromkeys(b))), batches))
+        outcomes = list(pool.map(lambda b: store().write(list(dict.fromkeys(b))), batches))
+    assert sum(o.created for o in outcomes) == len(distinct) == 360
     s = store()
     sensors = [f"S{n}" for n in range(6)]
     hours = s.read_rollups("hq", sensors, "power_w", "1h", HOUR, HOUR + 1)
@@ -124,55 +127,66 @@ def test_writers_racing_on_the_same_series_count_each_reading_once(stack, monkey
         assert len(raw_values(s, sensor)) == 60
 
 
-def test_a_batch_that_failed_halfway_is_whole_once_retried(stack, monkeypatch) -> None:
-    """The raw items are written, then the hour's put fails (the function dies, the network drops): the
-    retried batch finds its readings stored, and its hour is rebuilt from them."""
-    s = store()
-    s.write(readings([1.0, 2.0]))
-    batch = readings([1.0, 2.0, 3.0, 4.0])
-    monkeypatch.setattr(
-        DynamoTelemetryStore, "_put_hour", lambda *a: (_ for _ in ()).throw(ConnectionError())
-    )
-    with pytest.raises(ConnectionError):
-        s.write(batch)
-    monkeypatch.undo()
-    assert raw_values(s) == [1.0, 2.0, 3.0, 4.0] and totals(s)[0] == 2  # stored, not counted yet
-    retried = s.write(batch)
-    assert (retried.created, len(retried.duplicates)) == (0, 4)
-    assert totals(s) == (4, 10.0, 1.0, 4.0, 4.0)
-    assert s.write(batch).created == 0 and totals(s) == (4, 10.0, 1.0, 4.0, 4.0)  # and again: no change
-
-
-def test_a_message_costs_a_raw_item_and_an_hour_a_reading(stack, monkeypatch) -> None:
-    """A device's message of 10 sensors' readings, the first of their hour and then the next minute's:
-    each message writes its 10 raw items in one BatchWriteItem and puts 10 hours; the series' pointers
-    move once (with the first message), the site's seal is made once."""
+def counting(monkeypatch) -> list[tuple[str, int]]:
+    """The store's write requests from now on: (operation, items it writes)."""
     from ems.telemetry import store as store_module
 
     calls: list[tuple[str, int]] = []
     client = store_module._dynamodb()
+    for name in ("put_item", "update_item", "batch_write_item", "transact_write_items"):
 
-    def counting(name: str):
-        real = getattr(client, name)
-
-        def call(**kwargs):
-            items = kwargs.get("RequestItems", {})
-            calls.append((name, sum(len(v) for v in items.values()) if name == "batch_write_item" else 1))
+        def call(real=getattr(client, name), name=name, **kwargs):
+            if name == "transact_write_items":  # which kind of write, and how many items
+                calls.append(
+                    (f"transact {next(iter(kwargs['TransactItems'][0]))}", len(kwargs["TransactItems"]))
+                )
+            else:
+                calls.append((name, 1))
             return real(**kwargs)
 
-        return call
+        monkeypatch.setattr(client, name, call)
+    return calls
 
-    for name in ("put_item", "update_item", "batch_write_item", "transact_write_items"):
-        monkeypatch.setattr(client, name, counting(name))
+
+def test_a_message_costs_a_put_a_reading(stack, monkeypatch) -> None:
+    """A device's message of 10 sensors' readings, the first of their hour and then the next minute's:
+    each message puts the 10 quarters (one reading each: no transaction); the series' pointers move once
+    (with the first message), the site's seal is made once."""
+    calls = counting(monkeypatch)
     s = store()
     for minute in range(2):
         calls.clear()
         s.write([Reading("hq", f"S{n}", "power_w", HOUR + minute * 60_000, float(n)) for n in range(10)])
-        writes = sorted(calls)
-        if minute == 0:  # 10 raw, 10 hours, 10 pointers, the seal
-            assert writes == [("batch_write_item", 10)] + [("put_item", 1)] * 11 + [("update_item", 1)] * 10
+        if minute == 0:  # 10 quarters, the seal, 10 pointers
+            assert sorted(calls) == [("put_item", 1)] * 11 + [("update_item", 1)] * 10
         else:
-            assert writes == [("batch_write_item", 10)] + [("put_item", 1)] * 10
+            assert sorted(calls) == [("put_item", 1)] * 10
+
+
+def test_a_dense_batch_goes_in_transactions_of_100_quarters(stack, monkeypatch) -> None:
+    """150 sensors' hour at one reading a minute (9,000 readings, 600 quarters of 15): six transactions of
+    100 quarters, and the 150 new pointers in two. Sent again, nothing is written, and every reading is
+    a duplicate."""
+    calls = counting(monkeypatch)
+    s = store()
+    batch = fleet(150, 60, 1.0)
+    assert s.write(batch).created == 9000
+    assert sorted(calls) == [
+        ("put_item", 1),
+        ("transact Put", 100),
+        ("transact Put", 100),
+        ("transact Put", 100),
+        ("transact Put", 100),
+        ("transact Put", 100),
+        ("transact Put", 100),
+        ("transact Update", 50),
+        ("transact Update", 100),
+    ]  # and the site's seal
+    calls.clear()
+    again = s.write(batch)
+    assert (again.created, len(again.duplicates)) == (0, 9000)
+    assert calls == []
+    assert totals(s, sensor="S149") == (60, 60 * 150.0, 150.0, 150.0, 150.0)
 
 
 # ---------------------------------------------------------------- each sensor's newest reading

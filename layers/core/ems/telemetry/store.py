@@ -7,62 +7,59 @@ is the exception): it is the measured hot path (`python -m bench telemetry` for 
 bench cost` for what a reading costs). Requests are built as dicts and sent by a client that skips
 botocore's own check of each request (ems.core.aws: DynamoDB checks them anyway).
 
-Items (every one well under 1 KB, so each write costs one write unit):
-- raw table, a reading: pk "<site>#<sensor>#<yyyy-mm-dd>" (UTC day), sk "<metric>#<ts ms, 13 digits>",
-  v, r (the sensor's room then, if any), k (its type), expires_at_epoch (ts + RAW_RETENTION_DAYS) for TTL;
-- raw table, a series: pk "<site>#series", sk "<sensor>#<metric>", h: the newest hour with readings
-  (what the sensor's newest reading, site sealing and site reads start from);
-- rollups table, an hour of a series: pk "<site>#<sensor>#<metric>#hour", sk the hour's start (epoch ms),
-  v (version: one more at every write), q0..q3: the quarter hours, each a map of cells (room and type,
-  ems.telemetry.hourly) to [count, exact sum, min, max, last, ts of last]. 15 min and 1 h buckets are
-  read from these, 1 d buckets merge 24 of them. No TTL: rollups stay;
+Items:
+- raw table, a quarter hour of a series (sensor and metric): pk "<site>#<sensor>#<metric>#q", sk the
+  quarter's start (epoch ms, 13 digits), v (version: one more at every write), d (its readings as compact
+  JSON: offset in the quarter, value, and the cell, the sensor's room and type when it was stored,
+  ems.telemetry.hourly), expires_at_epoch (the quarter's end + RAW_RETENTION_DAYS) for TTL. These are the
+  raw readings and, summed when read, the open hours' buckets;
+- raw table, a series: pk "<site>#series", sk "<sensor>#<metric>", h: its newest hour with readings (where
+  its newest reading is, and which series an hour of the site has);
+- rollups table, an hour of a series: pk "<site>#<sensor>#<metric>#hour", sk the hour's start, b (basis,
+  below), q: its quarters' buckets by cell (count, exact sum, min, max, last, ts of last) as compact JSON.
+  15 min and 1 h buckets of a sealed hour (below) are read from these, 1 d buckets merge 24. No TTL;
 - rollups table, an hour of a group (the site, a room): pk "<site>#*<scope>#<metric>#hour", sk the hour,
-  b (basis, below), q0..q3 by sensor type;
-- rollups table, the site's seal: pk "<site>#*seal", sk 0, t (every hour up to t has its group items),
-  p and ps (the hour being sealed and since when, real epoch ms), v.
+  b, q: its quarters by sensor type;
+- rollups table, the site's seal: pk "<site>#*seal", sk 0, t (every hour up to t is sealed), p and ps (the
+  hour being sealed and since when, real epoch ms), v.
+JSON in one string attribute, not nested maps: DynamoDB never looks inside, and one string is one
+json.loads where nested maps of numbers cost botocore and moto a typed value each.
 
-Why no transactions. A transaction costs two write units an item; a reading written with its three
-rollups in one cost ten units with status (bench/RESULTS.md, issue 9). Here each item moves on its own
-and is idempotent by itself, so a reading costs its raw item and its hour's put (and, once an hour, its
-series' pointer): two write units when each batch brings one reading a series.
+A reading is exactly once in its quarter item: a batch reads its quarters (consistent), adds the readings
+each does not hold (the first of two equal readings stays; the others are duplicates) and puts it on
+condition that its version is the one read. A writer that loses (another moved the quarter meanwhile) reads
+it again and adds what is still missing. The readings and their 15-minute bucket are one item, so nothing
+can hold one without the other. With one reading a series in each message, a reading costs one write unit
+(two while a quarter passes 1 KB: one reading every 5 s); dense batches (DENSE_READINGS_PER_ITEM a quarter
+and more, as a history upload) go 100 quarters to a transaction, one request instead of 100, at twice the
+units an item, shared by its readings.
 
-Exactly once, without transactions. A series' hour is always its raw readings' rollup:
-1. Read the hour items the batch moves (consistent). A reading after the newest reading of its quarter
-   cannot have been counted yet; any other (a retried batch, a late reading) makes its hour rebuild its
-   quarters from their raw readings, read before the write (they also say which readings are duplicates:
-   the first of two equal readings stays).
-2. Write the new raw items (BatchWriteItem: no condition is needed, a rebuilt quarter reads what is there).
-3. Put each hour (the old one plus the new readings, or its rebuilt quarters) on condition that its
-   version is the one read. A writer that loses (another moved the hour meanwhile) reads the hour and its
-   raw readings again, its own among them now, and rebuilds. Of racing writers, the last to succeed read
-   the raw items after every earlier success, so every reading whose writer finished is counted, once.
-A batch that fails between 2 and 3 has raw items its hours do not count until it is retried (the queue
-retries; the API answers 5xx, which says to retry): the retry finds its readings stored and rebuilds the
-quarters, and so does any later write behind them. A reading is refused when its quarter began before the
-raw retention (ems.telemetry.validation), so a rebuild never reads a quarter that TTL is deleting.
-
-Groups, exactly once. A group's hour is made from its sensors' hours once the hour is over plus a grace
-("sealing", by the write that finds it due), under the site's seal item: (a) mark the hour pending,
-(b) read the series and their hours (consistent) and put the group items, (c) move t to the hour. A read
-takes hours up to t from group items, later ones (the pending one too) from the sensors' hours. A writer
-reads the seal after its hour puts and its series pointers; when its hour is sealed or pending it makes
-the group items of that hour itself. Either its read of the seal came after the mark, or the sealer's
-reads came after its writes: the group items count its readings in both cases. Group items are put on
-condition that their basis (the sum of the versions of the hours they were made from) grows: versions
-only grow, so of two makers the one that read later never loses to the one that read earlier; a maker
-that loses reads again until the stored basis is what it reads. A sealer that stops between (a) and (c)
-is taken over after SEAL_STALE_MS.
+Sealing, exactly once. An hour's series and group items are made from its quarter items once it is over
+plus a grace, by the write that finds it due, under the site's seal item: (a) mark the hour pending, (b)
+read the series and their quarters, put each series' hour item, then read those and put the groups' (all
+consistent reads), (c) move t to the hour. A read takes hours up to t from hour and group items, later
+ones (the pending one too) from the quarter items. A writer reads the seal after its quarter puts and its
+series pointers; when its hour is sealed or pending it makes that hour's items of its series, then of their
+groups, itself. Either its read of the seal came after the mark, or the sealer's reads came after its
+writes: the items count its readings either way. Hour and group items are put on condition that their
+basis grows (the summed versions of what they were made from: versions only grow), so of two makers the
+one that read later never loses to the one that read earlier; a maker that loses reads again until the
+stored basis is what it reads. A sealer that stops between (a) and (c) is taken over after SEAL_STALE_MS.
+A reading is refused when its hour began before the raw retention (ems.telemetry.validation), so an hour
+is never made again from quarters that TTL is deleting.
 
 Reads name no ProjectionExpression: DynamoDB charges the whole item whatever a read returns.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -73,31 +70,29 @@ from ems.core.observability import logger
 from ems.core.settings import settings
 from ems.registry.status import Heard
 from ems.telemetry import groups, hourly
-from ems.telemetry.hourly import HOUR_MS, QUARTER_MS, Cells, Exact, Quarters, cell, hour_of, quarter_of
+from ems.telemetry.hourly import HOUR_MS, QUARTER_MS, Quarters, cell, hour_of
 from ems.telemetry.models import Reading
 from ems.telemetry.ports import WriteOutcome
-from ems.telemetry.rollup import DAY_MS, Bucket
+from ems.telemetry.rollup import Bucket, bucket_start
 
 BATCH_GET_KEYS = 100
-BATCH_WRITE_ITEMS = 25
+MAX_TRANSACTION_ITEMS = 100
 MAX_ATTEMPTS = 10
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
 READ_WORKERS = 16
-WRITE_WORKERS = 8
+# A batch that adds at least this many readings a quarter on average puts its quarters in transactions.
+DENSE_READINGS_PER_ITEM = 4
 # An hour is sealed this long after it ends, so that readings a little late (a device's clock, a queue's
-# retry) still reach the sensors' hours before the group items are made.
+# retry) still reach the quarters before the hour's items are made.
 SEAL_GRACE_MS = 10 * 60_000
 SEAL_HOURS_PER_WRITE = 2  # a write seals at most this many hours; the next writes go on
 SEAL_STALE_MS = 60_000  # a pending seal older than this (real time) is taken over
 # Open (unsealed) hours of a site read by BatchGetItem up to this many, by a Query per series beyond.
-OPEN_HOURS_BY_GET = 6
-RETRYABLE = frozenset(
-    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-     "InternalServerError"}
-)  # fmt: skip
+OPEN_HOURS_BY_GET = 3
 
 Sleep = Callable[[float], None]
+QuarterKey = tuple[str, str, str, int]  # site, sensor, metric, quarter start
 HourKey = tuple[str, str, str, int]  # site, sensor, metric, hour start
 SeriesKey = tuple[str, str, str]  # site, sensor, metric
 
@@ -111,29 +106,8 @@ def _dynamodb() -> Any:
 # ---------------------------------------------------------------- keys
 
 
-def _day(ts_ms: int) -> str:
-    moment = time.gmtime(ts_ms // 1000)
-    return f"{moment.tm_year:04d}-{moment.tm_mon:02d}-{moment.tm_mday:02d}"
-
-
-def raw_key(reading: Reading) -> tuple[str, str]:
-    return (
-        f"{reading.site_id}#{reading.sensor_id}#{_day(reading.ts_ms)}",
-        f"{reading.metric}#{reading.ts_ms:013d}",
-    )
-
-
-def raw_item(reading: Reading, expires_after_s: int) -> dict[str, Any]:
-    """A reading's raw item: its value, and its sensor's room and type then (what a rebuilt quarter
-    counts it by)."""
-    pk, sk = raw_key(reading)
-    item = {"pk": {"S": pk}, "sk": {"S": sk}, "v": _number(reading.value),
-            "expires_at_epoch": _number(reading.ts_ms // 1000 + expires_after_s)}  # fmt: skip
-    if reading.room is not None:
-        item["r"] = {"S": reading.room}
-    if reading.sensor_type is not None:
-        item["k"] = {"S": reading.sensor_type}
-    return item
+def quarter_pk(site_id: str, sensor_id: str, metric: str) -> str:
+    return f"{site_id}#{sensor_id}#{metric}#q"
 
 
 def hour_pk(site_id: str, sensor_id: str, metric: str) -> str:
@@ -141,7 +115,7 @@ def hour_pk(site_id: str, sensor_id: str, metric: str) -> str:
 
 
 def series_pk(site_id: str) -> str:
-    """Raw keys have a sensor and a day after the site, so they never meet this one."""
+    """Quarter keys have a sensor and a metric after the site, so they never meet this one."""
     return f"{site_id}#series"
 
 
@@ -153,48 +127,76 @@ def _number(value: float | int | Decimal) -> dict[str, str]:
     return {"N": repr(value) if isinstance(value, float) else str(value)}
 
 
-# ---------------------------------------------------------------- item encoding
-
-QUARTER_ATTRS = ("q0", "q1", "q2", "q3")
-
-
-def _cells_attr(cells: Cells) -> dict[str, Any]:
-    return {"M": {key: {"L": [_number(b.count), _number(total), _number(b.min), _number(b.max),
-                              _number(b.last), _number(b.last_ts)]}
-                  for key, (b, total) in sorted(cells.items())}}  # fmt: skip
+def _sk(start_ms: int) -> dict[str, str]:
+    return {"S": f"{start_ms:013d}"}
 
 
-def _quarters_attrs(quarters: Quarters) -> dict[str, Any]:
-    return {QUARTER_ATTRS[q]: _cells_attr(cells) for q, cells in sorted(quarters.items()) if cells}
-
-
-def _quarters(item: Mapping[str, Any]) -> Quarters:
-    out: Quarters = {}
-    for q, name in enumerate(QUARTER_ATTRS):
-        attr = item.get(name)
-        if attr is None:
-            continue
-        cells: Cells = {}
-        for key, value in attr["M"].items():
-            c, s, low, high, last, last_ts = (x["N"] for x in value["L"])
-            total = Decimal(s)
-            cells[key] = (Bucket(count=int(c), sum=float(total), min=float(low), max=float(high),
-                                 last=float(last), last_ts=int(last_ts)), total)  # fmt: skip
-        out[q] = cells
-    return out
+# ---------------------------------------------------------------- items
 
 
 @dataclass(frozen=True)
-class Hour:
-    """An hour item as read: its version (0: no item yet) and its quarters."""
+class Quarter:
+    """A quarter item as read: its version (0: no item yet) and its readings, ts -> (value, cell)."""
 
-    version: int
+    version: int = 0
+    readings: dict[int, tuple[float, str]] = field(default_factory=dict)
+
+
+def quarter_item(key: QuarterKey, version: int, readings: Mapping[int, tuple[float, str]]) -> dict[str, Any]:
+    """The quarter's item at `version`, holding `readings`."""
+    site_id, sensor_id, metric, start = key
+    cells = sorted({c for _, c in readings.values()})
+    index = {c: i for i, c in enumerate(cells)}
+    body = {"c": cells, "r": [[ts - start, value, index[c]] for ts, (value, c) in sorted(readings.items())]}
+    return {
+        "pk": {"S": quarter_pk(site_id, sensor_id, metric)}, "sk": _sk(start), "v": _number(version),
+        "d": {"S": json.dumps(body, separators=(",", ":"))},
+        "expires_at_epoch": _number((start + QUARTER_MS) // 1000 + settings().raw_retention_days * 86_400),
+    }  # fmt: skip
+
+
+def _quarter(item: Mapping[str, Any]) -> Quarter:
+    start = int(item["sk"]["S"])
+    body = json.loads(item["d"]["S"])
+    cells = body["c"]
+    return Quarter(int(item["v"]["N"]), {start + offset: (value, cells[c]) for offset, value, c in body["r"]})
+
+
+def _quarters_attrs(quarters: Quarters) -> dict[str, Any]:
+    rows = [[q, key, b.count, str(total), b.min, b.max, b.last, b.last_ts]
+            for q, cells in sorted(quarters.items()) for key, (b, total) in sorted(cells.items())]  # fmt: skip
+    return {"q": {"S": json.dumps(rows, separators=(",", ":"))}}
+
+
+def _quarters(item: Mapping[str, Any]) -> Quarters:
+    """The quarters of an hour or group item: [[quarter, cell, count, "exact sum", min, max, last, ts of
+    last], ...]."""
+    out: Quarters = {}
+    for q, key, count, total, low, high, last, last_ts in json.loads(item["q"]["S"]):
+        exact = Decimal(total)
+        out.setdefault(q, {})[key] = (
+            Bucket(count=count, sum=float(exact), min=low, max=high, last=last, last_ts=last_ts),
+            exact,
+        )
+    return out
+
+
+def _hour_quarters(quarters: Iterable[Quarter]) -> Quarters:
+    """An hour's quarters from its quarter items."""
+    return hourly.quarters_of([(ts, v, c) for q in quarters for ts, (v, c) in q.readings.items()])
+
+
+@dataclass(frozen=True)
+class Made:
+    """An hour or group item as read: its basis (0: none yet) and its quarters."""
+
+    basis: int
     quarters: Quarters
 
 
 @dataclass(frozen=True)
 class Seal:
-    through: int  # every hour up to this one has its group items
+    through: int  # every hour up to this one is sealed
     pending: int | None  # the hour being sealed
     since_ms: int  # when it was marked pending (real time)
     version: int
@@ -230,170 +232,162 @@ class DynamoTelemetryStore:
 
     def write(self, readings: Sequence[Reading]) -> WriteOutcome:
         outcome = WriteOutcome()
-        by_hour: dict[HourKey, list[Reading]] = {}
-        seen: set[tuple[str, str, str, int]] = set()
-        for r in readings:
-            if (r.site_id, r.sensor_id, r.metric, r.ts_ms) in seen:
-                continue  # the first of two equal readings is the one
-            seen.add((r.site_id, r.sensor_id, r.metric, r.ts_ms))
-            by_hour.setdefault((r.site_id, r.sensor_id, r.metric, hour_of(r.ts_ms)), []).append(r)
-        if not by_hour:
+        by_quarter: dict[QuarterKey, dict[int, Reading]] = {}
+        for r in readings:  # the first of two equal readings is the one
+            by_quarter.setdefault((r.site_id, r.sensor_id, r.metric, r.ts_ms - r.ts_ms % QUARTER_MS), {}).setdefault(
+                r.ts_ms, r
+            )  # fmt: skip
+        if not by_quarter:
             return outcome
         newest: dict[SeriesKey, int] = {}
-        for site_id, sensor_id, metric, hour in by_hour:
-            newest[(site_id, sensor_id, metric)] = max(hour, newest.get((site_id, sensor_id, metric), hour))
-        hours, pointers = self._hours_and_pointers(list(by_hour), list(newest))
+        for site_id, sensor_id, metric, start in by_quarter:
+            series = (site_id, sensor_id, metric)
+            newest[series] = max(hour_of(start), newest.get(series, 0))
+        quarters, pointers = self._quarters_and_pointers(list(by_quarter), list(newest))
 
-        # Hours with a reading not after its quarter's newest are checked against their raw readings.
-        behind = [k for k, rs in by_hour.items() if not all(_after(hours[k], r) for r in rs)]
-        stored = dict(zip(behind, _in_parallel(lambda k: self._raw_quarters(k, _touched(by_hour[k])), behind,
-                                               READ_WORKERS), strict=True))  # fmt: skip
-        new: dict[HourKey, list[Reading]] = {}
-        for key, rs in by_hour.items():
-            there = stored.get(key)
-            new[key] = rs if there is None else [r for r in rs if r.ts_ms not in there]
-            if there is not None:
-                outcome.duplicates.update((r.sensor_id, r.metric, r.ts_ms) for r in rs if r.ts_ms in there)
-        self._put_raw([r for rs in new.values() for r in rs])
-        outcome.created = sum(len(rs) for rs in new.values())
+        # A dense batch (a history upload) puts its quarters and pointers in transactions.
+        dense = len(by_quarter) > 1 and len(readings) >= DENSE_READINGS_PER_ITEM * len(by_quarter)
+        pending = list(by_quarter)
+        for attempt in range(MAX_ATTEMPTS):
+            puts: dict[QuarterKey, tuple[Quarter, list[Reading], list[Reading]]] = {}
+            for key in pending:
+                held = quarters[key]
+                added = [r for ts, r in by_quarter[key].items() if ts not in held.readings]
+                there = [r for ts, r in by_quarter[key].items() if ts in held.readings]
+                if added:
+                    puts[key] = (held, added, there)
+                else:
+                    outcome.duplicates.update((r.sensor_id, r.metric, r.ts_ms) for r in there)
+            lost = self._put_quarters({key: (held, added) for key, (held, added, _) in puts.items()}, dense)
+            for key, (_, added, there) in puts.items():
+                if key not in lost:
+                    outcome.created += len(added)
+                    outcome.duplicates.update((r.sensor_id, r.metric, r.ts_ms) for r in there)
+            if not lost:
+                break
+            # Other writers moved these quarters since they were read: read them again and add what
+            # is still missing.
+            self._sleep(_backoff(attempt))
+            quarters.update(self._get_quarters(sorted(lost)))
+            pending = sorted(lost)
+        else:
+            raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
 
-        keys = list(by_hour)
-        _in_parallel(lambda k: self._settle(k, hours[k], new[k], stored.get(k), _touched(by_hour[k])), keys,
-                     WRITE_WORKERS)  # fmt: skip
-        self._advance(newest, pointers)
-        for site_id in sorted({k[0] for k in keys}):
-            self._after_write(site_id, [k for k in keys if k[0] == site_id])
+        self._advance(newest, pointers, dense)
+        for site_id in sorted({k[0] for k in by_quarter}):
+            self._after_write(site_id, [k for k in by_quarter if k[0] == site_id])
         return outcome
 
-    def _hours_and_pointers(
-        self, keys: list[HourKey], series: list[SeriesKey]
-    ) -> tuple[dict[HourKey, Hour], dict[SeriesKey, int]]:
-        """The hour items (consistent: their versions condition the puts) and the series' pointers (any
+    def _quarters_and_pointers(
+        self, keys: list[QuarterKey], series: list[SeriesKey]
+    ) -> tuple[dict[QuarterKey, Quarter], dict[SeriesKey, int]]:
+        """The quarter items (consistent: their versions condition the puts) and the series' pointers (any
         read will do: a stale one only moves a pointer that had moved), in the same requests."""
         pointer_keys = [{"pk": {"S": series_pk(s)}, "sk": {"S": f"{sensor}#{m}"}} for s, sensor, m in series]
-        found = _batch_get(
-            {self._rollups_table: (_hour_keys(keys), True), self._raw_table: (pointer_keys, False)},
-            self._sleep,
-        )
-        by_key = {(k["pk"]["S"], k["sk"]["S"]): key for k, key in zip(pointer_keys, series, strict=True)}
-        pointers = {by_key[(i["pk"]["S"], i["sk"]["S"])]: int(i["h"]["N"]) for i in found[self._raw_table]}
-        return _hours(keys, found[self._rollups_table]), pointers
-
-    def _get_hours(self, keys: Sequence[HourKey]) -> dict[HourKey, Hour]:
-        """Hour items, consistent (a missing one is Hour(0, {}))."""
-        table = self._rollups_table
-        return _hours(keys, _batch_get({table: (_hour_keys(keys), True)}, self._sleep)[table])
-
-    def _raw_quarters(self, key: HourKey, quarters: set[int]) -> dict[int, tuple[float, str]]:
-        """The raw readings of the hour's quarters from the first to the last of `quarters`: ts ->
-        (value, cell). Consistent: a rebuild must see every write that finished before it."""
-        site_id, sensor_id, metric, hour = key
-        low, high = hour + min(quarters) * QUARTER_MS, hour + (max(quarters) + 1) * QUARTER_MS - 1
-        items = self._query(
-            self._raw_table, f"{site_id}#{sensor_id}#{_day(hour)}",
-            {"S": f"{metric}#{low:013d}"}, {"S": f"{metric}#{high:013d}"}, None, consistent=True,
-        )  # fmt: skip
-        return {
-            int(item["sk"]["S"].rsplit("#", 1)[1]): (
-                float(item["v"]["N"]),
-                cell(item["r"]["S"] if "r" in item else None, item["k"]["S"] if "k" in item else None),
-            )
-            for item in items
-        }
-
-    def _put_raw(self, readings: Sequence[Reading]) -> None:
-        expires_after_s = settings().raw_retention_days * 86_400
-        chunks = [readings[i : i + BATCH_WRITE_ITEMS] for i in range(0, len(readings), BATCH_WRITE_ITEMS)]
-        _in_parallel(lambda chunk: self._batch_write(self._raw_table, [raw_item(r, expires_after_s) for r in chunk]),
-                     chunks, WRITE_WORKERS)  # fmt: skip
-
-    def _batch_write(self, table: str, items: list[dict[str, Any]]) -> None:
-        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in items]}
-        for attempt in range(MAX_ATTEMPTS):
-            request = _dynamodb().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not request:
-                return
-            self._sleep(_backoff(attempt))
-        raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
-
-    def _settle(
-        self, key: HourKey, hour: Hour, new: list[Reading], stored: dict[int, tuple[float, str]] | None,
-        touched: set[int],
-    ) -> None:  # fmt: skip
-        """Put the hour with its new readings: added to it when `stored` is None (each after its quarter's
-        newest), else its touched quarters rebuilt from `stored` and `new`. A lost race reads again."""
-        fresh = [(r.ts_ms, r.value, cell(r.room, r.sensor_type)) for r in new]
-        for attempt in range(MAX_ATTEMPTS):
-            if stored is None:
-                after = hourly.added(hour.quarters, hourly.quarters_of(fresh))
+        found = _batch_get({self._raw_table: (_quarter_keys(keys) + pointer_keys, True)}, self._sleep)
+        quarters = dict.fromkeys(keys, Quarter())
+        pointers: dict[SeriesKey, int] = {}
+        by_series = {(k["pk"]["S"], k["sk"]["S"]): key for k, key in zip(pointer_keys, series, strict=True)}
+        for item in found[self._raw_table]:
+            if "h" in item:
+                pointers[by_series[(item["pk"]["S"], item["sk"]["S"])]] = int(item["h"]["N"])
             else:
-                rebuilt = hourly.quarters_of([(ts, v, c) for ts, (v, c) in stored.items()] + fresh)
-                after = {q: cells for q, cells in hour.quarters.items() if q not in touched}
-                after.update({q: rebuilt[q] for q in touched if q in rebuilt})
-            if _same(after, hour.quarters):
-                return  # nothing to move: duplicates, or a retry whose hour is whole already
-            if self._put_hour(key, hour.version, after):
-                return
-            # Another writer moved the hour since it was read: read it and the raw readings again (ours
-            # are among them now) and rebuild.
-            self._sleep(_backoff(attempt))
-            hour = self._get_hours([key])[key]
-            stored, fresh = self._raw_quarters(key, touched), []
-        raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
+                quarters[_quarter_key(item)] = _quarter(item)
+        return quarters, pointers
 
-    def _put_hour(self, key: HourKey, version: int, quarters: Quarters) -> bool:
-        site_id, sensor_id, metric, hour = key
-        put: dict[str, Any] = {
-            "TableName": self._rollups_table,
-            "Item": {"pk": {"S": hour_pk(site_id, sensor_id, metric)}, "sk": _number(hour),
-                     "v": _number(version + 1), **_quarters_attrs(quarters)},
-        }  # fmt: skip
-        if version == 0:
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            put["ConditionExpression"] = "v = :v"
-            put["ExpressionAttributeValues"] = {":v": _number(version)}
-        try:
-            _dynamodb().put_item(**put)
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def _get_quarters(self, keys: Sequence[QuarterKey]) -> dict[QuarterKey, Quarter]:
+        """Quarter items, consistent (a missing one is Quarter())."""
+        found = dict.fromkeys(keys, Quarter())
+        table = self._raw_table
+        for item in _batch_get({table: (_quarter_keys(keys), True)}, self._sleep)[table]:
+            found[_quarter_key(item)] = _quarter(item)
+        return found
 
-    def _advance(self, newest: Mapping[SeriesKey, int], pointers: Mapping[SeriesKey, int]) -> None:
-        """Move each series' pointer to its newest hour with readings (forward only)."""
-        moves = [(k, h) for k, h in newest.items() if pointers.get(k, -1) < h]
+    def _put_quarters(
+        self, puts: Mapping[QuarterKey, tuple[Quarter, list[Reading]]], dense: bool
+    ) -> set[QuarterKey]:
+        """Put each quarter with its added readings on condition that it is still the version read; the
+        keys whose condition failed (moved meanwhile: to read again). A dense batch's go 100 to a transaction
+        (one refused: all its keys are read again)."""
+        requests: dict[QuarterKey, dict[str, Any]] = {}
+        for key, (held, added) in puts.items():
+            readings = dict(held.readings)
+            for r in added:
+                readings[r.ts_ms] = (r.value, cell(r.room, r.sensor_type))
+            put: dict[str, Any] = {
+                "TableName": self._raw_table,
+                "Item": quarter_item(key, held.version + 1, readings),
+            }
+            if held.version:
+                put["ConditionExpression"] = "v = :v"
+                put["ExpressionAttributeValues"] = {":v": _number(held.version)}
+            else:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            requests[key] = put
+        keys = list(requests)
+        if dense and len(keys) > 1:
+            chunks = [keys[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(keys), MAX_TRANSACTION_ITEMS)]
+            refused = _in_parallel(
+                lambda c: [] if self._transact([{"Put": requests[k]} for k in c]) else c, chunks
+            )
+            return {k for part in refused for k in part}
 
-        def move(job: tuple[SeriesKey, int]) -> None:
-            (site_id, sensor_id, metric), hour = job
+        def one(key: QuarterKey) -> QuarterKey | None:
             try:
-                _dynamodb().update_item(
-                    TableName=self._raw_table,
-                    Key={"pk": {"S": series_pk(site_id)}, "sk": {"S": f"{sensor_id}#{metric}"}},
-                    UpdateExpression="SET h = :h", ConditionExpression="attribute_not_exists(h) OR h < :h",
-                    ExpressionAttributeValues={":h": _number(hour)},
-                )  # fmt: skip
+                _dynamodb().put_item(**requests[key])
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return key
+                raise
+            return None
+
+        return {k for k in _in_parallel(one, keys) if k is not None}
+
+    def _advance(
+        self, newest: Mapping[SeriesKey, int], pointers: Mapping[SeriesKey, int], dense: bool
+    ) -> None:
+        """Move each series' pointer to its newest hour with readings (forward only); a dense batch's in
+        transactions of 100 (one refused goes again pointer by pointer)."""
+        updates = [
+            {"TableName": self._raw_table, "Key": {"pk": {"S": series_pk(site_id)}, "sk": {"S": f"{sensor_id}#{metric}"}},
+             "UpdateExpression": "SET h = :h", "ConditionExpression": "attribute_not_exists(h) OR h < :h",
+             "ExpressionAttributeValues": {":h": _number(hour)}}
+            for (site_id, sensor_id, metric), hour in newest.items() if pointers.get((site_id, sensor_id, metric), -1) < hour
+        ]  # fmt: skip
+
+        def move(update: dict[str, Any]) -> None:
+            try:
+                _dynamodb().update_item(**update)
             except Exception as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":  # else: a newer hour is there
                     raise
 
-        _in_parallel(move, moves, WRITE_WORKERS)
+        def chunk(part: list[dict[str, Any]]) -> None:
+            if not (dense and len(part) > 1 and self._transact([{"Update": u} for u in part])):
+                for update in part:
+                    move(update)
 
-    # ------------------------------------------------------------ sealing: the site's and rooms' hours
+        _in_parallel(
+            chunk,
+            [updates[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(updates), MAX_TRANSACTION_ITEMS)],
+        )
 
-    def _after_write(self, site_id: str, keys: list[HourKey]) -> None:
-        """After a site's hours moved: make the group items of the sealed (or pending) hours it moved,
+    # ------------------------------------------------------------ sealing
+
+    def _after_write(self, site_id: str, keys: list[QuarterKey]) -> None:
+        """After a site's quarters moved: make the items of the sealed (or pending) hours they are in,
         then seal the hours that are due."""
         seal = self._get_seal(site_id)
         if seal is None:
-            seal = self._create_seal(site_id, min(k[3] for k in keys) - HOUR_MS)
-        touched: dict[int, set[str]] = {}
-        for _, _, metric, hour in keys:
+            seal = self._create_seal(site_id, min(hour_of(k[3]) for k in keys) - HOUR_MS)
+        touched: dict[int, set[tuple[str, str]]] = {}
+        for _, sensor_id, metric, start in keys:
+            hour = hour_of(start)
             if hour <= seal.through or hour == seal.pending:
-                touched.setdefault(hour, set()).add(metric)
-        for hour, metrics in sorted(touched.items()):
-            self.seal_hour(site_id, hour, metrics)
+                touched.setdefault(hour, set()).add((sensor_id, metric))
+        for hour, series in sorted(touched.items()):
+            self._make_hours(site_id, hour, sorted(series))
+            self._make_groups(site_id, hour, {metric for _, metric in series})
         self._seal_due(site_id, seal)
 
     def _get_seal(self, site_id: str) -> Seal | None:
@@ -427,12 +421,11 @@ class DynamoTelemetryStore:
             if hour > due:
                 return
             marked = self._update_seal(
-                site_id, seal, "SET p = :p, ps = :ps, v = :next",
-                {":p": _number(hour), ":ps": _number(_real_ms())},
+                site_id, seal, "SET p = :p, ps = :ps, v = :next", {":p": _number(hour), ":ps": _number(_real_ms())}
             )  # fmt: skip
             if not marked:
                 return  # another writer marked it first
-            self.seal_hour(site_id, hour, None)
+            self.seal_hour(site_id, hour)
             pending = Seal(seal.through, hour, 0, seal.version + 1)
             if not self._update_seal(
                 site_id, pending, "SET t = :p, v = :next REMOVE p, ps", {":p": _number(hour)}
@@ -454,97 +447,152 @@ class DynamoTelemetryStore:
             raise
         return True
 
-    def seal_hour(self, site_id: str, hour: int, metrics: set[str] | None) -> None:
-        """Make the group items of one hour of the site (of `metrics`, or all) from its sensors' hours.
-        Each group item is put on condition that its basis grows; one that holds a basis this read does
-        not pass was made from a later read, so this reads again, until what is stored is what it reads."""
-        stored: dict[tuple[str, str], int] = {}  # (metric, scope) -> basis stored by a newer maker
+    def seal_hour(self, site_id: str, hour: int) -> None:
+        """Make one hour's items of the site: each series' hour, then each group's."""
+        series = [
+            (sensor_id, metric) for sensor_id, metric, newest in self._series(site_id) if newest >= hour
+        ]
+        self._make_hours(site_id, hour, series)
+        self._make_groups(site_id, hour, None)
+
+    def _make_hours(self, site_id: str, hour: int, series: Sequence[tuple[str, str]]) -> None:
+        """Each series' hour item from its four quarter items (basis: their summed versions)."""
+
+        def make() -> dict[tuple[str, ...], tuple[int, dict[str, Any]]]:
+            keys = [
+                (site_id, sensor_id, metric, hour + q * QUARTER_MS)
+                for sensor_id, metric in series
+                for q in range(4)
+            ]
+            found = self._get_quarters(keys)
+            out: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
+            for sensor_id, metric in series:
+                parts = [found[(site_id, sensor_id, metric, hour + q * QUARTER_MS)] for q in range(4)]
+                basis = sum(p.version for p in parts)
+                if basis:
+                    item = {"pk": {"S": hour_pk(site_id, sensor_id, metric)}, "sk": _number(hour),
+                            **_quarters_attrs(_hour_quarters(parts))}  # fmt: skip
+                    out[(sensor_id, metric)] = (basis, item)
+            return out
+
+        self._settle(make)
+
+    def _make_groups(self, site_id: str, hour: int, metrics: set[str] | None) -> None:
+        """Each group's hour item (of `metrics`, or all) from its series' hour items (basis: their summed
+        bases), the series being those with readings in or after the hour."""
+
+        def make() -> dict[tuple[str, ...], tuple[int, dict[str, Any]]]:
+            series = [(sensor_id, m) for sensor_id, m, newest in self._series(site_id)
+                      if newest >= hour and (metrics is None or m in metrics)]  # fmt: skip
+            found = self._get_made(self._rollups_table, [hour_pk(site_id, s, m) for s, m in series], hour)
+            out: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
+            for metric in sorted({m for _, m in series}):
+                of_metric = [found[hour_pk(site_id, s, m)] for s, m in series if m == metric]
+                basis = sum(h.basis for h in of_metric)
+                for scope, quarters in groups.group_hours(h.quarters for h in of_metric).items():
+                    item = {"pk": {"S": groups.group_pk(site_id, scope, metric)}, "sk": _number(hour),
+                            **_quarters_attrs(quarters)}  # fmt: skip
+                    out[(metric, scope)] = (basis, item)
+            return out
+
+        self._settle(make)
+
+    def _settle(self, make: Callable[[], dict[tuple[str, ...], tuple[int, dict[str, Any]]]]) -> None:
+        """Put the items `make` makes from a read, each on condition that its basis grows. One that holds
+        a basis this read does not pass was made from a later read: read again, until what is stored is
+        what the read makes (its basis is this read's)."""
+        stored: dict[tuple[str, ...], int] = {}  # key -> basis held by a newer maker
         for attempt in range(MAX_ATTEMPTS):
-            made = self._group_hours(site_id, hour, metrics)
-            lost: dict[tuple[str, str], int] = {}
-            for metric, (basis, scopes) in made.items():
-                for scope, quarters in scopes.items():
-                    if attempt and (metric, scope) not in stored:
-                        continue  # put in an earlier round
-                    if stored.get((metric, scope)) == basis:
-                        continue  # what is stored was made from this very state
-                    held = self._put_group(site_id, scope, metric, hour, basis, quarters)
-                    if held is not None:
-                        lost[(metric, scope)] = held
+            made = make()
+            todo = {k: m for k, m in made.items() if not attempt or (k in stored and stored[k] != m[0])}
+            lost = self._put_all_based(todo)
             if not lost:
                 return
             stored = lost
             self._sleep(_backoff(attempt))
         raise TooManyRequests("the site's rollups are busy; retry the batch (it is safe to send again)")
 
-    def _group_hours(
-        self, site_id: str, hour: int, metrics: set[str] | None
-    ) -> dict[str, tuple[int, dict[str, Quarters]]]:
-        """metric -> (basis, the groups' quarters by scope) of one hour, from the series that have readings
-        in or after it and their hours (consistent reads)."""
-        series = [(sensor, m) for sensor, m, newest in self._series(site_id)
-                  if newest >= hour and (metrics is None or m in metrics)]  # fmt: skip
-        hours = self._get_hours([(site_id, sensor, m, hour) for sensor, m in series])
-        out: dict[str, tuple[int, dict[str, Quarters]]] = {}
-        for metric in {m for _, m in series}:
-            of_metric = [h for (_, _, m, _), h in hours.items() if m == metric]
-            out[metric] = (
-                sum(h.version for h in of_metric),
-                groups.group_hours(h.quarters for h in of_metric),
-            )
-        return out
+    def _put_all_based(
+        self, todo: Mapping[tuple[str, ...], tuple[int, dict[str, Any]]]
+    ) -> dict[tuple[str, ...], int]:
+        """Put each item on condition that its basis grows; those refused, with the basis that stays.
+        Several go 100 to a transaction (an hour of a site's series: one request, not one a series); a
+        transaction refused goes again item by item, which says who holds what."""
+        keys = list(todo)
+        chunks = [keys[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(keys), MAX_TRANSACTION_ITEMS)]
 
-    def _put_group(
-        self, site_id: str, scope: str, metric: str, hour: int, basis: int, quarters: Quarters
-    ) -> int | None:
+        def chunk(part: list[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+            if len(part) > 1 and self._transact(
+                [{"Put": _based_put(self._rollups_table, *todo[k])} for k in part]
+            ):
+                return {}
+            held = {k: self._put_based(*todo[k]) for k in part}
+            return {k: b for k, b in held.items() if b is not None}
+
+        return {k: b for found in _in_parallel(chunk, chunks) for k, b in found.items()}
+
+    def _put_based(self, basis: int, item: dict[str, Any]) -> int | None:
         """None when put; else the basis of the item that stays (made from a read at least as new)."""
         try:
             _dynamodb().put_item(
-                TableName=self._rollups_table,
-                Item={"pk": {"S": groups.group_pk(site_id, scope, metric)}, "sk": _number(hour),
-                      "b": _number(basis), **_quarters_attrs(quarters)},
-                ConditionExpression="attribute_not_exists(pk) OR b < :b",
-                ExpressionAttributeValues={":b": _number(basis)},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )  # fmt: skip
+                **_based_put(self._rollups_table, basis, item), ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            item = getattr(exc, "response", {}).get("Item") or {}
-            return int(item["b"]["N"]) if "b" in item else basis
+            held = getattr(exc, "response", {}).get("Item") or {}
+            return int(held["b"]["N"]) if "b" in held else basis
         return None
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """One transaction; False when it is cancelled (a condition failed, or another transaction held
+        an item): then nothing of it was written."""
+        try:
+            _dynamodb().transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
+                raise
+            return False
+        return True
+
+    def _get_made(self, table: str, pks: Sequence[str], hour: int) -> dict[str, Made]:
+        """Hour or group items of one hour by pk, consistent (a missing one is Made(0, {}))."""
+        found = dict.fromkeys(pks, Made(0, {}))
+        keys = [{"pk": {"S": pk}, "sk": _number(hour)} for pk in dict.fromkeys(pks)]
+        for item in _batch_get({table: (keys, True)}, self._sleep)[table]:
+            found[item["pk"]["S"]] = Made(int(item["b"]["N"]), _quarters(item))
+        return found
 
     def _series(self, site_id: str) -> list[tuple[str, str, int]]:
         """(sensor, metric, newest hour) of every series of the site."""
-        items = self._query(self._raw_table, series_pk(site_id), {"S": " "}, {"S": "\U0010ffff"}, None, True)
-        out = []
-        for item in items:
-            sensor_id, metric = item["sk"]["S"].rsplit("#", 1)
-            out.append((sensor_id, metric, int(item["h"]["N"])))
-        return out
+        return [(*_series_of(item), int(item["h"]["N"])) for item in _query(
+            self._raw_table, series_pk(site_id), {"S": " "}, {"S": "\U0010ffff"}, consistent=True)]  # fmt: skip
 
     # ------------------------------------------------------------ reads
 
     def read_raw(
         self, site_id: str, sensor_ids: Sequence[str], metric: str, start_ms: int, end_ms: int, limit: int
     ) -> dict[str, list[tuple[int, float]]]:
-        days = range(start_ms - start_ms % DAY_MS, end_ms, DAY_MS)
+        low, high = bucket_start(start_ms, "15m"), bucket_start(end_ms - 1, "15m")
 
         def one(sensor_id: str) -> list[tuple[int, float]]:
+            # Past limit + 2 quarters, more than `limit` readings are in range (all but the first and the
+            # last quarter are whole in it, and a quarter item holds a reading at least).
             points: list[tuple[int, float]] = []
-            for day_ms in days:
-                pk = f"{site_id}#{sensor_id}#{_day(day_ms)}"
-                low, high = max(start_ms, day_ms), min(end_ms, day_ms + DAY_MS) - 1
-                for item in self._query(
-                    self._raw_table, pk, {"S": f"{metric}#{low:013d}"}, {"S": f"{metric}#{high:013d}"},
-                    limit + 1 - len(points),
-                ):  # fmt: skip
-                    points.append((int(item["sk"]["S"].rsplit("#", 1)[1]), float(item["v"]["N"])))
-                if len(points) > limit:
-                    break
-            return points
+            for item in _query(self._raw_table, quarter_pk(site_id, sensor_id, metric), _sk(low), _sk(high),
+                               enough=limit + 2):  # fmt: skip
+                points += sorted(
+                    (ts, v) for ts, (v, _) in _quarter(item).readings.items() if start_ms <= ts < end_ms
+                )
+            return points[: limit + 1]
 
-        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids, READ_WORKERS), strict=True))
+        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids), strict=True))
+
+    def _sealed_until(self, site_id: str, first: int, last: int) -> int:
+        """The end of the sealed hours among [first, last): read from hour and group items before it, from
+        quarter items after."""
+        seal = self._get_seal(site_id)
+        return first if seal is None else min(max(first, seal.through + HOUR_MS), last)
 
     def read_rollups(
         self,
@@ -556,36 +604,43 @@ class DynamoTelemetryStore:
         end_ms: int,
     ) -> dict[str, dict[int, Bucket]]:
         first, last = hourly.hours_between(start_ms, end_ms, resolution)
+        split = self._sealed_until(site_id, first, last)
 
         def one(sensor_id: str) -> dict[int, Bucket]:
-            items = self._query(
-                self._rollups_table, hour_pk(site_id, sensor_id, metric), _number(first), _number(last - 1), None
-            )  # fmt: skip
-            found = hourly.buckets({int(item["sk"]["N"]): _quarters(item) for item in items}, resolution)
+            hours: dict[int, Quarters] = {}
+            if split > first:
+                for item in _query(self._rollups_table, hour_pk(site_id, sensor_id, metric), _number(first),
+                                   _number(split - 1)):  # fmt: skip
+                    hours[int(item["sk"]["N"])] = _quarters(item)
+            if split < last:
+                for item in _query(self._raw_table, quarter_pk(site_id, sensor_id, metric), _sk(split),
+                                   _sk(last - QUARTER_MS)):  # fmt: skip
+                    start = int(item["sk"]["S"])
+                    hours.setdefault(hour_of(start), {}).update(_hour_quarters([_quarter(item)]))
+            found = hourly.buckets(hours, resolution)
             return {start: b for start, b in found.items() if start_ms <= start < end_ms}
 
-        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids, READ_WORKERS), strict=True))
+        return dict(zip(sensor_ids, _in_parallel(one, sensor_ids), strict=True))
 
     def read_groups(
         self, site_id: str, scopes: Sequence[str], metric: str, resolution: str, start_ms: int, end_ms: int
     ) -> dict[str, dict[int, dict[str, Bucket]]]:
         """Each scope's buckets whose start is in [start_ms, end_ms), by start, then by sensor type: the
-        sealed hours from the group items, the others from the sensors' hours."""
+        sealed hours from the group items, the others from the quarter items of the site's series."""
         first, last = hourly.hours_between(start_ms, end_ms, resolution)
-        seal = self._get_seal(site_id)
-        open_from = max(first, seal.through + HOUR_MS) if seal is not None else first
+        split = self._sealed_until(site_id, first, last)
         wanted = set(scopes)
 
         def sealed(scope: str) -> dict[int, Quarters]:
-            if open_from <= first:
+            if split <= first:
                 return {}
-            items = self._query(self._rollups_table, groups.group_pk(site_id, scope, metric), _number(first),
-                                _number(min(last, open_from) - 1), None)  # fmt: skip
+            items = _query(self._rollups_table, groups.group_pk(site_id, scope, metric), _number(first),
+                           _number(split - 1))  # fmt: skip
             return {int(item["sk"]["N"]): _quarters(item) for item in items}
 
-        found = dict(zip(scopes, _in_parallel(sealed, scopes, READ_WORKERS), strict=True))
-        if open_from < last:
-            for hour, by_scope in self._open_hours(site_id, metric, open_from, last).items():
+        found = dict(zip(scopes, _in_parallel(sealed, scopes), strict=True))
+        if split < last:
+            for hour, by_scope in self._open_hours(site_id, metric, split, last).items():
                 for scope, quarters in by_scope.items():
                     if scope in wanted:
                         found[scope][hour] = quarters
@@ -595,67 +650,51 @@ class DynamoTelemetryStore:
         }  # fmt: skip
 
     def _open_hours(self, site_id: str, metric: str, start: int, end: int) -> dict[int, dict[str, Quarters]]:
-        """The groups' quarters of the hours in [start, end) made from the sensors' hours, by hour."""
+        """The groups' quarters of the hours in [start, end) made from the series' quarter items, by hour."""
         series = [sensor for sensor, m, newest in self._series(site_id) if m == metric and newest >= start]
-        hours = list(range(start, end, HOUR_MS))
-        per_hour: dict[int, list[Quarters]] = {}
-        if len(hours) <= OPEN_HOURS_BY_GET:
-            found = self._get_hours([(site_id, sensor, metric, h) for sensor in series for h in hours])
-            for (_, _, _, h), hour in found.items():
-                if hour.version:
-                    per_hour.setdefault(h, []).append(hour.quarters)
+        per_hour: dict[int, list[Quarter]] = {}
+        if (end - start) // HOUR_MS <= OPEN_HOURS_BY_GET:
+            keys = [(site_id, s, metric, q) for s in series for q in range(start, end, QUARTER_MS)]
+            for (_, _, _, q_start), quarter in self._get_quarters(keys).items():
+                if quarter.version:
+                    per_hour.setdefault(hour_of(q_start), []).append(quarter)
         else:
 
-            def one(sensor: str) -> list[dict[str, Any]]:
-                return self._query(self._rollups_table, hour_pk(site_id, sensor, metric), _number(start),
-                                   _number(end - 1), None, True)  # fmt: skip
+            def one(sensor_id: str) -> list[dict[str, Any]]:
+                return _query(self._raw_table, quarter_pk(site_id, sensor_id, metric), _sk(start),
+                              _sk(end - QUARTER_MS), consistent=True)  # fmt: skip
 
-            for items in _in_parallel(one, series, READ_WORKERS):
+            for items in _in_parallel(one, series):
                 for item in items:
-                    per_hour.setdefault(int(item["sk"]["N"]), []).append(_quarters(item))
-        return {h: groups.group_hours(quarters) for h, quarters in per_hour.items()}
-
-    # ------------------------------------------------------------ plumbing
-
-    @staticmethod
-    def _query(
-        table: str,
-        pk: str,
-        low: dict[str, str],
-        high: dict[str, str],
-        limit: int | None,
-        consistent: bool = False,
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": low, ":high": high},
+                    per_hour.setdefault(hour_of(int(item["sk"]["S"])), []).append(_quarter(item))
+        return {
+            h: groups.group_hours(_hour_quarters([q]) for q in quarters) for h, quarters in per_hour.items()
         }
-        if consistent:
-            request["ConsistentRead"] = True
-        while True:
-            if limit is not None:
-                request["Limit"] = max(1, limit - len(items))
-            answer = _dynamodb().query(**request)
-            items.extend(answer.get("Items", []))
-            last = answer.get("LastEvaluatedKey")
-            if not last or (limit is not None and len(items) >= limit):
-                return items
-            request["ExclusiveStartKey"] = last
 
 
-def _hour_keys(keys: Sequence[HourKey]) -> list[dict[str, Any]]:
-    return [{"pk": {"S": hour_pk(s, sensor, m)}, "sk": _number(h)} for s, sensor, m, h in keys]
+# ---------------------------------------------------------------- plumbing
 
 
-def _hours(keys: Sequence[HourKey], items: Iterable[dict[str, Any]]) -> dict[HourKey, Hour]:
-    by_key = {(s_id, hour_pk(s_id, sensor, m), h): (s_id, sensor, m, h) for s_id, sensor, m, h in keys}
-    found = dict.fromkeys(keys, Hour(0, {}))
-    for item in items:
-        pk, hour = item["pk"]["S"], int(item["sk"]["N"])
-        found[by_key[(pk.split("#", 1)[0], pk, hour)]] = Hour(int(item["v"]["N"]), _quarters(item))
-    return found
+def _based_put(table: str, basis: int, item: dict[str, Any]) -> dict[str, Any]:
+    """A put of an item made from a read whose basis is `basis`, on condition that the basis grows."""
+    return {
+        "TableName": table, "Item": {**item, "b": _number(basis)},
+        "ConditionExpression": "attribute_not_exists(pk) OR b < :b", "ExpressionAttributeValues": {":b": _number(basis)},
+    }  # fmt: skip
+
+
+def _quarter_keys(keys: Sequence[QuarterKey]) -> list[dict[str, Any]]:
+    return [{"pk": {"S": quarter_pk(s, sensor, m)}, "sk": _sk(q)} for s, sensor, m, q in keys]
+
+
+def _quarter_key(item: Mapping[str, Any]) -> QuarterKey:
+    site_id, sensor_id, metric, _ = item["pk"]["S"].rsplit("#", 3)
+    return site_id, sensor_id, metric, int(item["sk"]["S"])
+
+
+def _series_of(item: Mapping[str, Any]) -> tuple[str, str]:
+    sensor_id, metric = item["sk"]["S"].rsplit("#", 1)
+    return sensor_id, metric
 
 
 def _batch_get(
@@ -681,30 +720,36 @@ def _batch_get(
         raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
 
     out: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
-    for found in _in_parallel(chunk, chunks, READ_WORKERS):
+    for found in _in_parallel(chunk, chunks):
         for table, item in found:
             out[table].append(item)
     return out
 
 
-def _same(a: Quarters, b: Quarters) -> bool:
-    """Whether two hours hold the same buckets (sums compared as decimals: 4.0 is 4)."""
-
-    def norm(quarters: Quarters) -> dict[int, dict[str, tuple[Any, ...]]]:
-        return {q: {k: (x.count, total, x.min, x.max, x.last, x.last_ts) for k, (x, total) in cells.items()}
-                for q, cells in quarters.items() if cells}  # fmt: skip
-
-    return norm(a) == norm(b)
-
-
-def _after(hour: Hour, reading: Reading) -> bool:
-    """Whether the reading is after the newest reading of its quarter (so it cannot be counted yet)."""
-    newest = hourly.last_ts(hour.quarters.get(quarter_of(reading.ts_ms)))
-    return newest is None or reading.ts_ms > newest
-
-
-def _touched(readings: Iterable[Reading]) -> set[int]:
-    return {quarter_of(r.ts_ms) for r in readings}
+def _query(
+    table: str,
+    pk: str,
+    low: dict[str, str],
+    high: dict[str, str],
+    consistent: bool = False,
+    enough: int | None = None,
+) -> list[dict[str, Any]]:
+    """Every item of `pk` with sk in [low, high], page after page (or until more than `enough`)."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": low, ":high": high},
+    }
+    if consistent:
+        request["ConsistentRead"] = True
+    while True:
+        answer = _dynamodb().query(**request)
+        items.extend(answer.get("Items", []))
+        last = answer.get("LastEvaluatedKey")
+        if not last or (enough is not None and len(items) > enough):
+            return items
+        request["ExclusiveStartKey"] = last
 
 
 def _real_ms() -> int:
@@ -720,14 +765,16 @@ def _backoff(attempt: int) -> float:
 
 T = TypeVar("T")
 R = TypeVar("R")
+_POOL = ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="ems-store")
 
 
-def _in_parallel(work: Callable[[T], R], inputs: Sequence[T], workers: int) -> list[R]:
-    """work(x) for each input, in order; in threads when there is more than one (I/O-bound calls)."""
-    if len(inputs) <= 1:
+def _in_parallel(work: Callable[[T], R], inputs: Sequence[T]) -> list[R]:
+    """work(x) for each input, in order; on the process's pool when there is more than one (I/O-bound
+    calls; a pool made per call would start its threads every time). Calls made from a pool thread run in
+    that thread (so nested calls never wait on the pool they hold)."""
+    if len(inputs) <= 1 or threading.current_thread().name.startswith("ems-store"):
         return [work(x) for x in inputs]
-    with ThreadPoolExecutor(max_workers=min(workers, len(inputs))) as pool:
-        return list(pool.map(work, inputs))
+    return list(_POOL.map(work, inputs))
 
 
 # ---------------------------------------------------------------- each sensor's newest reading
@@ -735,8 +782,8 @@ def _in_parallel(work: Callable[[T], R], inputs: Sequence[T], workers: int) -> l
 
 class DynamoLatestReadings:
     """Each sensor's newest reading (`LatestReadings`), read where the DynamoDB store keeps it: a series'
-    pointer names its newest hour, whose newest quarter holds the reading. Nothing more is written a
-    reading for it (the store moves a pointer once an hour a series)."""
+    pointer names its newest hour, whose quarter items hold the reading. Nothing is written a reading for
+    it (the store moves a pointer once an hour a series)."""
 
     def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]:
         wanted = set(sensor_ids)
@@ -744,52 +791,38 @@ class DynamoLatestReadings:
             return {}
         table = settings().telemetry_table
         if len(wanted) <= 4:  # a few sensors: their own series; else the site's, in one query
-            found = [item for sensor_id in sorted(wanted) for item in DynamoTelemetryStore._query(
-                table, series_pk(site_id), {"S": f"{sensor_id}#"}, {"S": f"{sensor_id}#\U0010ffff"}, None)]  # fmt: skip
+            found = [item for sensor_id in sorted(wanted) for item in _query(
+                table, series_pk(site_id), {"S": f"{sensor_id}#"}, {"S": f"{sensor_id}#\U0010ffff"})]  # fmt: skip
         else:
-            found = DynamoTelemetryStore._query(
-                table, series_pk(site_id), {"S": " "}, {"S": "\U0010ffff"}, None
-            )
-        keys: list[HourKey] = []
+            found = _query(table, series_pk(site_id), {"S": " "}, {"S": "\U0010ffff"})
+        keys: list[QuarterKey] = []
         for item in found:
-            sensor_id, metric = item["sk"]["S"].rsplit("#", 1)
+            sensor_id, metric = _series_of(item)
             if sensor_id in wanted:
-                keys.append((site_id, sensor_id, metric, int(item["h"]["N"])))
-        newest: dict[str, Heard] = {}
-        table = settings().rollups_table
-        for (_, sensor_id, metric, _), hour in _hours(
-            keys, _batch_get({table: (_hour_keys(keys), False)})[table]
-        ).items():
-            last = _newest(hour.quarters)
-            if last is None:
-                continue  # the pointer moved before its hour was put (a write that failed between)
-            ts_ms, value = last
-            held = newest.get(sensor_id)
-            if held is None or ts_ms > held.ts_ms:
-                newest[sensor_id] = Heard(sensor_id, ts_ms, {metric: value})
-            elif ts_ms == held.ts_ms:
-                held.metrics[metric] = value
-        return newest
-
-
-def _newest(quarters: Quarters) -> tuple[int, float] | None:
-    """(ts, value) of the newest reading in an hour."""
-    best: Exact | None = None
-    for cells in quarters.values():
-        for bucket, total in cells.values():
-            if best is None or (bucket.last_ts, bucket.last) > (best[0].last_ts, best[0].last):
-                best = (bucket, total)
-    return None if best is None else (best[0].last_ts, best[0].last)
+                hour = int(item["h"]["N"])
+                keys += [(site_id, sensor_id, metric, hour + q * QUARTER_MS) for q in range(4)]
+        newest: dict[tuple[str, str], tuple[int, float]] = {}
+        for item in _batch_get({table: (_quarter_keys(keys), False)})[table]:
+            _, sensor_id, metric, _ = _quarter_key(item)
+            for ts, (value, _cell) in _quarter(item).readings.items():
+                held = newest.get((sensor_id, metric))
+                if held is None or ts > held[0]:
+                    newest[(sensor_id, metric)] = (ts, value)
+        out: dict[str, Heard] = {}
+        for (sensor_id, metric), (ts, value) in sorted(newest.items()):
+            heard = out.get(sensor_id)
+            if heard is None or ts > heard.ts_ms:
+                out[sensor_id] = Heard(sensor_id, ts, {metric: value})
+            elif ts == heard.ts_ms:
+                heard.metrics[metric] = value
+        return out
 
 
 # ---------------------------------------------------------------- sensor status (Timestream deployments)
 
 
-STATUS_WORKERS = 8
-
-
 def status_pk(site_id: str) -> str:
-    """Status items share the raw table: pk "<site>#status" (raw keys have a sensor and a day after
+    """Status items share the raw table: pk "<site>#status" (quarter keys have a sensor and a metric after
     the site, so they never meet it), sk the sensor id; no TTL attribute, so they stay."""
     return f"{site_id}#status"
 
@@ -797,10 +830,7 @@ def status_pk(site_id: str) -> str:
 class SensorStatusStore:
     """Each sensor's newest reading (ts and metrics), one item per sensor, moved only forward in time:
     what a deployment that keeps readings in Timestream reads as `LatestReadings` (the DynamoDB store
-    has them in its hours: `DynamoLatestReadings`)."""
-
-    def __init__(self, sleep: Sleep = time.sleep) -> None:
-        self._sleep = sleep
+    has them in its quarters: `DynamoLatestReadings`)."""
 
     @property
     def _table(self) -> str:
@@ -820,7 +850,7 @@ class SensorStatusStore:
                 raise
             return 1
 
-        return sum(_in_parallel(one, list(heard), STATUS_WORKERS))
+        return sum(_in_parallel(one, list(heard)))
 
     def _put(self, site_id: str, h: Heard) -> dict[str, Any]:
         """The sensor's item put whole, on condition that it holds no newer reading."""
@@ -837,19 +867,8 @@ class SensorStatusStore:
     def get(self, site_id: str, sensor_ids: Iterable[str]) -> dict[str, Heard]:
         """The newest reading of each sensor among `sensor_ids` that has reported."""
         keys = [{"pk": {"S": status_pk(site_id)}, "sk": {"S": s}} for s in sorted(set(sensor_ids))]
-        found: dict[str, Heard] = {}
-        for start in range(0, len(keys), BATCH_GET_KEYS):
-            request: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_KEYS]}}
-            for _attempt in range(MAX_ATTEMPTS):
-                answer = _dynamodb().batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    heard = _heard(item)
-                    found[heard.sensor_id] = heard
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(BACKOFF_BASE_S)
-        return found
+        found = _batch_get({self._table: (keys, False)})[self._table]
+        return {heard.sensor_id: heard for heard in map(_heard, found)}
 
 
 def _heard(item: dict[str, Any]) -> Heard:

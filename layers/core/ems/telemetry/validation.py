@@ -108,7 +108,7 @@ def parse_reading(
     ts_ms = _ts_ms(raw.get("ts"))
     if ts_ms > latest.timestamp() * 1000:
         raise Rejected("ts is more than 5 minutes in the future")
-    if bucket_start(ts_ms, "15m") < earliest.timestamp() * 1000:  # its quarter hour must be whole in raw
+    if bucket_start(ts_ms, "1h") < earliest.timestamp() * 1000:  # its hour must be whole in raw (sealing)
         raise Rejected("ts is older than the raw retention")
     has_value, has_metrics = "value" in raw, "metrics" in raw
     if has_value == has_metrics:
