@@ -32,6 +32,7 @@ NAME = "telemetry"
 COMMAND = "python -m bench telemetry"
 SITE = "bench-telemetry"
 FLEET_SITE = "bench-fleet"  # a site of its own, so that a query of the whole site is the fleet's
+YEAR_SITE = "bench-year"  # a site whose every hour of the year is sealed (read from hour items)
 INGEST_SENSORS, INGEST_STEPS = 50, 100  # 5,000 readings a round
 # Rounds of both paths in turn (new sensors each round, so each does the same work): the figure is the
 # median round's ratio, since one pass of each moves by a tenth from run to run on a shared machine.
@@ -178,20 +179,23 @@ def _load_hours(aws: LocalAws, sensors: list[str], start_ms: int, hours: int, si
 
 
 def _load_site_hours(aws: LocalAws, site: str, sensors: int, start_ms: int, hours: int) -> None:
-    """The site's group items of `sensors` sensors loaded by `_load_hours`, merged, and the site's seal
-    through the last of them (as sealing leaves them)."""
+    """The site's group items of `sensors` sensors loaded by `_load_hours`, merged."""
     from ems.telemetry.groups import SITE_SCOPE, group_pk
-    from ems.telemetry.store import _quarters_attrs, seal_pk
+    from ems.telemetry.store import _quarters_attrs
 
     _put_all(aws, (
         {"pk": {"S": group_pk(site, SITE_SCOPE, "power_w")}, "sk": {"N": str(hour)}, "b": {"N": str(sensors)},
          **_quarters_attrs({q: {"plug": _quarter(hour + q * QUARTER_MS, sensors)} for q in range(4)})}
         for hour in (start_ms + n * HOUR_MS for n in range(hours))
     ))  # fmt: skip
-    last = start_ms + (hours - 1) * HOUR_MS
-    _put_all(
-        aws, iter([{"pk": {"S": seal_pk(site)}, "sk": {"N": "0"}, "t": {"N": str(last)}, "v": {"N": "1"}}])
-    )
+
+
+def _seal_through(aws: LocalAws, site: str, last_hour_ms: int) -> None:
+    """The site's seal as sealing leaves it: every hour up to `last_hour_ms` read from hour and group items."""
+    from ems.telemetry.store import seal_pk
+
+    item = {"pk": {"S": seal_pk(site)}, "sk": {"N": "0"}, "t": {"N": str(last_hour_ms)}, "v": {"N": "1"}}
+    _put_all(aws, iter([item]))
 
 
 def _time_query(
@@ -227,18 +231,21 @@ def run(aws: LocalAws, scratch: Path, samples: int | None = None) -> str:
 
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     year_start = int((now - timedelta(days=365)).timestamp() * 1000)
-    (year_sensor,) = _seed_site(aws, token, 1, "YEAR_")
-    _load_hours(aws, [year_sensor], year_start, 8760)
+    _ok(aws.call("POST", "/api/v1/sites", token, {"site_id": YEAR_SITE, "name": "year"}), "site")
+    (year_sensor,) = _seed_site(aws, token, 1, "YEAR_", YEAR_SITE)
+    _load_hours(aws, [year_sensor], year_start, 8760, YEAR_SITE)
+    _seal_through(aws, YEAR_SITE, year_start + 8759 * HOUR_MS)
     month_start = int((now - timedelta(days=30)).timestamp() * 1000)
     _ok(aws.call("POST", "/api/v1/sites", token, {"site_id": FLEET_SITE, "name": "fleet"}), "site")
     fleet = _seed_site(aws, token, 100, "FLEET_", FLEET_SITE)
     _load_hours(aws, fleet, month_start, 720, FLEET_SITE)
     _load_site_hours(aws, FLEET_SITE, len(fleet), month_start, 720)
+    _seal_through(aws, FLEET_SITE, month_start + 719 * HOUR_MS)
 
     year = _time_query(aws, token, {
         "sensor_ids": [year_sensor], "metric": "power_w", "start_time": year_start // 1000,
         "end_time": year_start // 1000 + 8760 * 3600, "resolution": "1h", "aggregate": "mean"}, 8760,
-        samples or YEAR_SAMPLES)  # fmt: skip
+        samples or YEAR_SAMPLES, YEAR_SITE)  # fmt: skip
     month_query = {"metric": "power_w", "start_time": month_start // 1000, "end_time": month_start // 1000 + 2880 * 900,
                    "resolution": "15m", "aggregate": "mean", "group_by": "site"}  # fmt: skip
     month = _time_query(aws, token, month_query, 2880, samples or YEAR_SAMPLES, FLEET_SITE)
