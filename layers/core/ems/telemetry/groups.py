@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ems.telemetry.hourly import QUARTER_MS, Quarters, cell_room, cell_type, merge_exact
-from ems.telemetry.rollup import Bucket, bucket_start
+from ems.telemetry.hourly import Quarters, by_start, cell_room, cell_type, merge_exact
+from ems.telemetry.rollup import Bucket
 
 SITE_SCOPE = "site"
 
@@ -48,15 +48,10 @@ def group_hours(sensor_hours: Iterable[Quarters]) -> dict[str, Quarters]:
 def by_type(hours: Mapping[int, Quarters], resolution: str) -> dict[int, dict[str, Bucket]]:
     """A group's buckets of `resolution` by start, then by sensor type, from its hours by start."""
     out: dict[int, dict[str, Bucket]] = {}
-    for hour_ms, quarters in hours.items():
-        for q, cells in quarters.items():
-            start = hour_ms + q * QUARTER_MS if resolution == "15m" else bucket_start(hour_ms, resolution)
-            held = out.setdefault(start, {})
-            for kind, (bucket, _) in cells.items():
-                if kind in held:
-                    held[kind].merge(bucket)
-                else:
-                    held[kind] = bucket.copy()
+    for start, cells in by_start(hours, resolution):
+        held = out.setdefault(start, {})
+        for kind, (bucket, _) in cells.items():
+            held[kind] = bucket.copy() if kind not in held else held[kind].merged(bucket)
     return out
 
 

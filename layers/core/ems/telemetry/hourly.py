@@ -1,21 +1,20 @@
-"""An hour of one series in four quarter-hour buckets: what the DynamoDB store keeps a sensor-metric per
-hour (pure, no I/O; ems.telemetry.store reads and writes it).
+"""Quarter hours and hours of a series' readings (pure, no I/O; ems.telemetry.store keeps them).
 
-One item an hour holds the hour's 15-minute buckets, so that a reading moves one rollup item, not three:
-the 1 h bucket is the merge of its quarters, and the 1 d bucket the merge of its 24 hours, both made when
-read (buckets nest, and merging is exact: ems.telemetry.rollup). Within a quarter, readings are kept by
-cell, the sensor's room and type when the reading was stored, so that site and room rollups
+A series' readings are kept a quarter hour an item, and each hour's 15-minute buckets in one item once the
+hour is sealed: the 1 h bucket is the merge of its quarters, and the 1 d bucket the merge of its 24 hours,
+both made when read (buckets nest, and merging is exact: ems.telemetry.rollup). Within a quarter, buckets
+are kept by cell, the sensor's room and type when the reading was stored, so that site and room rollups
 (ems.telemetry.groups) count a reading where its sensor was. A sum is kept as an exact decimal (a
-DynamoDB number has 38 digits), so an hour rebuilt from its raw readings equals one built reading by
-reading, to the last digit.
+DynamoDB number has 38 digits), so an hour made from its quarters again equals the first, to the last
+digit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 
-from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start
+from ems.telemetry.rollup import WIDTH_MS, Bucket, bucket_start, merge_series
 
 HOUR_MS = 3_600_000
 QUARTER_MS = 900_000
@@ -67,42 +66,21 @@ def quarters_of(points: Iterable[tuple[int, float, str]]) -> Quarters:
     return out
 
 
-def added(hour: Quarters, delta: Quarters) -> Quarters:
-    """`hour` with `delta` merged in (neither is changed)."""
-    out = {q: dict(cells) for q, cells in hour.items()}
-    for q, cells in delta.items():
-        for key, exact in cells.items():
-            merge_exact(out.setdefault(q, {}), key, exact)
-    return out
-
-
-def last_ts(cells: Cells | None) -> int | None:
-    """The newest reading's time in a quarter's cells (None: no reading)."""
-    return max((b.last_ts for b, _ in cells.values()), default=None) if cells else None
-
-
-def buckets(
-    hours: Mapping[int, Quarters],
-    resolution: str,
-    keep: Callable[[str], bool] | None = None,
-) -> dict[int, Bucket]:
-    """Buckets of `resolution` (15m, 1h, 1d) by start, from hours by start: the cells `keep` accepts
-    (all when None) merged. A bucket with no kept cell is absent."""
+def by_start(hours: Mapping[int, Quarters], resolution: str) -> Iterator[tuple[int, Cells]]:
+    """(bucket start, cells) of each quarter of `hours` (by hour start) in the buckets of `resolution`."""
     if resolution not in ("15m", "1h", "1d"):
         raise ValueError(f"no buckets of {resolution!r} in hours")
-    out: dict[int, Bucket] = {}
     for hour_ms, quarters in hours.items():
         for q, cells in quarters.items():
-            start = hour_ms + q * QUARTER_MS if resolution == "15m" else bucket_start(hour_ms, resolution)
-            for key, (bucket, _) in cells.items():
-                if keep is not None and not keep(key):
-                    continue
-                held = out.get(start)
-                if held is None:
-                    out[start] = bucket.copy()
-                else:
-                    held.merge(bucket)
-    return out
+            yield (
+                (hour_ms + q * QUARTER_MS if resolution == "15m" else bucket_start(hour_ms, resolution)),
+                cells,
+            )
+
+
+def buckets(hours: Mapping[int, Quarters], resolution: str) -> dict[int, Bucket]:
+    """Buckets of `resolution` (15m, 1h, 1d) by start, every cell merged, from hours by start."""
+    return merge_series({start: b} for start, cells in by_start(hours, resolution) for b, _ in cells.values())
 
 
 def hours_between(start_ms: int, end_ms: int, resolution: str) -> tuple[int, int]:
