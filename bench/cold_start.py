@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +57,7 @@ FLOORS: dict[str, tuple[str, str]] = {
 }
 TARGET_FLOOR, BOTO3_FLOOR = "dynamodb_get", "boto3"
 SENSOR = "BENCH_METER"
+BATTERY = "BENCH_BATTERY"
 # Functions no HTTP route reaches (the target is for API functions): not measured here. Alerts and
 # export serve HTTP routes (GET /api/v1/events, GET /api/v1/export), so they are measured.
 NOT_HTTP = {
@@ -83,6 +87,43 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
                              {"sensor_id": SENSOR, "name": "Bench meter", "sensor_type": "meter"}, f"site={SITE}")  # fmt: skip
     if status not in (201, 409):
         raise RuntimeError(f"could not create the bench sensor: {status} {reply}")
+    inverter = {
+        "device_id": BATTERY,
+        "name": "Bench inverter",
+        "device_type": "battery_inverter",
+        "rated_power_kw": 5,
+    }
+    status, reply = aws.call("POST", "/api/v1/iot/devices", admin, inverter, f"site={SITE}")
+    if status not in (201, 409):
+        raise RuntimeError(f"could not create the bench battery's inverter: {status} {reply}")
+    battery = {
+        "battery_id": BATTERY,
+        "name": "Bench battery",
+        "capacity_kwh": 10,
+        "max_charge_kw": 5,
+        "max_discharge_kw": 5,
+        "device_id": BATTERY,
+    }
+    status, reply = aws.call("POST", "/api/v1/batteries", admin, battery, f"site={SITE}")
+    if status not in (201, 409):
+        raise RuntimeError(f"could not create the bench battery: {status} {reply}")
+    # An applied plan for the optimiser's GET (the shortest horizon, hourly, the series given: no forecast read).
+    series = {
+        "load_kw": [1.0] * 24,
+        "pv_kw": [0.0] * 24,
+        "import_price": [0.3] * 24,
+        "export_price": [0.1] * 24,
+    }
+    with _environment(aws.functions["OptimizerFunction"]["Environment"]["Variables"]):  # its Scheduler target
+        status, reply = aws.call(
+            "POST",
+            f"/api/v1/batteries/{BATTERY}/optimize",
+            admin,
+            {"horizon_hours": 24, "slot_minutes": 60, "start_soc_pct": 50, "apply": True, **series},
+            f"site={SITE}",
+        )
+    if status != 200:
+        raise RuntimeError(f"could not apply the bench battery's plan: {status} {reply}")
     grant = {
         "name": "bench-meter",
         "list_of_resources": ["sensors", "ingest"],
@@ -112,6 +153,19 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
         "ForecastFunction": (f"GET /api/v1/forecast/consumption?site={SITE}, 1 h (no model yet: naive)",
                              aws.request("GET", "/api/v1/forecast/consumption", admin,
                                          query=f"site={SITE}&horizon_hours=1"), 200),
+        "BatteriesFunction": (f"GET /api/v1/batteries?site={SITE} (batteries Query)",
+                              aws.request("GET", "/api/v1/batteries", admin, query=f"site={SITE}"), 200),
+        "OptimizerFunction": (f"GET /api/v1/batteries/{BATTERY}/plan (2 GetItem)",
+                              aws.request("GET", f"/api/v1/batteries/{BATTERY}/plan", admin,
+                                          query=f"site={SITE}"), 200),
+        "DevicesFunction": (f"GET /api/v1/iot/devices?site={SITE} (devices Query)",
+                            aws.request("GET", "/api/v1/iot/devices", admin, query=f"site={SITE}"), 200),
+        "MarketFunction": (f"GET /api/v1/p2p/orders?site={SITE} (orders Query)",
+                           aws.request("GET", "/api/v1/p2p/orders", admin, query=f"site={SITE}"), 200),
+        "DemandResponseFunction": (f"GET /api/v1/demand-response/invitations/unanswered?site={SITE} "
+                                   "(invitations Query)",
+                                   aws.request("GET", "/api/v1/demand-response/invitations/unanswered", admin,
+                                               query=f"site={SITE}"), 200),
     }  # fmt: skip
     missing = set(aws.functions) - set(chosen) - set(NOT_HTTP)
     if missing:
@@ -119,6 +173,19 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
             f"no cold-start request chosen for {sorted(missing)}: add one in bench/cold_start.py"
         )
     return chosen
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """This process's environment with a function's variables added, for one in-process call that
+    reads one of its own (the seeding calls run with TokensFunction's)."""
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in variables.items() if k not in os.environ})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _now() -> str:
