@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ems.core.models import Model
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -24,7 +26,7 @@ SENSOR_STATUS_CHANGED = "SensorStatusChanged"
 SYSTEM_EVENT = "SystemEvent"
 
 
-class Alert(BaseModel):
+class Alert(Model):
     alert_id: str  # "<raised epoch ms, 13 digits>-<8 hex>": sorts by time
     site_id: str
     rule: str
@@ -45,7 +47,7 @@ class Alert(BaseModel):
     source: str | None = None  # the domain of a system event
 
 
-class SystemEvent(BaseModel):
+class SystemEvent(Model):
     """The detail of a `SystemEvent` another domain puts on the bus."""
 
     model_config = ConfigDict(extra="ignore")
@@ -58,7 +60,7 @@ class SystemEvent(BaseModel):
     clear: bool = False
 
 
-class EventsQuery(BaseModel):
+class EventsQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     severity: Severity | None = None
@@ -69,13 +71,13 @@ class EventsQuery(BaseModel):
     next_token: str | None = None
 
 
-class AlertPage(BaseModel):
+class AlertPage(Model):
     items: list[Alert]
     count: int
     next_token: str | None = None
 
 
-class EvaluationReport(BaseModel):
+class EvaluationReport(Model):
     raised: int = 0
     cleared: int = 0
     pending: int = 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ems.core.errors import BadRequest, Forbidden
 from ems.core.ids import USER_ID
+from ems.core.models import Model
 
 # The seed's list_of_resources, plus the new domains. `*` is every resource.
 RESOURCES = (
@@ -37,7 +38,7 @@ def _check_sites(sites: list[str]) -> list[str]:
     return sites
 
 
-class Claims(BaseModel):
+class Claims(Model):
     """What a verified token says about its holder."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -104,14 +105,10 @@ class Claims(BaseModel):
         raise BadRequest("name the site with ?site= or the X-Site header", "site")
 
 
-# Every API function imports this module for Claims; only the tokens function uses the models below,
-# so they build their pydantic schema on first use (defer_build), not at import (bench/cold_start.py).
-
-
-class TokenRequest(BaseModel):
+class TokenRequest(Model):
     """POST /tokens/generate. `list_of_resources` is the seed's name, kept as the wire name."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
     list_of_resources: list[Resource] = Field(min_length=1)
@@ -127,46 +124,38 @@ class TokenRequest(BaseModel):
         return None if sites is None else _check_sites(sites)
 
 
-class TokenIssued(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+class TokenIssued(Model):
     token: str
     jti: str
     expires_at: datetime
 
 
-class TokenText(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+class TokenText(Model):
+    model_config = ConfigDict(extra="forbid")
 
     token: str = Field(min_length=1, max_length=8192)
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+class RevokeRequest(Model):
+    model_config = ConfigDict(extra="forbid")
 
     token: str | None = Field(default=None, min_length=1, max_length=8192)
     jti: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-class Validation(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+class Validation(Model):
     valid: bool
     reason: str | None = None
     claims: Claims | None = None
 
 
-class Revoked(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
+class Revoked(Model):
     revoked: bool
     jti: str
 
 
-class TokenMeta(BaseModel):
+class TokenMeta(Model):
     """What GET /tokens shows of a token: never the token itself."""
-
-    model_config = ConfigDict(defer_build=True)
 
     jti: str
     name: str

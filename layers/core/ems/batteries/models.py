@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 
 # The battery inverter's telemetry (ems_sim's BatteryInverter, and the overview's convention):
 # `power_w` > 0 while charging, `soc_pct` the state of charge.
@@ -25,7 +26,7 @@ BATTERY_DURATION_MINUTES = (1, 1440)  # what a battery inverter's set_power take
 Direction = Literal["charge", "discharge"]
 
 
-class BatteryFields(BaseModel):
+class BatteryFields(Model):
     """What a battery is; every field but the id and name may change (PUT)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +63,7 @@ class BatteryIn(BatteryFields):
     battery_id: str = Field(pattern=USER_ID_PATTERN)
 
 
-class BatteryUpdate(BaseModel):
+class BatteryUpdate(Model):
     """PUT /batteries/{id}: the fields given replace the stored ones (the whole is checked again)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -87,7 +88,7 @@ class Battery(BatteryIn):
     updated_at: str
 
 
-class BatteryState(BaseModel):
+class BatteryState(Model):
     """What the battery's inverter said last: SoC and power (kW, charging positive) and when."""
 
     soc_pct: float | None = None
@@ -98,7 +99,7 @@ class BatteryState(BaseModel):
     withheld: str | None = None
 
 
-class BatteryHealth(BaseModel):
+class BatteryHealth(Model):
     """From the battery's 15-minute history over `days`.
 
     Throughput is the energy through the inverter (grid side), charge plus discharge; equivalent full
@@ -126,13 +127,13 @@ class BatteryView(Battery):
     health: BatteryHealth | None = None
 
 
-class HealthQuery(BaseModel):
+class HealthQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     days: int = Field(default=30, ge=1, le=366)
 
 
-class PowerCommand(BaseModel):
+class PowerCommand(Model):
     """POST /batteries/{id}/charge and /discharge: the power (kW, grid side, positive) for a while."""
 
     model_config = ConfigDict(extra="forbid")
@@ -142,7 +143,7 @@ class PowerCommand(BaseModel):
     command_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
 
 
-class CommandAccepted(BaseModel):
+class CommandAccepted(Model):
     battery_id: str
     device_id: str
     direction: Direction
@@ -154,13 +155,13 @@ class CommandAccepted(BaseModel):
     command: dict[str, Any]  # the device command as the devices domain recorded it
 
 
-class SummaryQuery(BaseModel):
+class SummaryQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     days: int = Field(default=30, ge=1, le=366)
 
 
-class BatteriesSummary(BaseModel):
+class BatteriesSummary(Model):
     """The site's fleet. Stored energy and power now are live figures (a token that does not see live
     readings gets None and the reason); throughput covers the last `days` up to the token's embargo."""
 
@@ -200,7 +201,7 @@ PLAN_CHANGED = "BatteryPlanChanged"  # pushed on batteries/<id> by the realtime 
 BATTERIES_SOURCE = "ems.batteries"
 
 
-class DeferrableLoadIn(BaseModel):
+class DeferrableLoadIn(Model):
     """A load that needs energy_kwh between slots start_slot and end_slot (exclusive) of the horizon,
     at a continuous power in [min_kw, max_kw] there (an EV: kWh by departure)."""
 
@@ -214,7 +215,7 @@ class DeferrableLoadIn(BaseModel):
     min_kw: float = Field(default=0.0, ge=0)
 
 
-class OptimizeRequest(BaseModel):
+class OptimizeRequest(Model):
     """POST /batteries/{id}/optimize and /batteries/optimize. The series, when given, replace the
     forecasts (load_kw, pv_kw) and the tariff (import_price, export_price) slot by slot: one value a slot."""
 
@@ -237,12 +238,12 @@ class OptimizeRequest(BaseModel):
         return self.horizon_hours * 60 // self.slot_minutes
 
 
-class BatterySlot(BaseModel):
+class BatterySlot(Model):
     battery_kw: float  # grid side, charging positive
     soc_pct: float  # at the slot's end
 
 
-class SlotPlan(BaseModel):
+class SlotPlan(Model):
     start: str
     load_kw: float
     pv_kw: float
@@ -255,7 +256,7 @@ class SlotPlan(BaseModel):
     deferrable_kw: dict[str, float] = Field(default_factory=dict)
 
 
-class PlanResult(BaseModel):
+class PlanResult(Model):
     """The optimiser's answer: the schedule per slot, cost with and without the batteries, the saving."""
 
     site_id: str
@@ -281,7 +282,7 @@ class PlanResult(BaseModel):
     applied: bool = False
 
 
-class PlanRun(BaseModel):
+class PlanRun(Model):
     """One solve of an applied plan (the first, or a re-plan) and the setpoint it sent for its first
     slot (`slot_start`, at those prices)."""
 
@@ -298,7 +299,7 @@ class PlanRun(BaseModel):
     saving: float | None  # over the whole horizon of that run
 
 
-class AppliedPlan(BaseModel):
+class AppliedPlan(Model):
     """GET /batteries/{id}/plan: the request it re-plans with, the latest plan and each run."""
 
     site_id: str

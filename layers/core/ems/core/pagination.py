@@ -8,9 +8,8 @@ import json
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
-
 from ems.core.errors import BadRequest
+from ems.core.models import Model
 
 T = TypeVar("T")
 
@@ -18,7 +17,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-class Page(BaseModel, Generic[T]):
+class Page(Model, Generic[T]):
     items: list[T]
     count: int
     next_token: str | None = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import ConfigDict, Field, RootModel
 
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 from ems.devices.commands import CommandName, CommandStatus, DeviceType, Source
 from ems.registry.models import METRIC_PATTERN, ROOM_NAME_PATTERN
 
@@ -22,7 +23,7 @@ Instruction = Literal["participation", "no-participation", "shifting"]
 INSTRUCTIONS: tuple[Instruction, ...] = ("participation", "no-participation", "shifting")
 
 
-class DeviceIn(BaseModel):
+class DeviceIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str = Field(pattern=USER_ID_PATTERN)
@@ -36,7 +37,7 @@ class DeviceIn(BaseModel):
     sensors: list[str] = Field(default_factory=list, max_length=50)  # the sensors it reports for
 
 
-class DeviceUpdate(BaseModel):
+class DeviceUpdate(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -57,7 +58,7 @@ class Device(DeviceIn):
     last_command_id: str | None = None
 
 
-class Shadow(BaseModel):
+class Shadow(Model):
     desired: dict[str, Any] = Field(default_factory=dict)
     reported: dict[str, Any] = Field(default_factory=dict)
     delta: dict[str, Any] = Field(default_factory=dict)
@@ -66,7 +67,7 @@ class Shadow(BaseModel):
     withheld: str | None = None
 
 
-class CommandRequest(BaseModel):
+class CommandRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     command: CommandName
@@ -74,7 +75,7 @@ class CommandRequest(BaseModel):
     command_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
 
 
-class Command(BaseModel):
+class Command(Model):
     command_id: str
     site_id: str
     device_id: str
@@ -98,18 +99,18 @@ class DeviceView(Device):
     controller: Source | None = None
 
 
-class Released(BaseModel):
+class Released(Model):
     released: Source
     controller: Source | None = None  # who holds the device now
     restored: Command | None = None  # what the next holder wanted, sent again
 
 
-class Deleted(BaseModel):
+class Deleted(Model):
     deleted: bool = True
     commands_closed: int = 0
 
 
-class Control(BaseModel):
+class Control(Model):
     """A source's standing wish for a device: the last command it sent."""
 
     source: Source
@@ -119,7 +120,7 @@ class Control(BaseModel):
     at: str
 
 
-class LastCommand(BaseModel):
+class LastCommand(Model):
     """`last_command` of a device's reported state (API.md, MQTT)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -129,14 +130,14 @@ class LastCommand(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class ListQuery(BaseModel):
+class ListQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
     next_token: str | None = None
 
 
-class DevicesSummary(BaseModel):
+class DevicesSummary(Model):
     """GET /iot/devices/summary (the seed's route)."""
 
     total: int
@@ -154,13 +155,15 @@ class DevicesSummary(BaseModel):
 class PlanIn(RootModel[dict[str, dict[str, Any]]]):
     """PUT /iot/instructions: `{device_id: {"0".."23": instruction}}` (the hours given are merged)."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use, as ems.core.models.Model
+
 
 # ---------------------------------------------------------------- automation rules
 
 Op = Literal[">", ">=", "<", "<=", "=="]
 
 
-class Condition(BaseModel):
+class Condition(Model):
     model_config = ConfigDict(extra="forbid")
 
     sensor_id: str = Field(pattern=USER_ID_PATTERN)
@@ -170,7 +173,7 @@ class Condition(BaseModel):
     for_minutes: int = Field(default=0, ge=0, le=1440)
 
 
-class Action(BaseModel):
+class Action(Model):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str = Field(pattern=USER_ID_PATTERN)
@@ -178,7 +181,7 @@ class Action(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class RuleIn(BaseModel):
+class RuleIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -187,7 +190,7 @@ class RuleIn(BaseModel):
     enabled: bool = True
 
 
-class RuleUpdate(BaseModel):
+class RuleUpdate(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -196,7 +199,7 @@ class RuleUpdate(BaseModel):
     enabled: bool | None = None
 
 
-class Firing(BaseModel):
+class Firing(Model):
     rule_id: str
     at: str  # the time of the reading that completed the hold
     value: float
@@ -223,7 +226,7 @@ class RuleView(Rule):
 # ---------------------------------------------------------------- schedules
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(Model):
     """`cron` (EventBridge Scheduler's six fields), `rate` ("15 minutes") or `at` (a local wall time,
     yyyy-mm-ddThh:mm:ss), in `timezone` (the site's when absent); `action` one command or a scene."""
 
@@ -238,7 +241,7 @@ class ScheduleIn(BaseModel):
     enabled: bool = True
 
 
-class Schedule(BaseModel):
+class Schedule(Model):
     schedule_id: str
     site_id: str
     name: str
@@ -250,7 +253,7 @@ class Schedule(BaseModel):
     updated_at: str
 
 
-class ScheduleRun(BaseModel):
+class ScheduleRun(Model):
     schedule_id: str
     scheduled_time: str
     commands: list[str]  # the command ids sent, or why an action was not: "skipped: ..."

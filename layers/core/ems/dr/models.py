@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 
 DR_SOURCE = "ems.dr"
 # An invitation was created or changed state: the realtime function pushes it on `dr`.
@@ -38,7 +39,7 @@ MAX_DURATION_MINUTES = 24 * 60
 REDUCTIONS = ("load_kwh", "load_kw", "load_percentage")
 
 
-class InvitationIn(BaseModel):
+class InvitationIn(Model):
     """POST /demand-response/invitations/send: the seed's body, and API.md's other reductions."""
 
     model_config = ConfigDict(extra="forbid")
@@ -56,7 +57,7 @@ class InvitationIn(BaseModel):
         return [n for n in REDUCTIONS if getattr(self, n) is not None]
 
 
-class Performance(BaseModel):
+class Performance(Model):
     """What was delivered, against the baseline, once the event completed."""
 
     baseline_kwh: float | None = None  # None: fewer than 3 comparable days
@@ -75,7 +76,7 @@ class Performance(BaseModel):
     computed_at: str | None = None
 
 
-class Step(BaseModel):
+class Step(Model):
     """One command of an event's plan: a battery's discharge or a device shed."""
 
     device_id: str
@@ -92,7 +93,7 @@ class Step(BaseModel):
     restore: str | None = None
 
 
-class Execution(BaseModel):
+class Execution(Model):
     """POST /load-reduction/execute, and the plan an event ran at its start."""
 
     invitation_id: str
@@ -106,7 +107,7 @@ class Execution(BaseModel):
     released: list[str] = Field(default_factory=list)
 
 
-class ExecuteIn(BaseModel):
+class ExecuteIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     invitation_id: str | None = None
@@ -115,7 +116,7 @@ class ExecuteIn(BaseModel):
     iots: list[str] = Field(default_factory=list, max_length=200)
 
 
-class Invitation(BaseModel):
+class Invitation(Model):
     invitation_id: str  # "<start epoch ms, 13 digits>-<8 hex>": sorts by the event's time
     site_id: str
     status: Status = "pending"
@@ -149,13 +150,13 @@ class Invitation(BaseModel):
         return None
 
 
-class Sent(BaseModel):
+class Sent(Model):
     invitation_id: str
     status: Status
     reason: str | None = None
 
 
-class AnswerIn(BaseModel):
+class AnswerIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     invitation_id: str | None = None
@@ -163,26 +164,26 @@ class AnswerIn(BaseModel):
     response: str
 
 
-class CancelIn(BaseModel):
+class CancelIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=500)
 
 
-class ListQuery(BaseModel):
+class ListQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
     next_token: str | None = None
 
 
-class InvitationPage(BaseModel):
+class InvitationPage(Model):
     items: list[Invitation]
     count: int
     next_token: str | None = None
 
 
-class AutoResponse(BaseModel):
+class AutoResponse(Model):
     """GET, PUT /demand-response/auto-response."""
 
     model_config = ConfigDict(extra="forbid")
@@ -200,7 +201,7 @@ class AutoResponse(BaseModel):
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
-class DeviceFlexibility(BaseModel):
+class DeviceFlexibility(Model):
     device_id: str
     device_type: str
     comfort_priority: int  # 1 is shed first; batteries 0 (no comfort cost)
@@ -212,7 +213,7 @@ class DeviceFlexibility(BaseModel):
     battery_id: str | None = None
 
 
-class Flexibility(BaseModel):
+class Flexibility(Model):
     """GET /demand-response/flexibility/current (now, or over a future window)."""
 
     start: str
@@ -226,20 +227,20 @@ class Flexibility(BaseModel):
     withheld: str | None = None  # why the devices' figures are left out for this token
 
 
-class FlexibilityQuery(BaseModel):
+class FlexibilityQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     start: str | None = None
     duration_minutes: int = Field(default=60, ge=15, le=MAX_DURATION_MINUTES)
 
 
-class HorizonQuery(BaseModel):
+class HorizonQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     horizon_hours: int = Field(default=24, ge=1, le=48)
 
 
-class FlexibilityHour(BaseModel):
+class FlexibilityHour(Model):
     start: str
     total_kw: float | None
     reducible_kw: float | None
@@ -247,7 +248,7 @@ class FlexibilityHour(BaseModel):
     battery_kw: float
 
 
-class FlexibilityForecast(BaseModel):
+class FlexibilityForecast(Model):
     """GET /forecast/flexibility: each hour of the horizon."""
 
     horizon_hours: int
@@ -256,20 +257,20 @@ class FlexibilityForecast(BaseModel):
     withheld: str | None = None
 
 
-class BenefitMonth(BaseModel):
+class BenefitMonth(Model):
     month: str  # YYYY-MM of the event's end
     amount: float
     events: int
 
 
-class BenefitsQuery(BaseModel):
+class BenefitsQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
     next_token: str | None = None
 
 
-class Benefits(BaseModel):
+class Benefits(Model):
     """GET /demand-response/benefits: monthly sums, the detailed entries and the balance (the sum of
     every DR entry of the site)."""
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 from ems.core.pagination import Page
 
 Target = Literal["consumption", "generation"]
@@ -22,7 +23,7 @@ SEASONAL_NAIVE = "seasonal_naive"
 MODEL_NAME = "hgb_decomposition"
 
 
-class ForecastQuery(BaseModel):
+class ForecastQuery(Model):
     """GET /forecast/consumption|generation: its query string."""
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +33,7 @@ class ForecastQuery(BaseModel):
     sensor_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(Model):
     """POST /forecast/train."""
 
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +44,7 @@ class TrainRequest(BaseModel):
     backtest_days: int = Field(default=7, ge=1, le=28, strict=True)
 
 
-class ForecastValue(BaseModel):
+class ForecastValue(Model):
     start: str
     value_kw: float | None
     lower_kw: float | None
@@ -51,7 +52,7 @@ class ForecastValue(BaseModel):
     model: str
 
 
-class ForecastOut(BaseModel):
+class ForecastOut(Model):
     site_id: str
     target: Target
     sensor_id: str | None = None
@@ -64,7 +65,7 @@ class ForecastOut(BaseModel):
     values: list[ForecastValue]
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Model):
     """A training run: what it made, how good it was on the weeks it did not train on, and
     whether it is served (and why not)."""
 
@@ -90,13 +91,13 @@ class ModelInfo(BaseModel):
 ModelPage = Page[ModelInfo]
 
 
-class TrainReport(BaseModel):
+class TrainReport(Model):
     trained: int = 0
     naive: int = 0
     skipped: int = 0
 
 
-class StoreReport(BaseModel):
+class StoreReport(Model):
     stored: int = 0
     skipped: int = 0
 

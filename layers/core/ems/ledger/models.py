@@ -10,14 +10,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import Field, PlainSerializer
+
+from ems.core.models import Model
 
 # Exact in the service and the table; a JSON number on the wire (API.md answers numbers).
 Exact = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
-class LedgerEntry(BaseModel):
+class LedgerEntry(Model):
     site_id: str
     source: str = Field(pattern=SOURCE_PATTERN)
     source_id: str = Field(min_length=1, max_length=200)
@@ -30,7 +32,7 @@ class LedgerEntry(BaseModel):
     reading_ms: int | None = None
 
 
-class Balance(BaseModel):
+class Balance(Model):
     """GET /p2p/balance: the sum of every entry of the site, and one page of its entries."""
 
     site_id: str

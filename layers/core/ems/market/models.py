@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ems.core.models import Model
 from ems.ledger.models import Exact
 
 SLOT_MS = 15 * 60_000
@@ -50,7 +51,7 @@ class MarketRules:
         return slot_ms - self.gate_closure_minutes * 60_000
 
 
-class OrderIn(BaseModel):
+class OrderIn(Model):
     """POST /p2p/orders."""
 
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +63,7 @@ class OrderIn(BaseModel):
     client_token: str | None = ClientToken
 
 
-class Order(BaseModel):
+class Order(Model):
     order_id: str  # "<slot ms 13>-<entered ms 13>-<8 hex>": the slot is in the id
     site_id: str
     side: Side
@@ -77,14 +78,14 @@ class Order(BaseModel):
     client_token: str | None = None
 
 
-class OrdersQuery(BaseModel):
+class OrdersQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
     next_token: str | None = None
 
 
-class ClearRequest(BaseModel):
+class ClearRequest(Model):
     """POST /p2p/market/clear."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,7 +93,7 @@ class ClearRequest(BaseModel):
     delivery_start: str | int | float
 
 
-class SiteTrade(BaseModel):
+class SiteTrade(Model):
     """One site's side of a trade: never the other side's identity."""
 
     trade_id: str
@@ -108,7 +109,7 @@ class SiteTrade(BaseModel):
     settled_at: str
 
 
-class Clearing(BaseModel):
+class Clearing(Model):
     """A slot's clearing: the MarketCleared event's detail, and the status's last clearing."""
 
     delivery_start: str
@@ -122,7 +123,7 @@ class Clearing(BaseModel):
     cleared_at: str
 
 
-class ClearingReport(BaseModel):
+class ClearingReport(Model):
     """What one run of a slot's clearing did: `settled` counts the trades this run wrote (a re-run: 0)."""
 
     clearing: Clearing
@@ -130,34 +131,34 @@ class ClearingReport(BaseModel):
     first_run: bool
 
 
-class DepthLevel(BaseModel):
+class DepthLevel(Model):
     price_per_kwh: Exact
     quantity_kwh: Exact
     orders: int
 
 
-class SlotDepth(BaseModel):
+class SlotDepth(Model):
     delivery_start: str
     gate_closure: str
     bids: list[DepthLevel]  # best (highest) first
     offers: list[DepthLevel]  # best (lowest) first
 
 
-class MarketStatus(BaseModel):
+class MarketStatus(Model):
     slots: list[SlotDepth]
     last_clearing: Clearing | None
     next_gate_closure: str
     currency: str
 
 
-class TradesQuery(BaseModel):
+class TradesQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
     next_token: str | None = None
 
 
-class OrderPage(BaseModel):
+class OrderPage(Model):
     items: list[Order]
     count: int
     next_token: str | None = None
@@ -168,7 +169,7 @@ class OrderPage(BaseModel):
 ProposalStatus = Literal["proposed", "accepted"]
 
 
-class TransactionIn(BaseModel):
+class TransactionIn(Model):
     """POST /p2p/transactions (the seed's body): the proposing site sells to `peer` unless
     `side` is "buy"; it counts once the peer accepts it."""
 
@@ -181,7 +182,7 @@ class TransactionIn(BaseModel):
     side: Side = "sell"
 
 
-class Proposal(BaseModel):
+class Proposal(Model):
     """A bilateral transaction: both sites named it, so both see each other here."""
 
     transaction_id: str  # "<slot ms 13>-<8 hex>"
@@ -197,7 +198,7 @@ class Proposal(BaseModel):
     trade_id: str | None = None
 
 
-class TransactionsPage(BaseModel):
+class TransactionsPage(Model):
     """GET /p2p/transactions: the site's side of its trades (auction fills and accepted bilateral
     trades), and the bilateral proposals it made or was made that wait for acceptance."""
 
@@ -210,7 +211,7 @@ class TransactionsPage(BaseModel):
 # ---------------------------------------------------------------- suggested prices
 
 
-class MarkupsIn(BaseModel):
+class MarkupsIn(Model):
     """PUT /p2p/prices: the original dashboard's markups, in percent."""
 
     model_config = ConfigDict(extra="forbid")
@@ -219,7 +220,7 @@ class MarkupsIn(BaseModel):
     sell_percentage: Decimal = Field(ge=0, le=100, decimal_places=2)
 
 
-class Prices(BaseModel):
+class Prices(Model):
     """Suggested limits for order entry: buy = market x (1 - buy%), sell = market x (1 + sell%).
     Never applied at settlement (a trade settles at its clearing or agreed price)."""
 
@@ -235,7 +236,7 @@ class Prices(BaseModel):
 # ---------------------------------------------------------------- imbalance after delivery
 
 
-class SiteImbalance(BaseModel):
+class SiteImbalance(Model):
     site_id: str
     traded_export_kwh: Exact  # sold - bought in the slot
     metered_export_kwh: Exact | None  # export - import at the grid meters; None: no meter reported
@@ -243,7 +244,7 @@ class SiteImbalance(BaseModel):
     amount: Exact
 
 
-class ImbalanceReport(BaseModel):
+class ImbalanceReport(Model):
     delivery_start: str
     sites: list[SiteImbalance]
     posted: int  # ledger entries this run wrote (a re-run: 0)

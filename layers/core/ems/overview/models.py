@@ -6,10 +6,12 @@ a dashboard must be able to tell "nothing measured" from "nothing flowing".
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ems.core.models import Model
 
 
-class PowerNow(BaseModel):
+class PowerNow(Model):
     """Power flows from each sensor's newest reading (kW). Signs: grid > 0 imports, battery > 0
     charges; the split fields are never negative. consumption = grid + generation - battery."""
 
@@ -28,7 +30,7 @@ class PowerNow(BaseModel):
     sensors: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class EnergyToday(BaseModel):
+class EnergyToday(Model):
     """Energy since the site's local midnight (kWh), from 15-minute rollups of power."""
 
     start: str
@@ -41,7 +43,7 @@ class EnergyToday(BaseModel):
     battery_discharge_kwh: float | None = None
 
 
-class RoomNow(BaseModel):
+class RoomNow(Model):
     name: str
     floor: str | None = None
     temperature_c: float | None = None
@@ -52,14 +54,14 @@ class RoomNow(BaseModel):
     updated_at: str | None = None  # the newest reading among the values shown
 
 
-class SensorCounts(BaseModel):
+class SensorCounts(Model):
     total: int = 0
     online: int = 0
     offline: int = 0
     unknown: int = 0
 
 
-class Overview(BaseModel):
+class Overview(Model):
     site_id: str
     name: str
     timezone: str
@@ -70,7 +72,7 @@ class Overview(BaseModel):
     sensors: SensorCounts
 
 
-class RoomDetail(BaseModel):
+class RoomDetail(Model):
     """GET /api/v1/rooms/{name}: the room, and its live metrics. `power_kw` adds the newest `power_w`
     of the room's online sensors, `energy_today_kwh` their 15-minute rollups since the site's local
     midnight. `device_count` counts the distinct devices of the room's sensors (the devices domain
@@ -96,7 +98,7 @@ class RoomDetail(BaseModel):
     live_at: str | None = None  # the newest reading among the live values shown
 
 
-class LatestOfType(BaseModel):
+class LatestOfType(Model):
     """The newest reading among the sensors of one type."""
 
     sensor_id: str
@@ -104,7 +106,7 @@ class LatestOfType(BaseModel):
     metrics: dict[str, float]
 
 
-class Summary(BaseModel):
+class Summary(Model):
     """GET /api/v1/analytics/summary. Live parts (latest per type, rooms' values) follow the same
     data-sharing rules as the overview; counts are always shown, open alerts included."""
 
@@ -118,7 +120,7 @@ class Summary(BaseModel):
     open_alerts: int | None = None
 
 
-class EnergyQuery(BaseModel):
+class EnergyQuery(Model):
     """GET /api/v1/analytics/energy: a period, by default today in the site's time zone."""
 
     model_config = ConfigDict(extra="forbid")
@@ -127,7 +129,7 @@ class EnergyQuery(BaseModel):
     end_time: str | int | float | None = None
 
 
-class EnergyReport(BaseModel):
+class EnergyReport(Model):
     """Energy of a period from 15-minute rollups of power (kWh), and what it cost.
 
     Per quarter hour: import = max(grid, 0), export = max(-grid, 0) and

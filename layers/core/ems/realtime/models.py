@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ems.auth.models import (
     DATA_AGGREGATION_ORDER,
@@ -17,6 +17,7 @@ from ems.auth.models import (
     TimeAggregation,
 )
 from ems.core.ids import USER_ID
+from ems.core.models import Model
 
 # Kinds whose topics name one thing (`sensors/<id>`, or `sensors/*` for all of them), and kinds
 # that are one topic per site.
@@ -74,7 +75,7 @@ class Topic:
 # ---------------------------------------------------------------- what clients send
 
 
-class TopicsRequest(BaseModel):
+class TopicsRequest(Model):
     """`{"action": "subscribe" | "unsubscribe", "topics": [...]}`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,7 +87,7 @@ class TopicsRequest(BaseModel):
 # ---------------------------------------------------------------- what clients receive
 
 
-class ServerMessage(BaseModel):
+class ServerMessage(Model):
     """Every message a client receives: `{"topic", "type", "ts", "data"}` (API.md). Replies to the
     client's own requests (subscribed, pong, error) have no topic."""
 
@@ -96,12 +97,12 @@ class ServerMessage(BaseModel):
     data: Any = None
 
 
-class Refusal(BaseModel):
+class Refusal(Model):
     topic: str
     reason: str
 
 
-class SubscriptionChange(BaseModel):
+class SubscriptionChange(Model):
     """The `data` of a `subscribed` or `unsubscribed` reply."""
 
     accepted: list[str]

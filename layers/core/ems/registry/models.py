@@ -6,10 +6,11 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ems.core.holidays import unknown_country
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 
 # Room names are the seed's free text ("Conference Room A"), but they sit in URL paths and keys.
 ROOM_NAME_PATTERN = r"^[^/#?\x00-\x1f]{1,100}$"
@@ -17,7 +18,7 @@ METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 SENSOR_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-class Threshold(BaseModel):
+class Threshold(Model):
     """An alert rule on one metric of a sensor (ems.alerts): a value outside [min, max] for at least
     `for_minutes` (judged by the readings' times) raises an alert of `severity`; back inside clears it."""
 
@@ -56,7 +57,7 @@ def _check_country(value: str | None) -> str | None:
     return value
 
 
-class SiteIn(BaseModel):
+class SiteIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     site_id: str = Field(pattern=USER_ID_PATTERN)
@@ -71,7 +72,7 @@ class SiteIn(BaseModel):
     _country = field_validator("country")(classmethod(lambda cls, v: _check_country(v)))
 
 
-class SiteUpdate(BaseModel):
+class SiteUpdate(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -90,7 +91,7 @@ class Site(SiteIn):
     updated_at: datetime
 
 
-class RoomIn(BaseModel):
+class RoomIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=ROOM_NAME_PATTERN)
@@ -107,7 +108,7 @@ class RoomIn(BaseModel):
         return value
 
 
-class RoomUpdate(BaseModel):
+class RoomUpdate(Model):
     model_config = ConfigDict(extra="forbid")
 
     floor: str | None = Field(default=None, max_length=50)
@@ -130,7 +131,7 @@ def _check_thresholds(value: dict[str, Threshold] | None) -> dict[str, Threshold
     return value
 
 
-class SensorIn(BaseModel):
+class SensorIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     sensor_id: str = Field(pattern=USER_ID_PATTERN)
@@ -147,7 +148,7 @@ class SensorIn(BaseModel):
     _metrics = field_validator("thresholds")(classmethod(lambda cls, v: _check_thresholds(v)))
 
 
-class SensorUpdate(BaseModel):
+class SensorUpdate(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -169,7 +170,7 @@ class Sensor(SensorIn):
     updated_at: datetime
 
 
-class LastReading(BaseModel):
+class LastReading(Model):
     ts: str
     metrics: dict[str, float]
 
@@ -182,6 +183,6 @@ class SensorWithStatus(Sensor):
     last_reading: LastReading | None = None
 
 
-class Deleted(BaseModel):
+class Deleted(Model):
     deleted: bool = True
     cascaded: dict[str, int] = Field(default_factory=dict)

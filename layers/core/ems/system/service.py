@@ -5,21 +5,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydantic import BaseModel
-
 from ems.auth import signing
 from ems.core.aws import client
+from ems.core.models import Model
 from ems.core.observability import logger
 from ems.core.settings import settings
 
 
-class Check(BaseModel):
+class Check(Model):
     status: str
     latency_ms: float
     detail: str | None = None
 
 
-class Health(BaseModel):
+class Health(Model):
     status: str
     version: str
     checks: dict[str, Check]

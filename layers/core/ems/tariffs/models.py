@@ -12,15 +12,16 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ems.core.clock import parse_time
+from ems.core.models import Model
 
 PricePerKwh = Annotated[float, Field(ge=-10, le=100)]  # negative prices happen on real markets
 WEEKDAYS = tuple(range(7))  # Monday = 0, as datetime.weekday()
 
 
-class TouBand(BaseModel):
+class TouBand(Model):
     model_config = ConfigDict(extra="forbid")
 
     weekdays: list[Annotated[int, Field(ge=0, le=6)]] | None = None  # None: every day
@@ -29,7 +30,7 @@ class TouBand(BaseModel):
     price: PricePerKwh
 
 
-class PriceFrom(BaseModel):
+class PriceFrom(Model):
     model_config = ConfigDict(extra="forbid")
 
     start: str | int | float
@@ -74,7 +75,7 @@ def _check_price(value: Price) -> Price:
     return value
 
 
-class TariffIn(BaseModel):
+class TariffIn(Model):
     model_config = ConfigDict(extra="forbid")
 
     import_price: Price

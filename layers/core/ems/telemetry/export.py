@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ems.auth.models import Claims
 from ems.core.clock import Clock, to_iso, utc_now
 from ems.core.errors import BadRequest
+from ems.core.models import Model
 from ems.core.observability import logger
 from ems.core.settings import settings
 from ems.registry.models import METRIC_PATTERN
@@ -56,7 +57,7 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-class ExportQuery(BaseModel):
+class ExportQuery(Model):
     """The query string of GET /export. `metrics` defaults to what the sensors last reported."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,7 +87,7 @@ class ExportQuery(BaseModel):
         return value
 
 
-class ExportLink(BaseModel):
+class ExportLink(Model):
     """The answer for a file too large to return inline."""
 
     url: str

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from ems.core.ids import USER_ID_PATTERN
+from ems.core.models import Model
 from ems.registry.models import METRIC_PATTERN, ROOM_NAME_PATTERN, SENSOR_TYPE_PATTERN
 
 Resolution = Literal["raw", "15m", "1h", "1d"]
@@ -47,7 +48,7 @@ class Reading:
     sensor_type: str | None = None
 
 
-class IngestRequest(BaseModel):
+class IngestRequest(Model):
     """POST /data/ingest. Readings stay raw here: each is checked on its own, so one bad reading
     is rejected with its index instead of failing the batch."""
 
@@ -56,12 +57,12 @@ class IngestRequest(BaseModel):
     readings: list[Any]
 
 
-class Rejection(BaseModel):
+class Rejection(Model):
     index: int
     reason: str
 
 
-class IngestResult(BaseModel):
+class IngestResult(Model):
     """`accepted` counts readings now stored, whether this request or an earlier one stored them
     (a retried batch answers the same); `duplicates` says how many of those were stored already."""
 
@@ -70,7 +71,7 @@ class IngestResult(BaseModel):
     rejected: list[Rejection] = Field(default_factory=list)
 
 
-class SensorDataQuery(BaseModel):
+class SensorDataQuery(Model):
     """GET /sensors/{sensor_id}/data: its query string."""
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +83,7 @@ class SensorDataQuery(BaseModel):
     aggregate: Aggregate = "mean"
 
 
-class DataQuery(BaseModel):
+class DataQuery(Model):
     """POST /data/query. Omitted `resolution` and `group_by` mean the finest the token may see."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,13 +99,13 @@ class DataQuery(BaseModel):
     group_by: GroupBy | None = None
 
 
-class Point(BaseModel):
+class Point(Model):
     ts: str
     value: float
     count: int
 
 
-class Series(BaseModel):
+class Series(Model):
     """One series: what /sensors/{id}/data answers."""
 
     metric: str
@@ -114,12 +115,12 @@ class Series(BaseModel):
     points: list[Point]
 
 
-class KeyedPoints(BaseModel):
+class KeyedPoints(Model):
     key: str
     points: list[Point]
 
 
-class SeriesSet(BaseModel):
+class SeriesSet(Model):
     """What /data/query answers: one series per sensor, room or site by `group_by`."""
 
     metric: str
@@ -136,7 +137,7 @@ TELEMETRY_SOURCE = "ems.telemetry"
 TELEMETRY_RECEIVED = "TelemetryReceived"
 
 
-class ReceivedReading(BaseModel):
+class ReceivedReading(Model):
     """One sensor's metrics at one time, as `TelemetryReceived` carries it (ts in epoch ms)."""
 
     sensor_id: str
@@ -146,7 +147,7 @@ class ReceivedReading(BaseModel):
     metrics: dict[str, float]
 
 
-class TelemetryReceived(BaseModel):
+class TelemetryReceived(Model):
     """The detail of a `TelemetryReceived` event: readings newly stored for one site, after a batch."""
 
     site: str
