@@ -44,7 +44,7 @@ from ems.core.errors import Conflict, Forbidden, Invalid, NotFound
 from ems.core.events import DomainEvent
 from ems.core.pagination import MAX_LIMIT, every
 from ems.devices.commands import Source
-from ems.tariffs.models import DEFAULT_TARIFF, TariffIn, price_at
+from ems.tariffs.models import TariffIn, default_tariff, price_at
 
 FORECAST_SLOT_MINUTES = 15
 REPLAN_EXPRESSION = "rate(15 minutes)"
@@ -119,7 +119,7 @@ def _forecasts(site: str, start: datetime, req: OptimizeRequest, caller: Claims 
 
 def _tariff(site: str, s: Stores) -> TariffIn:
     tariff = s.tariffs.get_tariff(site) if s.tariffs is not None else None
-    return tariff if tariff is not None else DEFAULT_TARIFF
+    return tariff if tariff is not None else default_tariff()
 
 
 def _prices(site: str, start: datetime, req: OptimizeRequest, tariff: TariffIn, timezone: str) -> tuple[list[float], list[float], dict[str, str]]:  # fmt: skip

@@ -58,7 +58,7 @@ from ems.market.models import (
     TransactionsPage,
 )
 from ems.market.ports import GridMeters, Ledger, MarketBook, Rollups, SiteDirectory, TariffSource, TradeLegs
-from ems.tariffs.models import DEFAULT_TARIFF, price_at
+from ems.tariffs.models import default_tariff, price_at
 
 ORDER_ID = re.compile(r"^\d{13}-\d{13}-[0-9a-f]{8}$")
 DAY_MS = 24 * 3_600_000
@@ -102,7 +102,7 @@ def _wh(kwh: Decimal) -> int:
 def tariff_bounds(site_id: str, slot_ms: int, s: Stores) -> tuple[Decimal, Decimal]:
     """(grid import price, feed-in price) per kWh at the slot's start, from the site's tariff."""
     site = s.sites.get_site(site_id)
-    tariff = s.tariffs.get_tariff(site_id) or DEFAULT_TARIFF
+    tariff = s.tariffs.get_tariff(site_id) or default_tariff()
     at = datetime.fromtimestamp(slot_ms / 1000, UTC)
     return (
         Decimal(str(price_at(tariff.import_price, at, site.timezone))),
@@ -426,13 +426,12 @@ def accept_transaction(
 
 # ---------------------------------------------------------------- suggested prices
 
-NO_MARKUPS = MarkupsIn(buy_percentage=Decimal(0), sell_percentage=Decimal(0))
-
 
 def prices(site_id: str, s: Stores, rules: MarketRules, now: Clock = utc_now) -> Prices:
     """buy = market x (1 - buy%), sell = market x (1 + sell%), where market is the last clearing's
     price, or with none yet the middle of the site's import and feed-in prices at the next open slot."""
-    markups = s.book.markups(site_id) or NO_MARKUPS
+    # None set: no markups (made here, not at import, so MarkupsIn is built only where it is used).
+    markups = s.book.markups(site_id) or MarkupsIn(buy_percentage=Decimal(0), sell_percentage=Decimal(0))
     last = s.book.last_clearing()
     if last is not None and last.price_per_kwh is not None:
         market, basis = last.price_per_kwh, "last_clearing"

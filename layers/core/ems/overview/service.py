@@ -40,7 +40,7 @@ from ems.overview.models import (
 from ems.overview.ports import OpenAlerts, Rollups, SiteDirectory, TariffSource
 from ems.registry.models import Room, Sensor, Site
 from ems.registry.status import Heard, LatestReadings, Status, status_of
-from ems.tariffs.models import DEFAULT_TARIFF, price_at
+from ems.tariffs.models import default_tariff, price_at
 from ems.telemetry import sharing
 from ems.telemetry.models import ROOM_METRIC_OF_SENSOR_TYPE
 from ems.telemetry.rollup import WIDTH_MS, Bucket
@@ -61,7 +61,7 @@ class Stores:
     registry: SiteDirectory
     telemetry: Rollups
     latest: LatestReadings
-    tariffs: TariffSource | None = None  # None: the default tariff (DEFAULT_TARIFF)
+    tariffs: TariffSource | None = None  # None: the default tariff (ems.tariffs.models.default_tariff)
     alerts: OpenAlerts | None = None  # None: alerts are not counted
 
 
@@ -373,7 +373,7 @@ def energy_report(
     rollups = _power_rollups(site_id, [i for ids in flows.values() for i in ids], first_bucket, end_ms, s)
     totals = energy_today(flows, rollups, start_ms, end_ms)
     stored = s.tariffs.get_tariff(site_id) if s.tariffs is not None else None
-    tariff = stored or DEFAULT_TARIFF
+    tariff = stored or default_tariff()
     report = EnergyReport(
         **totals.model_dump(), currency=tariff.currency or site.currency, tariff_is_default=stored is None
     )

@@ -26,7 +26,7 @@ from ems.registry.models import (
 )
 from ems.registry.status import STATUSES, Heard, LatestReadings, Status, status_of
 from ems.registry.store import RegistryStore
-from ems.tariffs.models import DEFAULT_TARIFF, Tariff, TariffIn
+from ems.tariffs.models import Tariff, TariffIn, default_tariff
 
 # ---------------------------------------------------------------- sites
 
@@ -182,12 +182,12 @@ def delete_sensor(site_id: str, sensor_id: str, store: RegistryStore) -> Deleted
 
 
 def get_tariff(site_id: str, store: RegistryStore) -> Tariff:
-    """The site's tariff, or DEFAULT_TARIFF (marked `is_default`) when it has set none."""
+    """The site's tariff, or the default tariff (marked `is_default`) when it has set none."""
     store.get_site(site_id)  # 404 for a site that does not exist
     found = store.get_tariff(site_id)
     if found is not None:
         return found
-    return Tariff(**DEFAULT_TARIFF.model_dump(), site_id=site_id, is_default=True)
+    return Tariff(**default_tariff().model_dump(), site_id=site_id, is_default=True)
 
 
 def put_tariff(site_id: str, tariff: TariffIn, store: RegistryStore, now: Clock = utc_now) -> Tariff:

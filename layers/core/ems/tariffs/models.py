@@ -9,6 +9,7 @@ currency; demand charge per kW of the period's peak.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -95,9 +96,12 @@ class Tariff(TariffIn):
     is_default: bool = False
 
 
-# What a site without a tariff of its own is priced at: zero prices (costs are then 0, not made-up)
-# and no CO2 factor (CO2 is then null).
-DEFAULT_TARIFF = TariffIn(import_price=0.0, export_price=0.0)
+@cache
+def default_tariff() -> TariffIn:
+    """What a site without a tariff of its own is priced at: zero prices (costs are then 0, not
+    made-up) and no CO2 factor (CO2 is then null). Made when first asked for: made at import, it
+    built TariffIn's validator in every function that imports this module."""
+    return TariffIn(import_price=0.0, export_price=0.0)
 
 
 def price_at(price: Price, at: datetime, timezone: str) -> float:
