@@ -10,13 +10,19 @@ then the trees refitted on all of it. Science layer only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
 
 from ems.forecast.features import Columns, baseline_and_features, training_rows
 from ems.forecast.naive import DAY_MINUTES, WEEK_MINUTES
 from ems.forecast.seasonal import Decomposition, decomposition_forecast
+
+if TYPE_CHECKING:
+    # Imported where the trees are made: scikit-learn (and the SciPy it loads) is most of a second
+    # of the forecast function's cold start, and a request served by seasonal naive needs neither;
+    # a stored model's trees import it when they are unpickled.
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 QUANTILES = (0.1, 0.9)
 # The decomposition's settings tried on the training data's last VALIDATION_DAYS (54).
@@ -118,6 +124,8 @@ def accuracy(actual: np.ndarray, forecast: Forecast, naive: np.ndarray) -> Accur
 
 
 def _regressor(s: Settings, loss: str, quantile: float | None = None) -> HistGradientBoostingRegressor:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(
         loss=loss, quantile=quantile, max_iter=s.max_iter, learning_rate=s.learning_rate,
         max_leaf_nodes=s.max_leaf_nodes, min_samples_leaf=s.min_samples_leaf,
