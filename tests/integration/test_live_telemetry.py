@@ -264,6 +264,31 @@ def test_telemetry_received_reaches_sensor_room_and_site_subscribers(
     }  # fmt: skip
 
 
+def test_an_event_over_256_kb_is_split_and_every_reading_is_pushed_once(
+    site: InProcessApi, admin_token: str, published: ListPublisher, poster: FakePoster
+) -> None:
+    """1,000 readings of 20 metrics each in one request: their TelemetryReceived is over 256 KB, so it goes
+    as several events, each within EventBridge's limit; a `sensors/*` subscriber gets each reading once."""
+    assert connect(site, admin_token)["statusCode"] == 200
+    assert send(site, "subscribe", {"action": "subscribe", "topics": ["sensors/*"]})["data"]["refused"] == []
+    start_ms = (now_ms() - 3_600_000) // 1000 * 1000
+    body = {"readings": [{"sensor_id": "MAIN_METER", "ts": start_ms + n * 1000,
+                          "metrics": {f"m{k:02d}_w": n + k / 100 for k in range(20)}} for n in range(1000)]}  # fmt: skip
+    reply = site.request("POST", "/api/v1/data/ingest", token=admin_token, body=body)
+    assert reply.status == 200 and reply.json["accepted"] == 1000, reply.json
+    details = [e.detail for e in published.events]
+    sizes = [len(json.dumps(d, separators=(",", ":")).encode()) for d in details]  # as PutEvents sends them
+    assert len(details) > 1 and max(sizes) <= 256 * 1024 < sum(sizes)  # as one, it would not fit
+    assert sum(len(d["readings"]) for d in details) == 1000
+    for detail in details:  # each as EventBridge delivers it to the realtime function
+        site.invoke("RealtimeFunction", {**received_event(), "detail": detail})
+    pushed = [m["data"] for _, batch in poster.posts for m in (batch if isinstance(batch, list) else [batch])
+              if m["topic"] == "sensors/MAIN_METER"]  # fmt: skip
+    assert len(pushed) == 1000
+    assert sorted(p["ts"] for p in pushed) == sorted({p["ts"] for p in pushed})  # none twice
+    assert all(len(p["metrics"]) == 20 for p in pushed)
+
+
 def test_a_room_limited_token_gets_the_room_not_the_sensor(
     site: InProcessApi, admin_token: str, poster: FakePoster
 ) -> None:
