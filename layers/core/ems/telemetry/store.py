@@ -765,16 +765,17 @@ def _backoff(attempt: int) -> float:
 
 T = TypeVar("T")
 R = TypeVar("R")
-_POOL = ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="ems-store")
 
 
 def _in_parallel(work: Callable[[T], R], inputs: Sequence[T]) -> list[R]:
-    """work(x) for each input, in order; on the process's pool when there is more than one (I/O-bound
-    calls; a pool made per call would start its threads every time). Calls made from a pool thread run in
-    that thread (so nested calls never wait on the pool they hold)."""
+    """work(x) for each input, in order; in threads of a pool of its own when there is more than one
+    (I/O-bound calls). A call from one of those threads runs in it (nested calls never wait on a pool)."""
     if len(inputs) <= 1 or threading.current_thread().name.startswith("ems-store"):
         return [work(x) for x in inputs]
-    return list(_POOL.map(work, inputs))
+    with ThreadPoolExecutor(
+        max_workers=min(READ_WORKERS, len(inputs)), thread_name_prefix="ems-store"
+    ) as pool:
+        return list(pool.map(work, inputs))
 
 
 # ---------------------------------------------------------------- each sensor's newest reading
