@@ -281,8 +281,8 @@ class DynamoTelemetryStore:
     def _quarters_and_pointers(
         self, keys: list[QuarterKey], series: list[SeriesKey]
     ) -> tuple[dict[QuarterKey, Quarter], dict[SeriesKey, int]]:
-        """The quarter items (consistent: their versions condition the puts) and the series' pointers (any
-        read will do: a stale one only moves a pointer that had moved), in the same requests."""
+        """The quarter items (consistent: their versions condition the puts) and the series' pointers, in
+        the same requests."""
         pointer_keys = [{"pk": {"S": series_pk(s)}, "sk": {"S": f"{sensor}#{m}"}} for s, sensor, m in series]
         found = _batch_get({self._raw_table: (_quarter_keys(keys) + pointer_keys, True)}, self._sleep)
         quarters = dict.fromkeys(keys, Quarter())
