@@ -11,8 +11,8 @@ Wear convention: `wear_cost_per_kwh` is paid once per kWh charged and once per k
 counted on the grid (AC) side of the battery, where its powers are. Hence a kWh bought at p_lo, kept
 and sold at p_hi pays iff eta_c * eta_d * (p_hi - w) > p_lo + w.
 
-numpy and highspy are the science layer's: only the optimiser's function imports this module, and
-highspy loads when a model is first solved.
+numpy and highspy are the science layer's: only the optimiser's function imports this module (on
+its first solve), and highspy loads when a model is first solved.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ forecasts and the SoC measured now (or the caller's what-if series and start SoC
 `apply`, kept as model-predictive control: the first slot's setpoint goes to the inverter, a
 15-minute Scheduler schedule re-plans from the SoC measured then, and DELETE stops it.
 
-This module imports the optimiser (numpy, highspy: the science layer): only the optimiser's
-function (functions/optimizer/app.py) imports it.
+This module solves with the optimiser (numpy, highspy: the science layer): only the optimiser's
+function (functions/optimizer/app.py) imports it, and the optimiser loads on the first solve, so
+that function's other routes (GET plan, DELETE plan) start without numpy.
 
 Prices per slot: the caller's `import_price`/`export_price` series, else the tariff's price at each
 slot's start (a flat price, a time-of-use table in the site's time zone, or a series of prices from
@@ -24,7 +25,7 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 from ems.auth.models import Claims
-from ems.batteries import optimizer, service
+from ems.batteries import service
 from ems.batteries.models import (
     BATTERIES_SOURCE,
     PLAN_CHANGED,
@@ -245,6 +246,8 @@ def solve(site: str, batteries: list[Battery], req: OptimizeRequest, caller: Cla
         demand_charge_per_kw=demand_charge,
         peak_so_far_kw=_peak_so_far_kw(site, timezone, caller, s, moment) if demand_charge else 0.0,
     )  # fmt: skip
+    from ems.batteries import optimizer  # numpy and highspy: loaded on the first solve, not at init
+
     schedule = optimizer.optimize(problem)
     return _result(site, batteries, start, req, problem, schedule, start_soc, {**sources, **price_sources})
 
