@@ -102,22 +102,16 @@ class Series:
 def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
     """Per function: the request it serves in a sample, and the status that proves it was served."""
     admin = aws.mint("bench-admin", ["*"], ["*"])
-    status, reply = aws.call("POST", "/api/v1/sites", admin, {"site_id": SITE, "name": "Bench building"})
-    if status not in (201, 409):
-        raise RuntimeError(f"could not create the bench site: {status} {reply}")
-    status, reply = aws.call("POST", "/api/v1/sensors", admin,
-                             {"sensor_id": SENSOR, "name": "Bench meter", "sensor_type": "meter"}, f"site={SITE}")  # fmt: skip
-    if status not in (201, 409):
-        raise RuntimeError(f"could not create the bench sensor: {status} {reply}")
+    _create(aws, admin, "site", "/api/v1/sites", {"site_id": SITE, "name": "Bench building"}, "")
+    _create(aws, admin, "sensor", "/api/v1/sensors",
+            {"sensor_id": SENSOR, "name": "Bench meter", "sensor_type": "meter"})  # fmt: skip
     inverter = {
         "device_id": BATTERY,
         "name": "Bench inverter",
         "device_type": "battery_inverter",
         "rated_power_kw": 5,
     }
-    status, reply = aws.call("POST", "/api/v1/iot/devices", admin, inverter, f"site={SITE}")
-    if status not in (201, 409):
-        raise RuntimeError(f"could not create the bench battery's inverter: {status} {reply}")
+    _create(aws, admin, "battery's inverter", "/api/v1/iot/devices", inverter)
     battery = {
         "battery_id": BATTERY,
         "name": "Bench battery",
@@ -126,9 +120,7 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
         "max_discharge_kw": 5,
         "device_id": BATTERY,
     }
-    status, reply = aws.call("POST", "/api/v1/batteries", admin, battery, f"site={SITE}")
-    if status not in (201, 409):
-        raise RuntimeError(f"could not create the bench battery: {status} {reply}")
+    _create(aws, admin, "battery", "/api/v1/batteries", battery)
     # An applied plan for the optimiser's GET (the shortest horizon, hourly, the series given: no forecast read).
     series = {
         "load_kw": [1.0] * 24,
@@ -195,6 +187,15 @@ def requests(aws: LocalAws) -> dict[str, tuple[str, Request, int]]:
             f"no cold-start request chosen for {sorted(missing)}: add one in bench/cold_start.py"
         )
     return chosen
+
+
+def _create(
+    aws: LocalAws, token: str, what: str, path: str, body: dict[str, Any], query: str = f"site={SITE}"
+) -> None:
+    """POST a bench resource of the site (there already, from an earlier run, is as good)."""
+    status, reply = aws.call("POST", path, token, body, query)
+    if status not in (201, 409):
+        raise RuntimeError(f"could not create the bench {what}: {status} {reply}")
 
 
 @contextmanager

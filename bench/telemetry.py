@@ -90,7 +90,7 @@ def _time_spent_in(targets: Mapping[str, tuple[type, str]], spent: dict[str, flo
 
 def _ingest(aws: LocalAws, token: str, round_no: int) -> tuple[int, float, float, dict[str, float]]:
     """One round: (readings, seconds through the handler, seconds of raw batch_write_item of the same
-    items, seconds of the handler's time spent in the store's write and in the status update)."""
+    items, seconds of the handler's time spent in the store's write and in sealing)."""
     from ems.core.settings import settings
     from ems.telemetry.store import DynamoTelemetryStore
 

@@ -93,8 +93,9 @@ OPEN_HOURS_BY_GET = 3
 
 Sleep = Callable[[float], None]
 QuarterKey = tuple[str, str, str, int]  # site, sensor, metric, quarter start
-HourKey = tuple[str, str, str, int]  # site, sensor, metric, hour start
 SeriesKey = tuple[str, str, str]  # site, sensor, metric
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _dynamodb() -> Any:
@@ -326,22 +327,16 @@ class DynamoTelemetryStore:
             requests[key] = put
         keys = list(requests)
         if dense and len(keys) > 1:
-            chunks = [keys[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(keys), MAX_TRANSACTION_ITEMS)]
-            refused = _in_parallel(
-                lambda c: [] if self._transact([{"Put": requests[k]} for k in c]) else c, chunks
+            parts = _in_parallel(
+                lambda c: [] if self._transact([{"Put": requests[k]} for k in c]) else c,
+                _chunks(keys, MAX_TRANSACTION_ITEMS),
             )
-            return {k for part in refused for k in part}
+            return {k for part in parts for k in part}
 
-        def one(key: QuarterKey) -> QuarterKey | None:
-            try:
-                _dynamodb().put_item(**requests[key])
-            except Exception as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return key
-                raise
-            return None
+        def refused(key: QuarterKey) -> bool:
+            return _refused(_dynamodb().put_item, **requests[key]) is not None
 
-        return {k for k in _in_parallel(one, keys) if k is not None}
+        return {k for k, lost in zip(keys, _in_parallel(refused, keys), strict=True) if lost}
 
     def _advance(
         self, newest: Mapping[SeriesKey, int], pointers: Mapping[SeriesKey, int], dense: bool
@@ -355,22 +350,12 @@ class DynamoTelemetryStore:
             for (site_id, sensor_id, metric), hour in newest.items() if pointers.get((site_id, sensor_id, metric), -1) < hour
         ]  # fmt: skip
 
-        def move(update: dict[str, Any]) -> None:
-            try:
-                _dynamodb().update_item(**update)
-            except Exception as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":  # else: a newer hour is there
-                    raise
-
         def chunk(part: list[dict[str, Any]]) -> None:
             if not (dense and len(part) > 1 and self._transact([{"Update": u} for u in part])):
                 for update in part:
-                    move(update)
+                    _refused(_dynamodb().update_item, **update)  # refused: a newer hour is there
 
-        _in_parallel(
-            chunk,
-            [updates[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(updates), MAX_TRANSACTION_ITEMS)],
-        )
+        _in_parallel(chunk, _chunks(updates, MAX_TRANSACTION_ITEMS))
 
     # ------------------------------------------------------------ sealing
 
@@ -398,15 +383,11 @@ class DynamoTelemetryStore:
 
     def _create_seal(self, site_id: str, through: int) -> Seal:
         """A site's first write: its hours before its first readings' are sealed (they have none)."""
-        try:
-            _dynamodb().put_item(
-                TableName=self._rollups_table,
-                Item={"pk": {"S": seal_pk(site_id)}, "sk": {"N": "0"}, "t": _number(through), "v": {"N": "1"}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )  # fmt: skip
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        if _refused(
+            _dynamodb().put_item, TableName=self._rollups_table,
+            Item={"pk": {"S": seal_pk(site_id)}, "sk": {"N": "0"}, "t": _number(through), "v": {"N": "1"}},
+            ConditionExpression="attribute_not_exists(pk)",
+        ) is not None:  # fmt: skip
             found = self._get_seal(site_id)  # another first write made it
             if found is not None:
                 return found
@@ -435,17 +416,11 @@ class DynamoTelemetryStore:
             seal = Seal(hour, None, 0, seal.version + 2)
 
     def _update_seal(self, site_id: str, seal: Seal, expression: str, values: dict[str, Any]) -> bool:
-        try:
-            _dynamodb().update_item(
-                TableName=self._rollups_table, Key={"pk": {"S": seal_pk(site_id)}, "sk": {"N": "0"}},
-                UpdateExpression=expression, ConditionExpression="v = :v",
-                ExpressionAttributeValues={**values, ":v": _number(seal.version), ":next": _number(seal.version + 1)},
-            )  # fmt: skip
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return _refused(
+            _dynamodb().update_item, TableName=self._rollups_table, Key={"pk": {"S": seal_pk(site_id)}, "sk": {"N": "0"}},
+            UpdateExpression=expression, ConditionExpression="v = :v",
+            ExpressionAttributeValues={**values, ":v": _number(seal.version), ":next": _number(seal.version + 1)},
+        ) is None  # fmt: skip
 
     def seal_hour(self, site_id: str, hour: int) -> None:
         """Make one hour's items of the site: each series' hour, then each group's."""
@@ -518,8 +493,6 @@ class DynamoTelemetryStore:
         """Put each item on condition that its basis grows; those refused, with the basis that stays.
         Several go 100 to a transaction (an hour of a site's series: one request, not one a series); a
         transaction refused goes again item by item, which says who holds what."""
-        keys = list(todo)
-        chunks = [keys[i : i + MAX_TRANSACTION_ITEMS] for i in range(0, len(keys), MAX_TRANSACTION_ITEMS)]
 
         def chunk(part: list[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
             if len(part) > 1 and self._transact(
@@ -529,20 +502,22 @@ class DynamoTelemetryStore:
             held = {k: self._put_based(*todo[k]) for k in part}
             return {k: b for k, b in held.items() if b is not None}
 
-        return {k: b for found in _in_parallel(chunk, chunks) for k, b in found.items()}
+        return {
+            k: b
+            for found in _in_parallel(chunk, _chunks(list(todo), MAX_TRANSACTION_ITEMS))
+            for k, b in found.items()
+        }
 
     def _put_based(self, basis: int, item: dict[str, Any]) -> int | None:
         """None when put; else the basis of the item that stays (made from a read at least as new)."""
-        try:
-            _dynamodb().put_item(
-                **_based_put(self._rollups_table, basis, item), ReturnValuesOnConditionCheckFailure="ALL_OLD"
-            )
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            held = getattr(exc, "response", {}).get("Item") or {}
-            return int(held["b"]["N"]) if "b" in held else basis
-        return None
+        held = _refused(
+            _dynamodb().put_item,
+            **_based_put(self._rollups_table, basis, item),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        if held is None:
+            return None
+        return int(held["b"]["N"]) if "b" in held else basis
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         """One transaction; False when it is cancelled (a condition failed, or another transaction held
@@ -683,6 +658,23 @@ def _based_put(table: str, basis: int, item: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _refused(write: Callable[..., Any], **request: Any) -> dict[str, Any] | None:
+    """write(**request), a conditional write: None when written; when its condition refused it, the item
+    that stays (its old image when the request asks for one, else {}). Other errors are raised."""
+    try:
+        write(**request)
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return getattr(exc, "response", {}).get("Item") or {}
+    return None
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    """`items` in runs of `size` (the last shorter): a request's most keys or items."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _quarter_keys(keys: Sequence[QuarterKey]) -> list[dict[str, Any]]:
     return [{"pk": {"S": quarter_pk(s, sensor, m)}, "sk": _sk(q)} for s, sensor, m, q in keys]
 
@@ -703,7 +695,6 @@ def _batch_get(
     """BatchGetItem of any number of keys of one or more tables (table -> (keys, consistent)), 100 keys a
     call, calls side by side, unprocessed keys retried with backoff. Items by table."""
     flat = [(table, key) for table, (keys, _) in requests.items() for key in keys]
-    chunks = [flat[i : i + BATCH_GET_KEYS] for i in range(0, len(flat), BATCH_GET_KEYS)]
 
     def chunk(wanted: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
         request: dict[str, Any] = {}
@@ -720,7 +711,7 @@ def _batch_get(
         raise TooManyRequests("telemetry storage is busy; retry the batch (it is safe to send again)")
 
     out: dict[str, list[dict[str, Any]]] = {table: [] for table in requests}
-    for found in _in_parallel(chunk, chunks):
+    for found in _in_parallel(chunk, _chunks(flat, BATCH_GET_KEYS)):
         for table, item in found:
             out[table].append(item)
     return out
@@ -761,10 +752,6 @@ def _real_ms() -> int:
 def _backoff(attempt: int) -> float:
     """Seconds to wait before attempt `attempt + 1`: exponential, capped, with jitter."""
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def _in_parallel(work: Callable[[T], R], inputs: Sequence[T]) -> list[R]:
@@ -842,16 +829,10 @@ class SensorStatusStore:
         replayed readings never move status back). How many moved. One conditional put a sensor, side
         by side."""
 
-        def one(h: Heard) -> int:
-            try:
-                _dynamodb().put_item(**self._put(site_id, h))
-            except Exception as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return 0  # it holds a newer reading
-                raise
-            return 1
+        def moved(h: Heard) -> bool:  # refused: the item holds a newer reading
+            return _refused(_dynamodb().put_item, **self._put(site_id, h)) is None
 
-        return sum(_in_parallel(one, list(heard)))
+        return sum(_in_parallel(moved, list(heard)))
 
     def _put(self, site_id: str, h: Heard) -> dict[str, Any]:
         """The sensor's item put whole, on condition that it holds no newer reading."""
